@@ -1,0 +1,44 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Check is one readiness dependency (session store, IdP discovery, audit sink).
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// HealthHandlers registers /healthz (the process is up) and /readyz (every
+// dependency answers) on mux. /readyz names failing dependencies but never
+// prints their error text, which could carry addresses or credentials.
+func HealthHandlers(mux *http.ServeMux, checks []Check) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := map[string]string{}
+		ready := true
+		for _, c := range checks {
+			if err := c.Fn(ctx); err != nil {
+				status[c.Name] = "unavailable"
+				ready = false
+			} else {
+				status[c.Name] = "ok"
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": status})
+	})
+}
