@@ -1,0 +1,564 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultIdleTimeout     = 30 * time.Minute
+	DefaultAbsoluteTimeout = 12 * time.Hour
+	// DefaultCacheTTL bounds how long an instance may serve a session from its
+	// cache after another instance revoked it, should the pub/sub invalidation
+	// be lost without the subscription noticing. Normally invalidations arrive
+	// within milliseconds.
+	DefaultCacheTTL       = 5 * time.Second
+	DefaultCacheSize      = 10000
+	DefaultHealthInterval = 250 * time.Millisecond
+	DefaultHealthTimeout  = 250 * time.Millisecond
+	// DefaultSlideFraction: a slide is written to the store only when the
+	// stored LastSeen is older than this fraction of the idle timeout.
+	DefaultSlideFraction = 10 // i.e. IdleTimeout/10
+)
+
+// Options configure a Manager. Zero fields take the defaults above.
+type Options struct {
+	// IdleTimeout ends a session this long after its last request (that slid it).
+	IdleTimeout time.Duration
+	// AbsoluteTimeout ends a session this long after it was created, whatever
+	// its activity.
+	AbsoluteTimeout time.Duration
+	// Now is the clock; time.Now when nil. Stores given to the Manager should
+	// use the same clock.
+	Now func() time.Time
+	// CacheTTL is how long a decrypted session is served from memory before
+	// it is read again; negative disables the cache.
+	CacheTTL time.Duration
+	// CacheSize caps the number of cached sessions.
+	CacheSize int
+	// SlideWriteInterval: a slide is persisted only when the stored LastSeen is
+	// at least this old (default IdleTimeout/10). Hence a session idles out no
+	// later than IdleTimeout and, when other instances or a cache expiry lose
+	// the in-memory LastSeen, no earlier than IdleTimeout - SlideWriteInterval
+	// after its last request.
+	SlideWriteInterval time.Duration
+	// HealthInterval is how often the store is pinged; HealthTimeout bounds
+	// each ping. A failed ping makes every Load return ErrUnavailable (the
+	// cache is not honoured) until a ping succeeds again, so requests fail
+	// within HealthInterval+HealthTimeout (0.5s by default) of the store
+	// going away. A negative HealthInterval disables the check (tests only).
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
+	// Logger receives operational events (never a token or a handle);
+	// discarded when nil.
+	Logger *slog.Logger
+}
+
+// Manager creates, loads, slides and revokes sessions over a Store, with a
+// small cache in front of it. It is safe for concurrent use.
+//
+// Revocation bound: a Delete* call takes effect at once on the instance that
+// made it; on other instances sharing a redis store it takes effect when the
+// pub/sub invalidation arrives (milliseconds), and at the latest after
+// CacheTTL should the message be lost. A broken subscription or an
+// unreachable store empties the cache.
+type Manager struct {
+	store    Store
+	notifier Notifier
+	now      func() time.Time
+	log      *slog.Logger
+
+	idle, absolute time.Duration
+	slideWrite     time.Duration
+	healthTimeout  time.Duration
+
+	cache  *cache
+	origin string // identifies this Manager's own invalidation messages
+
+	available atomic.Bool
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewManager returns a Manager that owns store (Close closes it) and starts
+// its background health check and, for shared stores, the invalidation
+// subscription.
+func NewManager(store Store, opts Options) *Manager {
+	m := &Manager{
+		store:         store,
+		now:           opts.Now,
+		log:           opts.Logger,
+		idle:          opts.IdleTimeout,
+		absolute:      opts.AbsoluteTimeout,
+		slideWrite:    opts.SlideWriteInterval,
+		healthTimeout: opts.HealthTimeout,
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.idle <= 0 {
+		m.idle = DefaultIdleTimeout
+	}
+	if m.absolute <= 0 {
+		m.absolute = DefaultAbsoluteTimeout
+	}
+	if m.slideWrite <= 0 {
+		m.slideWrite = m.idle / DefaultSlideFraction
+	}
+	if m.healthTimeout <= 0 {
+		m.healthTimeout = DefaultHealthTimeout
+	}
+	ttl := opts.CacheTTL
+	if ttl == 0 {
+		ttl = DefaultCacheTTL
+	}
+	size := opts.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
+	m.cache = newCache(ttl, size)
+	m.origin = randomToken()
+	m.available.Store(true)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	interval := opts.HealthInterval
+	if interval == 0 {
+		interval = DefaultHealthInterval
+	}
+	if interval > 0 {
+		m.wg.Go(func() { m.watchHealth(ctx, interval) })
+	}
+	if n, ok := store.(Notifier); ok {
+		m.notifier = n
+		m.wg.Go(func() { n.Subscribe(ctx, m.onInvalidation, m.cache.clear) })
+	}
+	return m
+}
+
+func randomToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms (Go 1.24+ crashes instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// storeErr turns a store failure into an ErrUnavailable error. It keeps the
+// store's error (addresses, not secrets) for logs.
+func (m *Manager) storeErr(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+func (m *Manager) unavailable() error {
+	return fmt.Errorf("%w: the last health check failed; requests resume when the store answers again", ErrUnavailable)
+}
+
+func (m *Manager) expiries(created, absolute, lastSeen time.Time) (idleExp, absExp time.Time) {
+	// A lowered AbsoluteTimeout also applies to existing sessions.
+	absExp = absolute
+	if a := created.Add(m.absolute); a.Before(absExp) {
+		absExp = a
+	}
+	idleExp = lastSeen.Add(m.idle)
+	if absExp.Before(idleExp) {
+		idleExp = absExp
+	}
+	return idleExp, absExp
+}
+
+// Create stores s as a new session under a fresh handle (never one the
+// browser brought: no fixation). It fills s.ID, Created, LastSeen,
+// IdleExpiry and AbsoluteExpiry. The caller must not modify s afterwards.
+func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
+	if s == nil || s.Subject == "" {
+		return Handle{}, errors.New("create session: the session has no subject")
+	}
+	if !m.available.Load() {
+		return Handle{}, m.unavailable()
+	}
+	h, err := NewHandle()
+	if err != nil {
+		return Handle{}, err
+	}
+	now := m.now()
+	s.ID = h.ID()
+	s.Created, s.LastSeen = now, now
+	s.AbsoluteExpiry = now.Add(m.absolute)
+	s.IdleExpiry, s.AbsoluteExpiry = m.expiries(now, s.AbsoluteExpiry, now)
+	sealed, err := seal(h, s)
+	if err != nil {
+		return Handle{}, fmt.Errorf("create session: %w", err)
+	}
+	gen := m.cache.generation()
+	if err := m.store.Create(ctx, recordOf(s, sealed)); err != nil {
+		return Handle{}, m.storeErr(ctx, "create session", err)
+	}
+	cp := *s
+	m.cache.put(h.ID(), newEntry(h, &cp, now), gen)
+	return h, nil
+}
+
+func recordOf(s *Session, sealed []byte) Record {
+	return Record{
+		ID: s.ID, Subject: s.Subject, IdPSessionID: s.IdPSessionID,
+		Created: s.Created, LastSeen: s.LastSeen, IdleExpiry: s.IdleExpiry, AbsoluteExpiry: s.AbsoluteExpiry,
+		Sealed: sealed,
+	}
+}
+
+// Load returns the session h names. It returns ErrNotFound for an unknown,
+// expired, revoked or undecryptable session and ErrUnavailable while the
+// store cannot be reached (even if the session is cached). With slide, the
+// request counts as activity and extends the idle expiry (persisted at most
+// every SlideWriteInterval). The returned Session is the caller's copy, but
+// its Claims map and AMR slice are shared: do not modify them in place.
+func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, error) {
+	if h.IsZero() {
+		return nil, ErrNotFound
+	}
+	if !m.available.Load() {
+		return nil, m.unavailable()
+	}
+	id := h.ID()
+	now := m.now()
+	e := m.cache.get(id, now)
+	if e != nil {
+		if !e.matches(h) {
+			return nil, ErrNotFound
+		}
+		s, ok, err := m.use(ctx, h, e, now, slide)
+		if ok || err != nil {
+			return s, err
+		}
+		// Expired by this instance's view: another instance may have seen
+		// later activity, so ask the store before giving up.
+		m.cache.drop(id)
+	}
+	gen := m.cache.generation()
+	rec, err := m.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, m.storeErr(ctx, "load session", err)
+	}
+	s, err := open(h, rec)
+	if err != nil {
+		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", id)
+		return nil, ErrNotFound
+	}
+	e = newEntry(h, s, now)
+	out, ok, err := m.use(ctx, h, e, now, slide)
+	if err != nil || !ok {
+		if err == nil {
+			err = ErrNotFound
+		}
+		return nil, err
+	}
+	m.cache.put(id, e, gen)
+	return out, nil
+}
+
+// use checks the entry's expiry, slides it if asked and returns the caller's
+// copy. ok is false when the session has expired.
+func (m *Manager) use(ctx context.Context, h Handle, e *entry, now time.Time, slide bool) (*Session, bool, error) {
+	base := e.sess
+	lastSeen := time.Unix(0, e.lastSeen.Load())
+	idleExp, absExp := m.expiries(base.Created, base.AbsoluteExpiry, lastSeen)
+	if !now.Before(idleExp) || !now.Before(absExp) {
+		return nil, false, nil
+	}
+	if slide && now.After(lastSeen) {
+		ns := now.UnixNano()
+		for {
+			cur := e.lastSeen.Load()
+			if cur >= ns || e.lastSeen.CompareAndSwap(cur, ns) {
+				break
+			}
+		}
+		lastSeen = now
+		idleExp, _ = m.expiries(base.Created, base.AbsoluteExpiry, now)
+		persisted := e.persisted.Load()
+		if now.Sub(time.Unix(0, persisted)) >= m.slideWrite && e.persisted.CompareAndSwap(persisted, ns) {
+			if err := m.store.Touch(ctx, h.ID(), now, idleExp); err != nil {
+				m.cache.drop(h.ID())
+				if errors.Is(err, ErrNotFound) {
+					return nil, false, ErrNotFound
+				}
+				return nil, false, m.storeErr(ctx, "extend session", err)
+			}
+		}
+	}
+	out := *base
+	out.LastSeen = lastSeen
+	out.IdleExpiry = idleExp
+	out.AbsoluteExpiry = absExp
+	return &out, true, nil
+}
+
+// Update rewrites the session h names with s's tokens and claims (e.g. after
+// a token refresh). Subject, IdP session id, Created and AbsoluteExpiry stay
+// as stored: an update never extends a session's life or changes whose it is.
+// It returns ErrNotFound if the session ended meanwhile (it is not revived).
+func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
+	if h.IsZero() || s == nil {
+		return ErrNotFound
+	}
+	if s.ID != "" && s.ID != h.ID() {
+		return errors.New("update session: the session does not belong to this handle")
+	}
+	if !m.available.Load() {
+		return m.unavailable()
+	}
+	id := h.ID()
+	rec, err := m.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return m.storeErr(ctx, "update session", err)
+	}
+	old, err := open(h, rec)
+	if err != nil {
+		return ErrNotFound
+	}
+	if s.Subject != old.Subject {
+		return errors.New("update session: the subject differs from the session's; end the session instead")
+	}
+	now := m.now()
+	ns := *s
+	ns.ID, ns.Subject, ns.IdPSessionID = id, old.Subject, old.IdPSessionID
+	ns.Created = old.Created
+	ns.LastSeen = old.LastSeen
+	if s.LastSeen.After(ns.LastSeen) && !s.LastSeen.After(now) {
+		ns.LastSeen = s.LastSeen
+	}
+	ns.IdleExpiry, ns.AbsoluteExpiry = m.expiries(old.Created, old.AbsoluteExpiry, ns.LastSeen)
+	if !now.Before(ns.IdleExpiry) {
+		return ErrNotFound
+	}
+	sealed, err := seal(h, &ns)
+	if err != nil {
+		return fmt.Errorf("update session: %w", err)
+	}
+	m.cache.drop(id)
+	gen := m.cache.generation()
+	if err := m.store.Replace(ctx, recordOf(&ns, sealed)); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return ErrNotFound
+		}
+		return m.storeErr(ctx, "update session", err)
+	}
+	m.publish(ctx, id)
+	m.cache.put(id, newEntry(h, &ns, now), gen)
+	return nil
+}
+
+// Delete ends the session with public id id. Deleting a session that no
+// longer exists is not an error.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	m.cache.drop(id)
+	if _, err := m.store.Delete(ctx, id); err != nil {
+		return m.storeErr(ctx, "delete session", err)
+	}
+	m.cache.drop(id)
+	m.publish(ctx, id)
+	return nil
+}
+
+// DeleteBySubject ends every session of subject sub and returns how many.
+func (m *Manager) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	ids, err := m.store.DeleteBySubject(ctx, sub)
+	if err != nil {
+		return 0, m.storeErr(ctx, "delete sessions by subject", err)
+	}
+	m.cache.drop(ids...)
+	m.publish(ctx, ids...)
+	return len(ids), nil
+}
+
+// DeleteByIdPSession ends every session with the IdP session id sid (the
+// "sid" of a back-channel logout token) and returns how many.
+func (m *Manager) DeleteByIdPSession(ctx context.Context, sid string) (int, error) {
+	if sid == "" {
+		return 0, errors.New("delete sessions by IdP session: empty sid")
+	}
+	ids, err := m.store.DeleteByIdPSession(ctx, sid)
+	if err != nil {
+		return 0, m.storeErr(ctx, "delete sessions by IdP session", err)
+	}
+	m.cache.drop(ids...)
+	m.publish(ctx, ids...)
+	return len(ids), nil
+}
+
+// List returns the live sessions of subject sub, oldest first.
+func (m *Manager) List(ctx context.Context, sub string) ([]Info, error) {
+	recs, err := m.store.ListBySubject(ctx, sub)
+	if err != nil {
+		return nil, m.storeErr(ctx, "list sessions", err)
+	}
+	now := m.now()
+	out := make([]Info, 0, len(recs))
+	for _, r := range recs {
+		idleExp, absExp := m.expiries(r.Created, r.AbsoluteExpiry, r.LastSeen)
+		if !now.Before(idleExp) || !now.Before(absExp) {
+			continue
+		}
+		i := r.info()
+		i.IdleExpiry, i.AbsoluteExpiry = idleExp, absExp
+		out = append(out, i)
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Lock takes the cross-instance mutex name for at most ttl (it expires by
+// itself should the holder die), waiting and retrying until ctx ends. The
+// returned release is idempotent.
+func (m *Manager) Lock(ctx context.Context, name string, ttl time.Duration) (release func(), err error) {
+	if ttl <= 0 {
+		return nil, errors.New("lock: ttl must be positive")
+	}
+	key := "lock:" + name
+	token := randomToken()
+	wait := 5 * time.Millisecond
+	for {
+		ok, err := m.store.Acquire(ctx, key, token, ttl)
+		if err != nil {
+			return nil, m.storeErr(ctx, "lock "+name, err)
+		}
+		if ok {
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					defer cancel()
+					if err := m.store.Release(rctx, key, token); err != nil {
+						m.log.Warn("release session lock failed; it expires by itself", "lock", name, "ttl", ttl, "error", err)
+					}
+				})
+			}, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("wait for lock %s: %w", name, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(wait*2, 100*time.Millisecond)
+	}
+}
+
+// Once reports whether this is the first call with key within ttl, across
+// all instances sharing the store (replay protection, e.g. logout token jti).
+func (m *Manager) Once(ctx context.Context, key string, ttl time.Duration) (first bool, err error) {
+	if ttl <= 0 {
+		return false, errors.New("once: ttl must be positive")
+	}
+	ok, err := m.store.Acquire(ctx, "once:"+key, "1", ttl)
+	if err != nil {
+		return false, m.storeErr(ctx, "replay check", err)
+	}
+	return ok, nil
+}
+
+// Ready reports whether the store answers now (for /readyz).
+func (m *Manager) Ready(ctx context.Context) error {
+	if err := m.store.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close stops the background work and closes the store.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		m.wg.Wait()
+		m.closeErr = m.store.Close()
+	})
+	return m.closeErr
+}
+
+func (m *Manager) watchHealth(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, m.healthTimeout)
+		err := m.store.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		m.setAvailable(err)
+	}
+}
+
+// setAvailable records a health check result. Both transitions empty the
+// cache: while the store is away, the cache can no longer learn of
+// revocations, and when it returns, invalidations may have been missed.
+func (m *Manager) setAvailable(err error) {
+	if err == nil {
+		if !m.available.Load() {
+			m.cache.clear()
+			if m.available.CompareAndSwap(false, true) {
+				m.log.Info("session store reachable again")
+			}
+		}
+		return
+	}
+	if m.available.CompareAndSwap(true, false) {
+		m.cache.clear()
+		m.log.Warn("session store unreachable; requests needing a session get 503 until it answers", "error", err)
+	}
+}
+
+// Invalidation messages are origin, then the ids, separated by NUL.
+func (m *Manager) publish(ctx context.Context, ids ...string) {
+	if m.notifier == nil || len(ids) == 0 {
+		return
+	}
+	msg := m.origin + "\x00" + strings.Join(ids, "\x00")
+	if err := m.notifier.Publish(ctx, msg); err != nil {
+		m.log.WarnContext(ctx, "publish session invalidation failed; other instances notice within the cache TTL",
+			"sessions", len(ids), "error", err)
+	}
+}
+
+func (m *Manager) onInvalidation(msg string) {
+	origin, ids, ok := strings.Cut(msg, "\x00")
+	if !ok || origin == m.origin {
+		return
+	}
+	m.cache.drop(strings.Split(ids, "\x00")...)
+}

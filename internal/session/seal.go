@@ -1,0 +1,116 @@
+package session
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+)
+
+// sealVersion prefixes every sealed payload so the format can change later.
+const sealVersion byte = 1
+
+// payload is the plaintext of a sealed record. Tokens are plain strings here
+// because secret.Secret redacts itself in JSON; payload never leaves seal/open.
+type payload struct {
+	Subject           string         `json:"sub"`
+	IdPSessionID      string         `json:"idp_sid,omitempty"`
+	Claims            map[string]any `json:"claims,omitempty"`
+	AccessToken       string         `json:"at,omitempty"`
+	RefreshToken      string         `json:"rt,omitempty"`
+	IDToken           string         `json:"idt,omitempty"`
+	AccessTokenExpiry time.Time      `json:"at_exp"`
+	TokenType         string         `json:"tt,omitempty"`
+	Scope             string         `json:"scope,omitempty"`
+	AuthTime          time.Time      `json:"auth_time"`
+	ACR               string         `json:"acr,omitempty"`
+	AMR               []string       `json:"amr,omitempty"`
+	Created           time.Time      `json:"created"`
+	AbsoluteExpiry    time.Time      `json:"abs_exp"`
+}
+
+// additionalData binds a sealed payload to its record: its id (so a payload
+// cannot be moved to another record) and its plain index fields (so they
+// cannot be changed to dodge revocation by subject or IdP session).
+func additionalData(id, sub, sid string) []byte {
+	b := make([]byte, 0, 32+len(id)+len(sub)+len(sid)+3*binary.MaxVarintLen64)
+	b = append(b, "gatehouse session v1"...)
+	for _, f := range [...]string{id, sub, sid} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// seal encrypts s under the handle's key.
+func seal(h Handle, s *Session) ([]byte, error) {
+	p := payload{
+		Subject: s.Subject, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
+		AccessToken: s.AccessToken.Reveal(), RefreshToken: s.RefreshToken.Reveal(), IDToken: s.IDToken.Reveal(),
+		AccessTokenExpiry: s.AccessTokenExpiry, TokenType: s.TokenType, Scope: s.Scope,
+		AuthTime: s.AuthTime, ACR: s.ACR, AMR: s.AMR,
+		Created: s.Created, AbsoluteExpiry: s.AbsoluteExpiry,
+	}
+	pt, err := json.Marshal(&p)
+	if err != nil {
+		// Only claims can fail to encode; the error names the type, never a value.
+		return nil, fmt.Errorf("encode session claims: %w", err)
+	}
+	aead, err := newAEAD(h.key())
+	if err != nil {
+		return nil, fmt.Errorf("session cipher: %w", err)
+	}
+	ns := aead.NonceSize()
+	out := make([]byte, 1+ns, 1+ns+len(pt)+aead.Overhead())
+	out[0] = sealVersion
+	if _, err := rand.Read(out[1:]); err != nil {
+		return nil, fmt.Errorf("session nonce: %w", err)
+	}
+	out = aead.Seal(out, out[1:1+ns], pt, additionalData(h.ID(), s.Subject, s.IdPSessionID))
+	clear(pt)
+	return out, nil
+}
+
+// open decrypts rec with the handle's key. Any failure is ErrNotFound: a
+// record that does not open is, for the caller, no session.
+func open(h Handle, rec Record) (*Session, error) {
+	aead, err := newAEAD(h.key())
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	ns := aead.NonceSize()
+	if len(rec.Sealed) < 1+ns+aead.Overhead() || rec.Sealed[0] != sealVersion {
+		return nil, ErrNotFound
+	}
+	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, rec.IdPSessionID))
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	var p payload
+	err = json.Unmarshal(pt, &p)
+	clear(pt)
+	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != rec.IdPSessionID {
+		return nil, ErrNotFound
+	}
+	return &Session{
+		ID: h.ID(), Subject: p.Subject, IdPSessionID: p.IdPSessionID, Claims: p.Claims,
+		AccessToken: secret.New(p.AccessToken), RefreshToken: secret.New(p.RefreshToken), IDToken: secret.New(p.IDToken),
+		AccessTokenExpiry: p.AccessTokenExpiry, TokenType: p.TokenType, Scope: p.Scope,
+		AuthTime: p.AuthTime, ACR: p.ACR, AMR: p.AMR,
+		Created: p.Created, AbsoluteExpiry: p.AbsoluteExpiry,
+		LastSeen: rec.LastSeen, IdleExpiry: rec.IdleExpiry,
+	}, nil
+}
