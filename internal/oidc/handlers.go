@@ -1,0 +1,474 @@
+package oidc
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"html"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// Login starts the authorization code flow (GET /bff/login?returnUrl=/path).
+func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ret := "/"
+	if vs, ok := q["returnUrl"]; ok {
+		var err error
+		if len(vs) != 1 {
+			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
+			return
+		}
+		if ret, err = ValidateReturnURL(vs[0]); err != nil {
+			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
+			return
+		}
+	}
+	opts := make([]oauth2.AuthCodeOption, 0, 4)
+	if prompt := q.Get("prompt"); prompt != "" {
+		if !contains(h.meta.PromptValues, prompt) {
+			h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
+			return
+		}
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
+	}
+	ls := loginState{
+		State:     randomString(32),
+		Nonce:     randomString(32),
+		Verifier:  oauth2.GenerateVerifier(),
+		ReturnURL: ret,
+		Created:   h.opts.Clock().Unix(),
+	}
+	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
+	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
+	if h.usePAR {
+		var err error
+		if target, err = h.pushAuthorizationRequest(h.idpContext(r.Context()), target); err != nil {
+			h.log.WarnContext(r.Context(), "pushed authorization request failed", "error", err)
+			h.fail(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider did not accept the login request; try again later")
+			return
+		}
+	}
+	h.setLoginCookie(w, h.sealLoginState(ls))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// Callback completes the code flow (GET /bff/callback). Every failure
+// answers 4xx/5xx without a session or session cookie, and clears the
+// login-state cookie; no request value is echoed.
+func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	h.clearLoginCookie(w) // one-time, whatever happens next
+	q := r.URL.Query()
+	c, err := r.Cookie(h.loginCookie)
+	if err != nil {
+		h.loginFailed(w, r, http.StatusBadRequest, "login_state_missing", "no login in progress (or it expired): start again at /bff/login")
+		return
+	}
+	ls, err := h.openLoginState(c.Value, h.opts.Clock())
+	if err != nil {
+		h.loginFailed(w, r, http.StatusBadRequest, "login_state_invalid", "the login state is invalid or expired: start again at /bff/login")
+		return
+	}
+	if len(q["state"]) != 1 || subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(ls.State)) != 1 {
+		h.loginFailed(w, r, http.StatusBadRequest, "state_mismatch", "the callback does not belong to this browser's login: start again at /bff/login")
+		return
+	}
+	// RFC 9207: when the IdP says it sends iss, it must be there and match;
+	// when it is present anyway, it must match. Checked before any token
+	// request so that a mix-up attacker never receives the code.
+	if iss, present := q["iss"]; (h.meta.ISSParameter && !present) || (present && (len(iss) != 1 || iss[0] != h.opts.Issuer)) {
+		h.loginFailed(w, r, http.StatusBadRequest, "issuer_mismatch", "the authorization response did not come from the configured identity provider")
+		return
+	}
+	first, err := h.opts.Sessions.Once(ctx, "login-state:"+hashKey(ls.State), h.opts.LoginStateTTL+time.Minute)
+	if err != nil {
+		h.log.ErrorContext(ctx, "record login state use", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	if !first {
+		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
+		return
+	}
+	if q.Get("error") != "" {
+		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
+			slog.String("idp_error", safeErrorCode(q.Get("error"))))
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(q["code"]) != 1 {
+		h.loginFailed(w, r, http.StatusBadRequest, "code_missing", "the authorization response carries no code")
+		return
+	}
+
+	idpCtx := h.idpContext(ctx)
+	tok, err := h.oauthConfig().Exchange(idpCtx, code, oauth2.VerifierOption(ls.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			h.loginFailed(w, r, http.StatusBadRequest, "code_rejected", "the identity provider rejected the authorization code: start again at /bff/login",
+				slog.String("idp_error", safeErrorCode(re.ErrorCode)))
+			return
+		}
+		h.log.WarnContext(ctx, "code exchange failed", "error", describeOAuthError(err))
+		h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider could not be reached; try again later")
+		return
+	}
+	rawID, _ := tok.Extra("id_token").(string)
+	if rawID == "" {
+		h.loginFailed(w, r, http.StatusBadGateway, "id_token_missing", "the identity provider returned no ID token")
+		return
+	}
+	idt, err := h.verifier.Verify(idpCtx, rawID)
+	if err != nil {
+		h.log.WarnContext(ctx, "ID token rejected", "error", describeVerifyError(err))
+		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token failed validation")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(ls.Nonce)) != 1 {
+		h.loginFailed(w, r, http.StatusBadRequest, "nonce_mismatch", "the ID token does not belong to this login")
+		return
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			h.loginFailed(w, r, http.StatusBadRequest, "at_hash_mismatch", "the access token does not match the ID token")
+			return
+		}
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&claims); err != nil {
+		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token claims cannot be read")
+		return
+	}
+	if h.provider.UserInfoEndpoint() != "" {
+		ui, err := h.provider.UserInfo(idpCtx, oauth2.StaticTokenSource(tok))
+		if err != nil {
+			h.log.WarnContext(ctx, "userinfo request failed") // the error may hold the IdP's body
+			h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
+			return
+		}
+		if ui.Subject != idt.Subject {
+			h.loginFailed(w, r, http.StatusBadRequest, "userinfo_subject_mismatch", "userinfo describes a different user than the ID token")
+			return
+		}
+		extra := map[string]any{}
+		if err := ui.Claims(&extra); err == nil {
+			for k, v := range extra {
+				if _, ok := claims[k]; !ok { // ID token claims win: they are signed
+					claims[k] = v
+				}
+			}
+		}
+	}
+	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
+		delete(claims, k)
+	}
+
+	now := h.opts.Clock()
+	s := &session.Session{
+		Subject:           idt.Subject,
+		Claims:            claims,
+		AccessToken:       secret.New(tok.AccessToken),
+		RefreshToken:      secret.New(tok.RefreshToken),
+		IDToken:           secret.New(rawID),
+		AccessTokenExpiry: tokenExpiry(tok, now),
+		TokenType:         tok.Type(),
+		Created:           now,
+		LastSeen:          now,
+	}
+	s.IdPSessionID, _ = claims["sid"].(string)
+	s.Scope, _ = tok.Extra("scope").(string)
+	s.ACR, _ = claims["acr"].(string)
+	if at, ok := claims["auth_time"].(float64); ok {
+		s.AuthTime = time.Unix(int64(at), 0)
+	}
+	if amr, ok := claims["amr"].([]any); ok {
+		for _, v := range amr {
+			if str, ok := v.(string); ok {
+				s.AMR = append(s.AMR, str)
+			}
+		}
+	}
+
+	// A session that existed before this login is ended: the new one gets a
+	// fresh handle (no fixation) and the old handle must not stay valid.
+	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
+		if err := h.opts.Sessions.Delete(ctx, old.ID); err != nil {
+			h.log.WarnContext(ctx, "end previous session at login", "error", err)
+		}
+	}
+	hnd, err := h.opts.Sessions.Create(ctx, s)
+	if err != nil {
+		h.log.ErrorContext(ctx, "create session", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session could not be stored; try again later")
+		return
+	}
+	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
+	h.audit(ctx, EventLogin, slog.String("sub", s.Subject), slog.String("session", hnd.ID()))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, ls.ReturnURL, http.StatusFound)
+}
+
+// userResponse is the /bff/user body: claims and session timing, never a token.
+type userResponse struct {
+	Claims    map[string]any `json:"claims"`
+	Session   userSession    `json:"session"`
+	LogoutURL string         `json:"logout_url"`
+}
+
+type userSession struct {
+	ExpiresIn     int64  `json:"expires_in"`
+	IdleExpiresIn int64  `json:"idle_expires_in"`
+	SID           string `json:"sid"`
+}
+
+// User answers GET /bff/user with the signed-in user's claims, or 401.
+// ?slide=false reads the session without extending its idle timeout.
+func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
+	slide := r.URL.Query().Get("slide") != "false"
+	s, err := h.sessionFromCookie(r.Context(), r, slide)
+	if err != nil {
+		h.sessionError(w, r, err)
+		return
+	}
+	now := h.opts.Clock()
+	claims := s.Claims
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	body := userResponse{
+		Claims: claims,
+		Session: userSession{
+			ExpiresIn:     secondsUntil(s.AbsoluteExpiry, now),
+			IdleExpiresIn: secondsUntil(s.IdleExpiry, now),
+			SID:           s.ID,
+		},
+		LogoutURL: "/bff/logout?sid=" + url.QueryEscape(s.ID),
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// Logout ends the session (GET /bff/logout?sid=<public id>&returnUrl=/path).
+// The sid makes a cross-site link unable to log the user out.
+func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	ret := "/"
+	if vs, ok := q["returnUrl"]; ok {
+		var err error
+		if len(vs) != 1 {
+			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
+			return
+		}
+		if ret, err = ValidateReturnURL(vs[0]); err != nil {
+			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s, err := h.sessionFromCookie(ctx, r, false)
+	switch {
+	case errors.Is(err, session.ErrUnavailable):
+		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	case err != nil:
+		// Nobody is signed in: nothing to protect, nothing to end.
+		h.clearSessionCookie(w)
+		http.Redirect(w, r, ret, http.StatusFound)
+		return
+	}
+	sid := q.Get("sid")
+	if sid == "" {
+		h.fail(w, r, http.StatusBadRequest, "sid_required", "logout needs the session's sid (see logout_url in /bff/user)")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(sid), []byte(s.ID)) != 1 {
+		h.fail(w, r, http.StatusForbidden, "sid_mismatch", "the sid does not belong to the current session")
+		return
+	}
+	if err := h.opts.Sessions.Delete(ctx, s.ID); err != nil {
+		h.log.ErrorContext(ctx, "delete session at logout", "error", err)
+		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session could not be ended; try again later")
+		return
+	}
+	h.clearSessionCookie(w)
+	if !s.RefreshToken.IsZero() {
+		if err := h.revoke(h.idpContext(ctx), s.RefreshToken.Reveal(), "refresh_token"); err != nil {
+			// The session is gone either way; an unrevoked refresh token
+			// stays unusable without our client secret.
+			h.log.WarnContext(ctx, "revoke refresh token at logout", "error", err)
+		}
+	}
+	h.audit(ctx, EventLogout, slog.String("sub", s.Subject), slog.String("session", s.ID))
+	if h.meta.EndSessionEndpoint != "" {
+		u, err := url.Parse(h.meta.EndSessionEndpoint)
+		if err == nil {
+			v := u.Query()
+			// The one documented place a token reaches the browser: the
+			// session is already deleted, and the IdP needs the hint.
+			if !s.IDToken.IsZero() {
+				v.Set("id_token_hint", s.IDToken.Reveal())
+			}
+			v.Set("client_id", h.opts.ClientID)
+			v.Set("post_logout_redirect_uri", h.opts.PostLogoutRedirectURL)
+			u.RawQuery = v.Encode()
+			http.Redirect(w, r, u.String(), http.StatusFound)
+			return
+		}
+	}
+	http.Redirect(w, r, ret, http.StatusFound)
+}
+
+// sessionFromCookie loads the session named by the request's session cookie.
+func (h *Handler) sessionFromCookie(ctx context.Context, r *http.Request, slide bool) (*session.Session, error) {
+	hnd, err := h.handleFromCookie(r)
+	if err != nil {
+		return nil, err
+	}
+	return h.opts.Sessions.Load(ctx, hnd, slide)
+}
+
+func (h *Handler) handleFromCookie(r *http.Request) (session.Handle, error) {
+	c, err := r.Cookie(h.opts.CookieName)
+	if err != nil {
+		return session.Handle{}, session.ErrNotFound
+	}
+	return session.ParseHandle(c.Value)
+}
+
+// sessionError answers a failed session load: 503 when the store is down,
+// otherwise 401 and the stale cookie is cleared.
+func (h *Handler) sessionError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, session.ErrUnavailable) {
+		apierror.Write(w, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	if !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrInvalidHandle) {
+		h.log.ErrorContext(r.Context(), "load session", "error", err)
+		apierror.Write(w, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	if _, cerr := r.Cookie(h.opts.CookieName); cerr == nil {
+		h.clearSessionCookie(w)
+	}
+	apierror.Write(w, http.StatusUnauthorized, "not_signed_in", "no valid session: sign in at /bff/login")
+}
+
+func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, status int, code, msg string, attrs ...slog.Attr) {
+	h.audit(r.Context(), EventLoginFailed, append([]slog.Attr{slog.String("reason", code)}, attrs...)...)
+	h.fail(w, r, status, code, msg)
+}
+
+// fail writes a JSON error for API clients and a small HTML page for
+// browser navigations. msg is always a constant written by us.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	if wantsJSON(r) {
+		apierror.Write(w, status, code, msg)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Content-Security-Policy", "default-src 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte("<!doctype html><meta charset=utf-8><title>Sign-in problem</title><h1>" +
+		html.EscapeString(http.StatusText(status)) + "</h1><p>" + html.EscapeString(msg) +
+		"</p><p><a href=\"/\">Back to the application</a></p>\n"))
+}
+
+func wantsJSON(r *http.Request) bool {
+	if r.Header.Get("X-CSRF") != "" {
+		return true
+	}
+	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "application/json") || !strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+func secondsUntil(t, now time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	d := t.Sub(now)
+	if d < 0 {
+		return 0
+	}
+	return int64(d / time.Second)
+}
+
+// tokenExpiry computes the access token's expiry from expires_in with our
+// clock (x/oauth2 uses the wall clock), falling back to its Expiry.
+func tokenExpiry(tok *oauth2.Token, now time.Time) time.Time {
+	if tok.ExpiresIn > 0 {
+		return now.Add(time.Duration(tok.ExpiresIn) * time.Second)
+	}
+	if v, ok := tok.Extra("expires_in").(float64); ok && v > 0 {
+		return now.Add(time.Duration(v) * time.Second)
+	}
+	return tok.Expiry
+}
+
+// hashKey turns a secret-ish value (state, jti) into a store key that does
+// not reveal it.
+func hashKey(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// describeOAuthError summarises an x/oauth2 error without the IdP's
+// description or body (which may echo request values).
+func describeOAuthError(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		status := 0
+		if re.Response != nil {
+			status = re.Response.StatusCode
+		}
+		return (&idpError{Endpoint: "token", Status: status, Code: safeErrorCode(re.ErrorCode)}).Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return redactURLError(ue).Error()
+	}
+	return "token request failed"
+}
+
+// describeVerifyError names the class of a go-oidc verification failure.
+func describeVerifyError(err error) string {
+	var exp *oidc.TokenExpiredError
+	if errors.As(err, &exp) {
+		return "token expired"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "signature"):
+		return "bad signature"
+	case strings.Contains(msg, "audience"):
+		return "wrong audience"
+	case strings.Contains(msg, "issued by a different provider"):
+		return "wrong issuer"
+	case strings.Contains(msg, "malformed"):
+		return "malformed token"
+	}
+	return "invalid token"
+}

@@ -1,0 +1,329 @@
+// Package oidc makes Gatehouse the OpenID Connect confidential client of one
+// SPA: login, callback, user info, logout and back-channel logout endpoints,
+// plus the token service (refresh, token exchange, client credentials) the
+// proxy uses to attach credentials.
+package oidc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// Client authentication methods at the IdP's token, PAR and revocation endpoints.
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+)
+
+// PAR modes (RFC 9126 pushed authorization requests).
+const (
+	PARAuto   = "auto"   // use PAR when the IdP advertises it (default)
+	PARAlways = "always" // refuse to start unless the IdP advertises it
+	PARNever  = "never"
+)
+
+// Options configure the OIDC client. The caller maps its configuration onto
+// it; zero values take the documented defaults.
+type Options struct {
+	// Issuer is the IdP's issuer URL; discovery reads Issuer/.well-known/openid-configuration.
+	Issuer string
+	// ClientID and ClientSecret identify Gatehouse at the IdP. ClientSecret is
+	// read on every use so a rotated secret takes effect without restart.
+	ClientID     string
+	ClientSecret *secret.Value
+	// ClientAuth is AuthClientSecretBasic (default) or AuthClientSecretPost.
+	ClientAuth string
+	// Scopes requested at login; default openid, profile, email, offline_access.
+	// "openid" is added when missing.
+	Scopes []string
+	// PAR is PARAuto (default), PARAlways or PARNever.
+	PAR string
+
+	// PublicURL is Gatehouse's external origin (https://app.example.com).
+	// The callback is PublicURL/bff/callback unless RedirectURL is set.
+	PublicURL   string
+	RedirectURL string
+	// PostLogoutRedirectURL is sent to the IdP's end-session endpoint;
+	// default PublicURL + "/". It must be registered at the IdP.
+	PostLogoutRedirectURL string
+
+	// CookieName is the session cookie's name (e.g. "__Host-gatehouse"; for
+	// plain-http local development a name without the __Host- prefix).
+	CookieName string
+	// CookieSameSite defaults to http.SameSiteStrictMode.
+	CookieSameSite http.SameSite
+	// CookieKeys encrypts and authenticates the login-state cookie.
+	CookieKeys *secret.KeyRing
+
+	// Sessions is the session manager (session.Manager satisfies it).
+	Sessions Sessions
+	// HTTPClient talks to the IdP; default a client with a 10s timeout.
+	HTTPClient *http.Client
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// RefreshBeforeExpiry: an access token this close to expiry is refreshed
+	// before use; default 60s.
+	RefreshBeforeExpiry time.Duration
+	// LoginStateTTL bounds the time between /bff/login and /bff/callback; default 10m.
+	LoginStateTTL time.Duration
+
+	// Logger receives operational messages (never a token or secret); default slog.Default().
+	Logger *slog.Logger
+	// Auditor receives security events; optional.
+	Auditor Auditor
+}
+
+// Sessions is the part of session.Manager this package uses (consumer-side
+// interface, so tests and the lead's wiring can pass the real Manager).
+type Sessions interface {
+	Create(ctx context.Context, s *session.Session) (session.Handle, error)
+	Load(ctx context.Context, h session.Handle, slide bool) (*session.Session, error)
+	Update(ctx context.Context, h session.Handle, s *session.Session) error
+	Delete(ctx context.Context, id string) error
+	DeleteBySubject(ctx context.Context, sub string) (int, error)
+	DeleteByIdPSession(ctx context.Context, sid string) (int, error)
+	Lock(ctx context.Context, name string, ttl time.Duration) (func(), error)
+	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Auditor receives security events: login, login_failed, logout,
+// backchannel_logout, token_refresh, refresh_failed, token_exchange,
+// client_credentials. Attributes never hold a token or secret.
+type Auditor interface {
+	Log(ctx context.Context, event string, attrs ...slog.Attr)
+}
+
+// Audit event names.
+const (
+	EventLogin             = "login"
+	EventLoginFailed       = "login_failed"
+	EventLogout            = "logout"
+	EventBackchannelLogout = "backchannel_logout"
+	EventTokenRefresh      = "token_refresh"
+	EventRefreshFailed     = "refresh_failed"
+	EventTokenExchange     = "token_exchange"
+)
+
+// providerMeta holds the discovery fields go-oidc does not expose.
+type providerMeta struct {
+	PAREndpoint        string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR         bool     `json:"require_pushed_authorization_requests"`
+	PromptValues       []string `json:"prompt_values_supported"`
+	ISSParameter       bool     `json:"authorization_response_iss_parameter_supported"`
+	RevocationEndpoint string   `json:"revocation_endpoint"`
+	EndSessionEndpoint string   `json:"end_session_endpoint"`
+	CodeChallenge      []string `json:"code_challenge_methods_supported"`
+	AuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+}
+
+// Handler serves the /bff management endpoints and owns the token service.
+type Handler struct {
+	opts     Options
+	provider *oidc.Provider
+	meta     providerMeta
+	endpoint oauth2.Endpoint
+	verifier *oidc.IDTokenVerifier
+	// logoutVerifier checks logout tokens: same keys, issuer and audience,
+	// but expiry is checked by us with the injected clock and leeway.
+	logoutVerifier *oidc.IDTokenVerifier
+	usePAR         bool
+	secureCookies  bool
+	loginCookie    string
+	postLogout     string
+	log            *slog.Logger
+	tokens         *Tokens
+}
+
+// New discovers the IdP and builds the handler. It fails when discovery
+// fails or the options are unusable; errors say which option to fix.
+func New(ctx context.Context, o Options) (*Handler, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	h := &Handler{opts: o, log: o.Logger}
+	pub, _ := url.Parse(o.PublicURL)
+	h.secureCookies = pub.Scheme == "https"
+	h.loginCookie = o.CookieName + "-login"
+	h.postLogout = o.PostLogoutRedirectURL
+
+	p, err := oidc.NewProvider(h.idpContext(ctx), o.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("discover OIDC provider %s: %w", o.Issuer, err)
+	}
+	h.provider = p
+	if err := p.Claims(&h.meta); err != nil {
+		return nil, fmt.Errorf("read discovery document of %s: %w", o.Issuer, err)
+	}
+	if len(h.meta.CodeChallenge) > 0 && !contains(h.meta.CodeChallenge, "S256") {
+		return nil, fmt.Errorf("IdP %s does not support PKCE S256 (code_challenge_methods_supported): Gatehouse requires it", o.Issuer)
+	}
+	switch o.PAR {
+	case PARAlways:
+		if h.meta.PAREndpoint == "" {
+			return nil, fmt.Errorf("oidc.par is %q but IdP %s advertises no pushed_authorization_request_endpoint: use %q", PARAlways, o.Issuer, PARAuto)
+		}
+		h.usePAR = true
+	case PARAuto:
+		h.usePAR = h.meta.PAREndpoint != ""
+	}
+	if h.meta.RequirePAR && !h.usePAR {
+		return nil, fmt.Errorf("IdP %s requires pushed authorization requests but oidc.par is %q", o.Issuer, PARNever)
+	}
+	h.endpoint = p.Endpoint()
+	if o.ClientAuth == AuthClientSecretPost {
+		h.endpoint.AuthStyle = oauth2.AuthStyleInParams
+	} else {
+		h.endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	}
+	h.verifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, Now: o.Clock})
+	h.logoutVerifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true})
+	h.tokens = &Tokens{h: h}
+	return h, nil
+}
+
+func (o *Options) defaults() error {
+	var problems []string
+	if o.Issuer == "" {
+		problems = append(problems, "issuer is required")
+	}
+	if o.ClientID == "" {
+		problems = append(problems, "client_id is required")
+	}
+	if o.ClientSecret == nil || o.ClientSecret.Get().IsZero() {
+		problems = append(problems, "client_secret is required (Gatehouse is a confidential client)")
+	}
+	switch o.ClientAuth {
+	case "":
+		o.ClientAuth = AuthClientSecretBasic
+	case AuthClientSecretBasic, AuthClientSecretPost:
+	default:
+		problems = append(problems, fmt.Sprintf("client_auth %q is not supported: use %s or %s", o.ClientAuth, AuthClientSecretBasic, AuthClientSecretPost))
+	}
+	switch o.PAR {
+	case "":
+		o.PAR = PARAuto
+	case PARAuto, PARAlways, PARNever:
+	default:
+		problems = append(problems, fmt.Sprintf("par %q is not one of auto, always, never", o.PAR))
+	}
+	pub, err := url.Parse(o.PublicURL)
+	if o.PublicURL == "" || err != nil || (pub.Scheme != "https" && pub.Scheme != "http") || pub.Host == "" || (pub.Path != "" && pub.Path != "/") {
+		problems = append(problems, "public_url must be an origin such as https://app.example.com")
+	} else {
+		o.PublicURL = strings.TrimSuffix(o.PublicURL, "/")
+		if o.RedirectURL == "" {
+			o.RedirectURL = o.PublicURL + "/bff/callback"
+		}
+		if o.PostLogoutRedirectURL == "" {
+			o.PostLogoutRedirectURL = o.PublicURL + "/"
+		}
+		if pub.Scheme == "https" && !strings.HasPrefix(o.CookieName, "__Host-") {
+			problems = append(problems, "cookie name must start with __Host- when public_url is https")
+		}
+		if pub.Scheme == "http" && strings.HasPrefix(o.CookieName, "__Host-") {
+			problems = append(problems, "a __Host- cookie needs https: use a name without the prefix for http development")
+		}
+	}
+	if o.CookieName == "" || strings.ContainsAny(o.CookieName, "=;, \t\r\n") {
+		problems = append(problems, "cookie name is required and must be a plain token")
+	}
+	if o.CookieSameSite == 0 || o.CookieSameSite == http.SameSiteDefaultMode {
+		o.CookieSameSite = http.SameSiteStrictMode
+	}
+	if o.CookieSameSite == http.SameSiteNoneMode {
+		problems = append(problems, "cookie SameSite=None is refused: use Strict or Lax")
+	}
+	if o.CookieKeys == nil {
+		problems = append(problems, "cookie keys are required (they encrypt the login-state cookie)")
+	}
+	if o.Sessions == nil {
+		problems = append(problems, "a session manager is required")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("oidc options: %s", strings.Join(problems, "; "))
+	}
+	if len(o.Scopes) == 0 {
+		o.Scopes = []string{oidc.ScopeOpenID, "profile", "email", oidc.ScopeOfflineAccess}
+	} else if !contains(o.Scopes, oidc.ScopeOpenID) {
+		o.Scopes = append([]string{oidc.ScopeOpenID}, o.Scopes...)
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.RefreshBeforeExpiry <= 0 {
+		o.RefreshBeforeExpiry = 60 * time.Second
+	}
+	if o.LoginStateTTL <= 0 {
+		o.LoginStateTTL = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Tokens returns the token service the proxy uses.
+func (h *Handler) Tokens() *Tokens { return h.tokens }
+
+// Register adds the /bff endpoints to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /bff/login", h.Login)
+	mux.HandleFunc("GET /bff/callback", h.Callback)
+	mux.HandleFunc("GET /bff/user", h.User)
+	mux.HandleFunc("GET /bff/logout", h.Logout)
+	mux.HandleFunc("POST /bff/backchannel", h.Backchannel)
+}
+
+// Ready reports whether the IdP's discovery document is reachable, for /readyz.
+func (h *Handler) Ready(ctx context.Context) error {
+	_, err := oidc.NewProvider(h.idpContext(ctx), h.opts.Issuer)
+	if err != nil {
+		return fmt.Errorf("IdP discovery %s: %w", h.opts.Issuer, err)
+	}
+	return nil
+}
+
+// oauthConfig is built per use so that the current client secret is used.
+func (h *Handler) oauthConfig() *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     h.opts.ClientID,
+		ClientSecret: h.opts.ClientSecret.Get().Reveal(),
+		Endpoint:     h.endpoint,
+		RedirectURL:  h.opts.RedirectURL,
+		Scopes:       h.opts.Scopes,
+	}
+}
+
+// idpContext makes x/oauth2 and go-oidc use the configured HTTP client.
+func (h *Handler) idpContext(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, h.opts.HTTPClient)
+}
+
+func (h *Handler) audit(ctx context.Context, event string, attrs ...slog.Attr) {
+	if h.opts.Auditor != nil {
+		h.opts.Auditor.Log(ctx, event, attrs...)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

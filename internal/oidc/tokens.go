@@ -1,0 +1,284 @@
+package oidc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+var (
+	// ErrSessionEnded means the IdP refused the session's refresh token
+	// (invalid_grant) or the session has no usable token any more; the
+	// session has been deleted. The proxy answers 401.
+	ErrSessionEnded = errors.New("the session has ended at the identity provider: sign in again")
+
+	// ErrIdPUnavailable means the IdP could not be reached or answered with a
+	// server error. The proxy answers 502 (or 503).
+	ErrIdPUnavailable = errors.New("the identity provider is unavailable")
+
+	// ErrExchangeDenied means the IdP refused a token exchange or client
+	// credentials request (a 4xx other than a server fault), usually a
+	// configuration problem (audience, scope, client permissions). The proxy
+	// answers 502 and logs it.
+	ErrExchangeDenied = errors.New("the identity provider refused the token request")
+)
+
+// refreshLockTTL bounds how long one instance may hold a session's refresh
+// lock; it is longer than any IdP round trip we allow.
+const refreshLockTTL = 30 * time.Second
+
+// Tokens hands the proxy the credentials its routes name: the user's access
+// token (refreshed when near expiry), exchanged tokens (RFC 8693) and client
+// credentials tokens. Safe for concurrent use.
+type Tokens struct {
+	h       *Handler
+	refresh singleflight.Group
+
+	ccMu    sync.Mutex
+	ccCache map[string]ccEntry
+	ccGroup singleflight.Group
+}
+
+type ccEntry struct {
+	token  secret.Secret
+	expiry time.Time
+}
+
+// AccessToken returns the session's access token, refreshing it first when it
+// expires within Options.RefreshBeforeExpiry. At most one refresh per session
+// runs at a time in this process (singleflight) and across instances (a
+// store lock, then a re-read: another instance may already have refreshed).
+// Errors: ErrSessionEnded (401), ErrIdPUnavailable (502/503),
+// session.ErrUnavailable (503), session.ErrNotFound (401).
+func (t *Tokens) AccessToken(ctx context.Context, h session.Handle, s *session.Session) (secret.Secret, error) {
+	if !t.needsRefresh(s) {
+		return s.AccessToken, nil
+	}
+	// The refresh runs detached from this caller's cancellation: other
+	// requests wait on the same flight, and abandoning a rotated refresh
+	// token half-way would end the session.
+	ch := t.refresh.DoChan(s.ID, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockTTL)
+		defer cancel()
+		return t.refreshSession(rctx, h, s.ID)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return secret.Secret{}, res.Err
+		}
+		return res.Val.(secret.Secret), nil
+	case <-ctx.Done():
+		return secret.Secret{}, fmt.Errorf("wait for token refresh: %w", ctx.Err())
+	}
+}
+
+func (t *Tokens) needsRefresh(s *session.Session) bool {
+	if s.AccessTokenExpiry.IsZero() {
+		return false // the IdP gave no lifetime; use the token until it is refused
+	}
+	return !t.h.opts.Clock().Before(s.AccessTokenExpiry.Add(-t.h.opts.RefreshBeforeExpiry))
+}
+
+func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string) (secret.Secret, error) {
+	o := &t.h.opts
+	release, err := o.Sessions.Lock(ctx, "refresh:"+id, refreshLockTTL)
+	if err != nil {
+		return secret.Secret{}, fmt.Errorf("lock session for token refresh: %w", err)
+	}
+	defer release()
+	cur, err := o.Sessions.Load(ctx, h, false)
+	if err != nil {
+		return secret.Secret{}, err
+	}
+	if !t.needsRefresh(cur) {
+		return cur.AccessToken, nil // refreshed meanwhile, here or elsewhere
+	}
+	if cur.RefreshToken.IsZero() {
+		if o.Clock().Before(cur.AccessTokenExpiry) {
+			return cur.AccessToken, nil // still valid, nothing to refresh with
+		}
+		t.endSession(ctx, cur, "no refresh token")
+		return secret.Secret{}, ErrSessionEnded
+	}
+	src := t.h.oauthConfig().TokenSource(t.h.idpContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken.Reveal()})
+	tok, err := src.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			t.endSession(ctx, cur, "invalid_grant")
+			return secret.Secret{}, ErrSessionEnded
+		}
+		t.h.log.WarnContext(ctx, "token refresh failed", "session", cur.ID, "error", describeOAuthError(err))
+		t.h.audit(ctx, EventRefreshFailed, slog.String("sub", cur.Subject), slog.String("session", cur.ID), slog.String("reason", "idp_unavailable"))
+		return secret.Secret{}, ErrIdPUnavailable
+	}
+	now := o.Clock()
+	cur.AccessToken = secret.New(tok.AccessToken)
+	cur.AccessTokenExpiry = tokenExpiry(tok, now)
+	cur.TokenType = tok.Type()
+	if tok.RefreshToken != "" {
+		cur.RefreshToken = secret.New(tok.RefreshToken)
+	}
+	if sc, ok := tok.Extra("scope").(string); ok && sc != "" {
+		cur.Scope = sc
+	}
+	if rawID, ok := tok.Extra("id_token").(string); ok && rawID != "" {
+		// OIDC Core 12.2: a refreshed ID token must be valid and be about the same user.
+		idt, err := t.h.verifier.Verify(t.h.idpContext(ctx), rawID)
+		if err != nil || idt.Subject != cur.Subject {
+			t.h.log.WarnContext(ctx, "refreshed ID token rejected", "session", cur.ID)
+			t.endSession(ctx, cur, "refreshed ID token invalid")
+			return secret.Secret{}, ErrSessionEnded
+		}
+		cur.IDToken = secret.New(rawID)
+	}
+	if err := o.Sessions.Update(ctx, h, cur); err != nil {
+		return secret.Secret{}, fmt.Errorf("store refreshed tokens: %w", err)
+	}
+	t.h.audit(ctx, EventTokenRefresh, slog.String("sub", cur.Subject), slog.String("session", cur.ID))
+	return cur.AccessToken, nil
+}
+
+func (t *Tokens) endSession(ctx context.Context, s *session.Session, reason string) {
+	if err := t.h.opts.Sessions.Delete(ctx, s.ID); err != nil {
+		t.h.log.ErrorContext(ctx, "delete session after failed refresh", "session", s.ID, "error", err)
+	}
+	t.h.audit(ctx, EventRefreshFailed, slog.String("sub", s.Subject), slog.String("session", s.ID), slog.String("reason", reason))
+}
+
+// Exchange trades subjectToken for an access token for another audience
+// (RFC 8693 token exchange), authenticating as the client. It returns the
+// new token and its expiry (zero when the IdP gave none). The caller must
+// not cache the result beyond the subject token's own expiry.
+func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	params := url.Values{
+		// x/oauth2's client credentials flow allows overriding grant_type:
+		// it gives us its client authentication and error parsing.
+		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":        {subjectToken.Reveal()},
+		"subject_token_type":   {"urn:ietf:params:oauth:token-type:access_token"},
+		"requested_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+	}
+	if audience != "" {
+		params.Set("audience", audience)
+	}
+	if resource != "" {
+		params.Set("resource", resource)
+	}
+	var scopes []string
+	if scope != "" {
+		scopes = strings.Fields(scope)
+	}
+	tok, err := t.ccConfig(scopes, params).Token(t.h.idpContext(ctx))
+	if err != nil {
+		err = t.classify(ctx, "token exchange", err)
+		t.h.audit(ctx, EventTokenExchange, slog.String("audience", audience), slog.String("result", "failed"))
+		return secret.Secret{}, time.Time{}, err
+	}
+	if it, _ := tok.Extra("issued_token_type").(string); it != "" && it != "urn:ietf:params:oauth:token-type:access_token" {
+		t.h.log.WarnContext(ctx, "token exchange returned an unexpected token type", "issued_token_type", truncate(it, 80))
+		return secret.Secret{}, time.Time{}, ErrExchangeDenied
+	}
+	t.h.audit(ctx, EventTokenExchange, slog.String("audience", audience), slog.String("result", "ok"))
+	return secret.New(tok.AccessToken), ccExpiry(tok, t.h.opts.Clock()), nil
+}
+
+// ClientCredentials returns an access token for Gatehouse itself (OAuth 2.0
+// client credentials) with the given scopes and optional audience, using the
+// current client secret. Tokens are cached per (scopes, audience) and shared
+// by all callers until RefreshBeforeExpiry before they expire; concurrent
+// misses share one request.
+func (t *Tokens) ClientCredentials(ctx context.Context, scopes []string, audience string) (secret.Secret, error) {
+	sc := append([]string(nil), scopes...)
+	sort.Strings(sc)
+	key := strings.Join(sc, " ") + "\x00" + audience
+	now := t.h.opts.Clock()
+	t.ccMu.Lock()
+	e, ok := t.ccCache[key]
+	t.ccMu.Unlock()
+	if ok && now.Before(e.expiry.Add(-t.h.opts.RefreshBeforeExpiry)) {
+		return e.token, nil
+	}
+	ch := t.ccGroup.DoChan(key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockTTL)
+		defer cancel()
+		var params url.Values
+		if audience != "" {
+			params = url.Values{"audience": {audience}}
+		}
+		tok, err := t.ccConfig(sc, params).Token(t.h.idpContext(rctx))
+		if err != nil {
+			return nil, t.classify(rctx, "client credentials", err)
+		}
+		e := ccEntry{token: secret.New(tok.AccessToken), expiry: ccExpiry(tok, t.h.opts.Clock())}
+		if !e.expiry.IsZero() {
+			t.ccMu.Lock()
+			if t.ccCache == nil {
+				t.ccCache = map[string]ccEntry{}
+			}
+			t.ccCache[key] = e
+			t.ccMu.Unlock()
+		}
+		return e.token, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return secret.Secret{}, res.Err
+		}
+		return res.Val.(secret.Secret), nil
+	case <-ctx.Done():
+		return secret.Secret{}, fmt.Errorf("wait for client credentials token: %w", ctx.Err())
+	}
+}
+
+func (t *Tokens) ccConfig(scopes []string, params url.Values) *clientcredentials.Config {
+	return &clientcredentials.Config{
+		ClientID:       t.h.opts.ClientID,
+		ClientSecret:   t.h.opts.ClientSecret.Get().Reveal(), // current value: rotation takes effect
+		TokenURL:       t.h.endpoint.TokenURL,
+		Scopes:         scopes,
+		EndpointParams: params,
+		AuthStyle:      t.h.endpoint.AuthStyle,
+	}
+}
+
+// classify maps an IdP token-endpoint error to ErrExchangeDenied (the IdP
+// said no) or ErrIdPUnavailable, logging only a summary.
+func (t *Tokens) classify(ctx context.Context, what string, err error) error {
+	t.h.log.WarnContext(ctx, what+" failed", "error", describeOAuthError(err))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
+		return fmt.Errorf("%s: %w", what, ErrExchangeDenied)
+	}
+	return fmt.Errorf("%s: %w", what, ErrIdPUnavailable)
+}
+
+// ccExpiry reads expires_in with our clock (clientcredentials drops ExpiresIn).
+func ccExpiry(tok *oauth2.Token, now time.Time) time.Time {
+	switch v := tok.Extra("expires_in").(type) {
+	case float64:
+		if v > 0 {
+			return now.Add(time.Duration(v) * time.Second)
+		}
+	case string:
+		if d, err := time.ParseDuration(v + "s"); err == nil && d > 0 {
+			return now.Add(d)
+		}
+	}
+	return tok.Expiry
+}
