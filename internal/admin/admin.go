@@ -1,0 +1,169 @@
+// Package admin serves the operator API on the admin listener: listing and
+// revoking server-side sessions, behind a bearer token.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// Sessions is what the admin API needs of the session manager.
+type Sessions interface {
+	List(ctx context.Context, sub string) ([]session.Info, error)
+	Delete(ctx context.Context, id string) error
+	DeleteBySubject(ctx context.Context, sub string) (int, error)
+}
+
+// Auditor records revocations.
+type Auditor interface {
+	Log(ctx context.Context, rec audit.Record) error
+}
+
+// Options configures the admin API.
+type Options struct {
+	// Token is the bearer token; read on every request so that rotating the
+	// file it comes from takes effect without a restart. Nil disables /admin/*.
+	Token    *secret.Value
+	Sessions Sessions
+	Audit    Auditor
+	Client   string
+	Logger   *slog.Logger
+}
+
+// Register adds the admin routes to mux.
+func Register(mux *http.ServeMux, o Options) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &api{o: o}
+	mux.Handle("GET /admin/sessions", a.auth(a.list))
+	mux.Handle("DELETE /admin/sessions/{id}", a.auth(a.revokeOne))
+	mux.Handle("POST /admin/sessions/revoke", a.auth(a.revokeSubject))
+	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) {
+		apierror.Write(w, http.StatusNotFound, "not_found", "no such admin endpoint: see docs/admin.md")
+	}))
+}
+
+type api struct{ o Options }
+
+func (a *api) auth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := a.o.Token.Get()
+		if want.IsZero() {
+			apierror.Write(w, http.StatusForbidden, "admin_disabled", "the admin API is disabled: set admin.token in the configuration")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Compare digests so the comparison takes the same time whatever the
+		// lengths (ConstantTimeCompare returns early on a length mismatch).
+		gh, wh := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want.Reveal()))
+		if !ok || subtle.ConstantTimeCompare(gh[:], wh[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
+			apierror.Write(w, http.StatusUnauthorized, "admin_unauthorized", "send the admin token as Authorization: Bearer <admin.token>")
+			return
+		}
+		next(w, r)
+	})
+}
+
+type sessionJSON struct {
+	ID             string    `json:"id"`
+	Subject        string    `json:"sub"`
+	IdPSessionID   string    `json:"idp_sid,omitempty"`
+	Created        time.Time `json:"created_at"`
+	LastSeen       time.Time `json:"last_seen_at"`
+	IdleExpiry     time.Time `json:"idle_expires_at"`
+	AbsoluteExpiry time.Time `json:"expires_at"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	sub := r.URL.Query().Get("sub")
+	if sub == "" {
+		apierror.Write(w, http.StatusBadRequest, "sub_required", "name the user: /admin/sessions?sub=<subject>")
+		return
+	}
+	infos, err := a.o.Sessions.List(r.Context(), sub)
+	if err != nil {
+		a.storeError(w, "list sessions", err)
+		return
+	}
+	out := make([]sessionJSON, 0, len(infos))
+	for _, in := range infos {
+		out = append(out, sessionJSON{in.ID, in.Subject, in.IdPSessionID, in.Created.UTC(), in.LastSeen.UTC(), in.IdleExpiry.UTC(), in.AbsoluteExpiry.UTC()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (a *api) revokeOne(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.o.Sessions.Delete(r.Context(), id); err != nil {
+		if errors.Is(err, session.ErrNotFound) {
+			apierror.Write(w, http.StatusNotFound, "session_not_found", "no live session has that id")
+			return
+		}
+		a.storeError(w, "revoke session", err)
+		return
+	}
+	a.audit(r, "", id, 1)
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": 1})
+}
+
+func (a *api) revokeSubject(w http.ResponseWriter, r *http.Request) {
+	sub := r.URL.Query().Get("sub")
+	if sub == "" {
+		apierror.Write(w, http.StatusBadRequest, "sub_required", "name the user: POST /admin/sessions/revoke?sub=<subject>")
+		return
+	}
+	n, err := a.o.Sessions.DeleteBySubject(r.Context(), sub)
+	if err != nil {
+		a.storeError(w, "revoke sessions", err)
+		return
+	}
+	a.audit(r, sub, "", n)
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": n})
+}
+
+func (a *api) audit(r *http.Request, sub, id string, n int) {
+	if a.o.Audit == nil {
+		return
+	}
+	reason := "admin_revoke"
+	if sub != "" {
+		reason = "admin_revoke_subject"
+	}
+	if err := a.o.Audit.Log(r.Context(), audit.Record{
+		Event: audit.EventSessionRevoked, Outcome: audit.OutcomeSuccess, Reason: reason,
+		Sub: sub, Session: id, Actor: []string{"admin"}, Client: a.o.Client,
+		Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
+	}); err != nil {
+		a.o.Logger.Error("audit admin revocation", "err", err, "revoked", n)
+	}
+}
+
+func (a *api) storeError(w http.ResponseWriter, op string, err error) {
+	a.o.Logger.Error(op, "err", err)
+	if errors.Is(err, session.ErrUnavailable) {
+		apierror.Write(w, http.StatusServiceUnavailable, "store_unavailable", "the session store cannot be reached; retry when /readyz reports it")
+		return
+	}
+	apierror.Write(w, http.StatusInternalServerError, "internal_error", op+" failed; see the Gatehouse log")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
