@@ -1,0 +1,249 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestFailingSinkDeniesRequestsThenRecovers: while the sink fails, Reserve and Ready report
+// ErrUnavailable and the records already reserved are kept; once it works again, service resumes
+// by itself and every record is in the chain.
+func TestFailingSinkDeniesRequestsThenRecovers(t *testing.T) {
+	var out switchWriter
+	l := openStdout(t, &out, nil)
+	ctx := context.Background()
+	if err := l.Log(ctx, sampleRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "first record written", func() bool { return l.Stats().Written == 1 })
+
+	out.failing.Store(true)
+	// These were reserved before the failure showed; they must survive it.
+	var kept []*Pending
+	for range 3 {
+		p, err := l.Reserve(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, p)
+	}
+	for i, p := range kept {
+		p.Commit(sampleRecord(i + 1))
+	}
+	eventually(t, "failure noticed", func() bool { return l.Ready() != nil })
+	if _, err := l.Reserve(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve while failing = %v, want ErrUnavailable", err)
+	}
+	if err := l.Log(ctx, Record{Event: EventLogin}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Log while failing = %v, want ErrUnavailable", err)
+	}
+	if err := l.Ready(); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Ready = %v", err)
+	}
+
+	out.failing.Store(false)
+	eventually(t, "recovery", func() bool { return l.Ready() == nil })
+	p, err := l.Reserve(ctx)
+	if err != nil {
+		t.Fatalf("Reserve after recovery: %v", err)
+	}
+	p.Commit(sampleRecord(4))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.Written != 5 || st.Dropped != 0 || st.WriteErrors == 0 || st.Buffered != 0 {
+		t.Fatalf("stats = %+v, want 5 written, 0 dropped, some write errors", st)
+	}
+	if n, err := Verify(strings.NewReader(out.String()), "stdout"); err != nil || n != 5 {
+		t.Fatalf("Verify = %d, %v; want 5", n, err)
+	}
+}
+
+// TestDiskFullDeniesRequests uses a real ENOSPC (/dev/full): requests are refused, and Close
+// reports the records it could not write instead of pretending.
+func TestDiskFullDeniesRequests(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("/dev/full not available on this system")
+	}
+	l := openFile(t, "/dev/full", func(o *Options) { o.CloseTimeout = 50 * time.Millisecond })
+	if err := l.Log(context.Background(), sampleRecord(0)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "disk full noticed", func() bool { return l.Ready() != nil })
+	if _, err := l.Reserve(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve on a full disk = %v, want ErrUnavailable", err)
+	}
+	err := l.Close()
+	if err == nil || !strings.Contains(err.Error(), "1 reserved records were not written") {
+		t.Fatalf("Close = %v, want it to report the unwritten record", err)
+	}
+	if st := l.Stats(); st.Dropped != 1 {
+		t.Fatalf("stats = %+v, want the lost record counted", st)
+	}
+}
+
+func TestFullBufferDeniesInsteadOfBlocking(t *testing.T) {
+	var out switchWriter
+	out.gate.Lock() // the sink hangs
+	l := openStdout(t, &out, func(o *Options) { o.Buffer = 2 })
+	ctx := context.Background()
+	p1, err1 := l.Reserve(ctx)
+	p2, err2 := l.Reserve(ctx)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := l.Reserve(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("third Reserve = %v, want ErrUnavailable", err)
+	}
+	p1.Commit(sampleRecord(1)) // does not block although the sink hangs
+	p2.Cancel()                // frees a slot
+	p3, err := l.Reserve(ctx)
+	if err != nil {
+		t.Fatalf("Reserve after Cancel: %v", err)
+	}
+	p3.Commit(sampleRecord(3))
+	p3.Commit(sampleRecord(4)) // a second Commit or a Cancel after Commit does nothing
+	p3.Cancel()
+	out.gate.Unlock()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Verify(strings.NewReader(out.String()), "stdout"); err != nil || n != 2 {
+		t.Fatalf("Verify = %d, %v; want 2", n, err)
+	}
+}
+
+func TestCloseFlushesEveryCommittedRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, func(o *Options) { o.FsyncInterval = time.Hour })
+	const n = 3000
+	for i := range n {
+		if err := l.Log(context.Background(), sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := VerifyFile(path); err != nil || res.Records != n {
+		t.Fatalf("VerifyFile = %+v, %v; want %d", res, err, n)
+	}
+	if _, err := l.Reserve(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve after Close = %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestCloseWaitsForReservedRequests: a request in flight when shutdown starts is still audited.
+func TestCloseWaitsForReservedRequests(t *testing.T) {
+	var out switchWriter
+	l := openStdout(t, &out, nil)
+	p, err := l.Reserve(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error)
+	go func() { closed <- l.Close() }()
+	eventually(t, "close started", func() bool { return l.Ready() != nil })
+	p.Commit(sampleRecord(1))
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Verify(strings.NewReader(out.String()), "stdout"); err != nil || n != 1 {
+		t.Fatalf("Verify = %d, %v; want 1", n, err)
+	}
+}
+
+func TestConcurrentRequestsYieldOneValidChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, func(o *Options) { o.Buffer = 64; o.MaxSize = 64 << 10 })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	committed := 0
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				p, err := l.Reserve(context.Background())
+				if err != nil {
+					continue // buffer momentarily full: the request would get 503
+				}
+				if i%10 == 0 {
+					p.Cancel()
+					continue
+				}
+				rec := sampleRecord(g*1000 + i)
+				p.Commit(rec)
+				mu.Lock()
+				committed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := Files(path)
+	res, err := VerifyFiles(files...)
+	if err != nil || res.Records != committed || committed == 0 {
+		t.Fatalf("VerifyFiles = %+v, %v; want %d records", res, err, committed)
+	}
+	if st := l.Stats(); st.Written != uint64(committed) || st.Dropped != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestOnFailureContinueServesAndCounts: with on_failure continue, a failing sink does not deny,
+// and records that find the buffer full are counted as dropped, never silently.
+func TestOnFailureContinueServesAndCounts(t *testing.T) {
+	var out switchWriter
+	out.failing.Store(true)
+	l := openStdout(t, &out, func(o *Options) { o.OnFailure = "continue"; o.Buffer = 2; o.CloseTimeout = 20 * time.Millisecond })
+	for i := range 5 {
+		if err := l.Log(context.Background(), sampleRecord(i)); err != nil {
+			t.Fatalf("Log %d: %v", i, err)
+		}
+	}
+	eventually(t, "write errors counted", func() bool { return l.Stats().WriteErrors > 0 })
+	if err := l.Ready(); err != nil {
+		t.Fatalf("Ready = %v, want nil with on_failure continue", err)
+	}
+	if st := l.Stats(); st.Dropped != 3 {
+		t.Fatalf("stats = %+v, want 3 dropped", st)
+	}
+	out.failing.Store(false)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Verify(strings.NewReader(out.String()), "stdout"); err != nil || n != 2 {
+		t.Fatalf("Verify = %d, %v; want the 2 buffered records", n, err)
+	}
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no sink":         {},
+		"unknown sink":    {Sink: "syslog"},
+		"file no path":    {Sink: "file"},
+		"bad on_failure":  {Sink: "stdout", OnFailure: "ignore"},
+		"negative buffer": {Sink: "stdout", Buffer: -1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if l, err := Open(context.Background(), o); err == nil {
+				l.Close()
+				t.Fatal("Open accepted bad options")
+			}
+		})
+	}
+}
