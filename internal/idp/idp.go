@@ -115,9 +115,13 @@ type Provider struct {
 	foreignKey  *rsa.PrivateKey
 	foreignErr  error
 
+	// Serving state of Start; guarded by srvMu.
+	srvMu    sync.Mutex
+	addr     string // the address Start bound, reused by Resume
 	srv      *http.Server
-	ln       net.Listener
 	serveErr chan error
+	closed   bool
+	stop     context.CancelFunc
 }
 
 // New builds a Provider for opts.Issuer without listening anywhere; serve Handler() yourself
@@ -264,13 +268,14 @@ func Start(ctx context.Context, opts Options) (*Provider, error) {
 		_ = ln.Close()
 		return nil, err
 	}
-	p.ln = ln
-	p.srv = &http.Server{Handler: p.handler, ReadHeaderTimeout: 10 * time.Second}
-	p.serveErr = make(chan error, 1)
-	go func() { p.serveErr <- p.srv.Serve(ln) }()
+	p.addr = ln.Addr().String()
+	p.serveLocked(ln)
+	ctx, p.stop = context.WithCancel(ctx)
 	go func() {
-		<-ctx.Done()
-		_ = p.srv.Close()
+		<-ctx.Done() // ctx ended or Close called
+		if err := p.Close(); err != nil {
+			p.logger.Warn("close development OP", "err", err)
+		}
 	}()
 	return p, nil
 }
@@ -294,14 +299,23 @@ func MustStart(t TB, opts Options) *Provider {
 		return nil
 	}
 	t.Cleanup(func() {
-		_ = p.Close()
+		if err := p.Close(); err != nil {
+			t.Fatalf("close development OP: %v", err)
+		}
 		cancel()
 	})
 	return p
 }
 
-// Close stops the server started by Start. It is a no-op for a Provider from New.
-func (p *Provider) Close() error {
+func (p *Provider) serveLocked(ln net.Listener) {
+	p.srv = &http.Server{Handler: p.handler, ReadHeaderTimeout: 10 * time.Second}
+	p.serveErr = make(chan error, 1)
+	srv, done := p.srv, p.serveErr
+	go func() { done <- srv.Serve(ln) }()
+}
+
+// shutdownLocked closes the listener and every connection, and waits for Serve to return.
+func (p *Provider) shutdownLocked() error {
 	if p.srv == nil {
 		return nil
 	}
@@ -309,8 +323,53 @@ func (p *Provider) Close() error {
 	if serr := <-p.serveErr; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}
-	p.serveErr <- http.ErrServerClosed // let a second Close return too
+	p.srv = nil
 	return err
+}
+
+// Close stops the server started by Start (idempotent). It is a no-op for a Provider from New.
+func (p *Provider) Close() error {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	if p.stop != nil {
+		p.stop()
+	}
+	return p.shutdownLocked()
+}
+
+// Suspend makes the OP unreachable (connections refused) while keeping its state, keys,
+// sessions and tokens, so tests can check how a client behaves while its IdP is down.
+// Only for a Provider from Start.
+func (p *Provider) Suspend() error {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	if p.closed || p.addr == "" {
+		return errors.New("idp: Suspend needs a running Provider from Start")
+	}
+	return p.shutdownLocked()
+}
+
+// Resume listens again on the same address after Suspend.
+func (p *Provider) Resume(ctx context.Context) error {
+	p.srvMu.Lock()
+	defer p.srvMu.Unlock()
+	if p.closed || p.addr == "" {
+		return errors.New("idp: Resume needs a Provider from Start that is not closed")
+	}
+	if p.srv != nil {
+		return nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("idp: listen again on %s: %w", p.addr, err)
+	}
+	p.serveLocked(ln)
+	return nil
 }
 
 func isLoopbackHost(host string) bool {

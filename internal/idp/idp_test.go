@@ -653,3 +653,37 @@ func TestNonLoopbackIssuerIsRefused(t *testing.T) {
 		t.Fatal("non-loopback listen address accepted")
 	}
 }
+
+func TestSuspendResumeKeepsState(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, _ := e.login(t, "alice", "wonderland")
+	if err := e.p.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	tok.Expiry = time.Now().Add(-time.Second)
+	if _, err := e.conf.TokenSource(e.ctx, tok).Token(); err == nil {
+		t.Fatal("refresh succeeded while the OP was suspended")
+	}
+	if err := e.p.Resume(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.conf.TokenSource(e.ctx, tok).Token(); err != nil {
+		t.Fatalf("refresh after Resume: %v", err)
+	}
+}
+
+func TestCloseIsIdempotentAndStopsServing(t *testing.T) {
+	p, err := Start(context.Background(), Options{Clients: []Client{{ID: "a", Secret: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(p.URL() + "/.well-known/openid-configuration"); err == nil {
+		t.Fatal("closed OP still answers")
+	}
+}
