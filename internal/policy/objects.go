@@ -1,0 +1,368 @@
+package policy
+
+import (
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+)
+
+// The policy variables request, session and agent (and agent.grant) are CEL
+// object types with a fixed set of typed fields, so that `request.metod` or
+// `session.age > 5` fails when the configuration is loaded instead of denying
+// every request at run time. Their values are the small wrapper types below:
+// field reads go straight to the Go struct through precompiled getters (no
+// reflection), and derived values (the header and query maps) are only built
+// when an expression reads them.
+
+// CEL type names of the policy objects.
+const (
+	requestTypeName = "gatehouse.Request"
+	sessionTypeName = "gatehouse.Session"
+	agentTypeName   = "gatehouse.Agent"
+	grantTypeName   = "gatehouse.AgentGrant"
+)
+
+// getter reads one field of a policy object; a nil-able wrapper that is not
+// of the expected type (a null session or agent) is an error, which denies.
+type getter func(obj any) (any, error)
+
+type fieldDef struct {
+	name string
+	typ  *types.Type
+	get  getter
+}
+
+// objType is a CEL struct type backed by Go code instead of a protobuf
+// message or reflection. It is registered with cel.Types and serves as both
+// the ref.Type and the types.StructTypeDescriptor of its values.
+type objType struct {
+	name    string
+	celType *types.Type
+	fields  map[string]*types.FieldType
+	names   []string
+}
+
+func newObjType(name string, defs []fieldDef) *objType {
+	t := &objType{
+		name:    name,
+		celType: types.NewObjectType(name),
+		fields:  make(map[string]*types.FieldType, len(defs)),
+	}
+	for _, d := range defs {
+		get := d.get
+		t.fields[d.name] = &types.FieldType{
+			Type:    d.typ,
+			GetFrom: ref.FieldGetter(get),
+			// has(x.f) is true when the field holds a non-zero value, as for
+			// proto3 scalars; on a null object it is false rather than an error.
+			IsSet: func(obj any) bool {
+				v, err := get(obj)
+				return err == nil && !isZero(v)
+			},
+		}
+		t.names = append(t.names, d.name)
+	}
+	return t
+}
+
+// HasTrait implements ref.Type: the values support field selection and has().
+func (t *objType) HasTrait(trait int) bool {
+	return trait == traits.FieldTesterType || trait == traits.IndexerType
+}
+
+// TypeName implements ref.Type.
+func (t *objType) TypeName() string { return t.name }
+
+// ReflectType implements types.StructTypeDescriptor; there is no reflected Go type.
+func (t *objType) ReflectType() reflect.Type { return nil }
+
+// FieldNames implements types.StructTypeDescriptor.
+func (t *objType) FieldNames() []string { return t.names }
+
+// FindFieldType implements types.StructTypeDescriptor.
+func (t *objType) FindFieldType(name string) (*types.FieldType, bool) {
+	ft, ok := t.fields[name]
+	return ft, ok
+}
+
+// NewValue implements types.StructTypeDescriptor. Policies read the request
+// context; they cannot fabricate one.
+func (t *objType) NewValue(types.Adapter, map[string]ref.Val) ref.Val {
+	return types.NewErr("%s values cannot be constructed in a policy", t.name)
+}
+
+// Adapt implements types.StructTypeDescriptor.
+func (t *objType) Adapt(_ types.Adapter, v any) ref.Val {
+	if rv, ok := v.(ref.Val); ok {
+		return rv
+	}
+	return types.NewErr("cannot adapt %T to %s", v, t.name)
+}
+
+// get serves dynamic (untyped) field access, e.g. through a dyn value.
+func (t *objType) get(obj any, field ref.Val) ref.Val {
+	name, ok := field.(types.String)
+	if !ok {
+		return types.NewErr("%s fields are selected by name", t.name)
+	}
+	ft, ok := t.fields[string(name)]
+	if !ok {
+		return types.NewErr("no such field %q on %s", string(name), t.name)
+	}
+	v, err := ft.GetFrom(obj)
+	if err != nil {
+		return types.WrapErr(err)
+	}
+	return types.DefaultTypeAdapter.NativeToValue(v)
+}
+
+func (t *objType) isSet(obj any, field ref.Val) ref.Val {
+	name, ok := field.(types.String)
+	if !ok {
+		return types.NewErr("%s fields are selected by name", t.name)
+	}
+	ft, ok := t.fields[string(name)]
+	if !ok {
+		return types.NewErr("no such field %q on %s", string(name), t.name)
+	}
+	return types.Bool(ft.IsSet(obj))
+}
+
+func isZero(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return x == ""
+	case time.Time:
+		return x.IsZero()
+	case time.Duration:
+		return x == 0
+	case []string:
+		return len(x) == 0
+	case map[string]string:
+		return len(x) == 0
+	}
+	return false
+}
+
+// objTypes holds the four object types of one Env.
+type objTypes struct {
+	request, session, agent, grant *objType
+}
+
+// nullObjectError is what reading a field of an absent session or agent yields.
+type nullObjectError struct{ what string }
+
+func (e nullObjectError) Error() string {
+	return e.what + " is null here; guard the expression with `" + e.what + " != null`"
+}
+
+func newObjTypes() *objTypes {
+	ts := &objTypes{}
+	strList := types.NewListType(types.StringType)
+	strMap := types.NewMapType(types.StringType, types.StringType)
+
+	ts.request = newObjType(requestTypeName, []fieldDef{
+		{"method", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.Method, nil })},
+		{"path", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.Path, nil })},
+		{"query", strMap, reqField((*requestVal).queryMap)},
+		{"headers", strMap, reqField((*requestVal).headerMap)},
+		{"remote_ip", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.RemoteIP, nil })},
+	})
+	ts.session = newObjType(sessionTypeName, []fieldDef{
+		{"sid", types.StringType, sessField(func(s *SessionInfo) any { return s.SID })},
+		{"auth_time", types.TimestampType, sessField(func(s *SessionInfo) any { return s.AuthTime })},
+		{"acr", types.StringType, sessField(func(s *SessionInfo) any { return s.ACR })},
+		{"amr", strList, sessField(func(s *SessionInfo) any { return s.AMR })},
+		{"created", types.TimestampType, sessField(func(s *SessionInfo) any { return s.Created })},
+		{"age", types.DurationType, sessField(func(s *SessionInfo) any { return s.Age })},
+	})
+	ts.grant = newObjType(grantTypeName, []fieldDef{
+		{"routes", strList, grantField(func(a *AgentInfo) any { return a.Routes })},
+		{"methods", strList, grantField(func(a *AgentInfo) any { return a.Methods })},
+		{"expires", types.TimestampType, grantField(func(a *AgentInfo) any { return a.Expires })},
+	})
+	ts.agent = newObjType(agentTypeName, []fieldDef{
+		{"id", types.StringType, agentField(func(a *agentVal) any { return a.a.ID })},
+		{"name", types.StringType, agentField(func(a *agentVal) any { return a.a.Name })},
+		{"grant", ts.grant.celType, agentField(func(a *agentVal) any { return &a.grant })},
+	})
+	return ts
+}
+
+func reqField(f func(*requestVal) (any, error)) getter {
+	return func(obj any) (any, error) {
+		r, ok := obj.(*requestVal)
+		if !ok {
+			return nil, nullObjectError{"request"}
+		}
+		return f(r)
+	}
+}
+
+func sessField(f func(*SessionInfo) any) getter {
+	return func(obj any) (any, error) {
+		s, ok := obj.(*sessionVal)
+		if !ok || s.s == nil {
+			return nil, nullObjectError{"session"}
+		}
+		return f(s.s), nil
+	}
+}
+
+func agentField(f func(*agentVal) any) getter {
+	return func(obj any) (any, error) {
+		a, ok := obj.(*agentVal)
+		if !ok || a.a == nil {
+			return nil, nullObjectError{"agent"}
+		}
+		return f(a), nil
+	}
+}
+
+func grantField(f func(*AgentInfo) any) getter {
+	return func(obj any) (any, error) {
+		g, ok := obj.(*grantVal)
+		if !ok || g.a == nil {
+			return nil, nullObjectError{"agent"}
+		}
+		return f(g.a), nil
+	}
+}
+
+// objVal is the ref.Val part shared by the policy object wrappers.
+type objVal struct{ t *objType }
+
+func (v objVal) ConvertToNative(reflect.Type) (any, error) {
+	return nil, constError(v.t.name + " cannot be converted to a Go value") // never needed: policies return bool
+}
+
+func (v objVal) convertToType(self ref.Val, t ref.Type) ref.Val {
+	if t == types.TypeType {
+		return v.t.celType
+	}
+	if t.TypeName() == v.t.name {
+		return self
+	}
+	return types.NewErr("type conversion error from %s to %s", v.t.name, t.TypeName())
+}
+
+func (v objVal) Type() ref.Type { return v.t.celType }
+
+// requestVal is the `request` variable.
+type requestVal struct {
+	objVal
+	r *RequestInfo
+
+	headers  map[string]string // built on first use
+	query    map[string]string // built on first use
+	queryErr error
+	parsedQ  bool
+}
+
+func (r *requestVal) ConvertToType(t ref.Type) ref.Val { return r.convertToType(r, t) }
+func (r *requestVal) Equal(o ref.Val) ref.Val          { return types.Bool(o == ref.Val(r)) }
+func (r *requestVal) Value() any                       { return r }
+func (r *requestVal) Get(f ref.Val) ref.Val            { return r.t.get(r, f) }
+func (r *requestVal) IsSet(f ref.Val) ref.Val          { return r.t.isSet(r, f) }
+
+// headerMap lower-cases names and joins repeated values with ", " (RFC 9110
+// field-line combination), so policies never depend on Go's canonical casing.
+func (r *requestVal) headerMap() (any, error) {
+	if r.headers != nil {
+		return r.headers, nil
+	}
+	m := make(map[string]string, len(r.r.Header))
+	for k, vs := range r.r.Header {
+		lk := lowerASCII(k)
+		v := strings.Join(vs, ", ")
+		if prev, dup := m[lk]; dup { // non-canonical duplicates set directly on the map
+			v = prev + ", " + v
+		}
+		m[lk] = v
+	}
+	r.headers = m
+	return m, nil
+}
+
+// queryMap keeps the first value of each parameter. A query string that does
+// not parse cleanly is an evaluation error (so the request is denied) rather
+// than a partial map a policy could be fooled by.
+func (r *requestVal) queryMap() (any, error) {
+	if !r.parsedQ {
+		r.parsedQ = true
+		vs, err := url.ParseQuery(r.r.RawQuery)
+		if err != nil {
+			r.queryErr = errMalformedQuery
+		} else {
+			m := make(map[string]string, len(vs))
+			for k, v := range vs {
+				if len(v) > 0 {
+					m[k] = v[0]
+				}
+			}
+			r.query = m
+		}
+	}
+	if r.queryErr != nil {
+		return nil, r.queryErr
+	}
+	return r.query, nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errMalformedQuery = constError("request query string is malformed")
+
+// lowerASCII avoids an allocation for names that are already lower case.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// sessionVal is the `session` variable when a session exists.
+type sessionVal struct {
+	objVal
+	s *SessionInfo
+}
+
+func (s *sessionVal) ConvertToType(t ref.Type) ref.Val { return s.convertToType(s, t) }
+func (s *sessionVal) Equal(o ref.Val) ref.Val          { return types.Bool(o == ref.Val(s)) }
+func (s *sessionVal) Value() any                       { return s }
+func (s *sessionVal) Get(f ref.Val) ref.Val            { return s.t.get(s, f) }
+func (s *sessionVal) IsSet(f ref.Val) ref.Val          { return s.t.isSet(s, f) }
+
+// agentVal is the `agent` variable when the caller is an agent.
+type agentVal struct {
+	objVal
+	a     *AgentInfo
+	grant grantVal
+}
+
+func (a *agentVal) ConvertToType(t ref.Type) ref.Val { return a.convertToType(a, t) }
+func (a *agentVal) Equal(o ref.Val) ref.Val          { return types.Bool(o == ref.Val(a)) }
+func (a *agentVal) Value() any                       { return a }
+func (a *agentVal) Get(f ref.Val) ref.Val            { return a.t.get(a, f) }
+func (a *agentVal) IsSet(f ref.Val) ref.Val          { return a.t.isSet(a, f) }
+
+// grantVal is `agent.grant`.
+type grantVal struct {
+	objVal
+	a *AgentInfo
+}
+
+func (g *grantVal) ConvertToType(t ref.Type) ref.Val { return g.convertToType(g, t) }
+func (g *grantVal) Equal(o ref.Val) ref.Val          { return types.Bool(o == ref.Val(g)) }
+func (g *grantVal) Value() any                       { return g }
+func (g *grantVal) Get(f ref.Val) ref.Val            { return g.t.get(g, f) }
+func (g *grantVal) IsSet(f ref.Val) ref.Val          { return g.t.isSet(g, f) }
