@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"golang.org/x/sync/singleflight"
+)
+
+// credError is a credential failure with the error code the client sees.
+type credError struct {
+	code string
+	msg  string
+	err  error
+}
+
+func (e *credError) Error() string { return e.code + ": " + e.err.Error() }
+func (e *credError) Unwrap() error { return e.err }
+
+// credential returns the value of the route's credential for this request:
+// the bearer token (for token kinds) or the header value. ok is false for
+// CredentialNone.
+func (p *Proxy) credential(ctx context.Context, rt *route, id *Identity) (secret.Secret, error) {
+	switch rt.cred.Kind {
+	case CredentialUserToken:
+		tok, err := p.opts.UserTokens.AccessToken(ctx, id)
+		if err != nil {
+			return secret.Secret{}, &credError{"user_token_unavailable", "the user's access token could not be obtained", err}
+		}
+		return nonEmpty(tok, "user_token_unavailable")
+	case CredentialTokenExchange:
+		tok, err := p.exchanges.get(ctx, p, rt, id)
+		if err != nil {
+			return secret.Secret{}, err
+		}
+		return nonEmpty(tok, "token_exchange_failed")
+	case CredentialClientCredentials:
+		tok, err := rt.cred.Source.Token(ctx)
+		if err != nil {
+			return secret.Secret{}, &credError{"client_credentials_failed", "Gatehouse could not obtain its client-credentials token", err}
+		}
+		return nonEmpty(tok, "client_credentials_failed")
+	case CredentialHeader:
+		return nonEmpty(rt.cred.HeaderValue.Get(), "header_credential_missing")
+	}
+	return secret.Secret{}, nil
+}
+
+func nonEmpty(s secret.Secret, code string) (secret.Secret, error) {
+	if s.IsZero() {
+		return s, &credError{code, "the route's credential is empty", errors.New("empty credential")}
+	}
+	return s, nil
+}
+
+// exchangeCache keeps exchanged tokens per session and route until shortly
+// before they expire, and makes concurrent requests of one session share one
+// exchange.
+type exchangeCache struct {
+	skew time.Duration
+	now  func() time.Time
+
+	mu        sync.Mutex
+	entries   map[exchangeKey]exchanged
+	lastSweep time.Time
+	group     singleflight.Group
+}
+
+type exchangeKey struct{ session, route string }
+
+type exchanged struct {
+	token  secret.Secret
+	expiry time.Time
+}
+
+func newExchangeCache(skew time.Duration, now func() time.Time) *exchangeCache {
+	return &exchangeCache{skew: skew, now: now, entries: make(map[exchangeKey]exchanged)}
+}
+
+func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identity) (secret.Secret, error) {
+	if id == nil || id.SessionID == "" {
+		return secret.Secret{}, &credError{"token_exchange_failed", "token exchange needs a session", errors.New("identity has no session id")}
+	}
+	key := exchangeKey{id.SessionID, rt.name}
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && c.now().Before(e.expiry) {
+		return e.token, nil
+	}
+	// The shared exchange outlives a caller that gives up, so the others
+	// still get its result; the Exchanger bounds it with its own timeout.
+	sfKey := id.SessionID + "\x00" + rt.name
+	ch := c.group.DoChan(sfKey, func() (any, error) {
+		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return secret.Secret{}, res.Err
+		}
+		return res.Val.(secret.Secret), nil
+	case <-ctx.Done():
+		return secret.Secret{}, &credError{"token_exchange_failed", "the request ended during token exchange", ctx.Err()}
+	}
+}
+
+func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *Identity, key exchangeKey) (secret.Secret, error) {
+	subject, err := p.opts.UserTokens.AccessToken(ctx, id)
+	if err != nil {
+		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
+	}
+	tok, expiry, err := p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	if err != nil {
+		return secret.Secret{}, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s failed", rt.name), err}
+	}
+	if tok.IsZero() {
+		return tok, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s returned no token", rt.name), errors.New("empty token")}
+	}
+	// A token without a known expiry, or one about to expire, is used once
+	// and not cached: a cached token must never outlive its grant.
+	if until := expiry.Add(-c.skew); !expiry.IsZero() && c.now().Before(until) {
+		c.mu.Lock()
+		c.entries[key] = exchanged{token: tok, expiry: until}
+		c.sweepLocked()
+		c.mu.Unlock()
+	}
+	return tok, nil
+}
+
+// sweepLocked drops expired entries at most once a minute, so sessions that
+// never come back do not pin memory.
+func (c *exchangeCache) sweepLocked() {
+	now := c.now()
+	if now.Sub(c.lastSweep) < time.Minute {
+		return
+	}
+	c.lastSweep = now
+	for k, e := range c.entries {
+		if !now.Before(e.expiry) {
+			delete(c.entries, k)
+		}
+	}
+}
+
+// forget drops every cached token of a session.
+func (c *exchangeCache) forget(session string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if k.session == session {
+			delete(c.entries, k)
+		}
+	}
+}

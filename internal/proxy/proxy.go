@@ -1,0 +1,510 @@
+// Package proxy is Gatehouse's API gateway stage: it cleans and matches the
+// request path, runs the per-request pipeline (route, CSRF, session, policy,
+// credential, audit) and forwards allowed requests with strict header hygiene.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+)
+
+// Options are the proxy's dependencies and global settings.
+type Options struct {
+	// PublicURL is the frontend's origin as browsers see it (required).
+	PublicURL *url.URL
+	// CSRF configures the CSRF check.
+	CSRF CSRFOptions
+	// TrustedProxies may set X-Forwarded-For/-Host/-Proto; from any other
+	// peer those headers are discarded. Default: none.
+	TrustedProxies []netip.Prefix
+
+	// Authenticator is required unless every route is anonymous.
+	Authenticator Authenticator
+	// UserTokens is required by user_token and token_exchange routes.
+	UserTokens UserTokens
+	// Exchanger is required by token_exchange routes.
+	Exchanger Exchanger
+	// Auditor is required.
+	Auditor Auditor
+
+	// ExchangeSkew is how long before expiry a cached exchanged token is
+	// replaced (default 30s).
+	ExchangeSkew time.Duration
+	// MaxPathLength bounds the escaped path (default DefaultMaxPathLength).
+	MaxPathLength int
+	// Transport is cloned for each route (default http.DefaultTransport).
+	Transport *http.Transport
+	// Logger receives upstream and audit-sink errors (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Proxy serves API routes. Build it with New; it is safe for concurrent use.
+type Proxy struct {
+	opts      Options
+	routes    table
+	all       []*route
+	csrf      *csrfCheck
+	log       *slog.Logger
+	now       func() time.Time
+	exchanges *exchangeCache
+	prefixes  []string
+	buffers   bufferPool
+}
+
+// New validates routes and options and builds the proxy. It reports every
+// problem found, each naming its route.
+func New(routes []RouteSpec, opts Options) (*Proxy, error) {
+	p := &Proxy{
+		opts:    opts,
+		routes:  table{exact: map[string]*route{}, prefix: map[string]*route{}},
+		log:     opts.Logger,
+		now:     opts.Now,
+		buffers: newBufferPool(),
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.opts.ExchangeSkew <= 0 {
+		p.opts.ExchangeSkew = 30 * time.Second
+	}
+	p.exchanges = newExchangeCache(p.opts.ExchangeSkew, p.now)
+	var errs []error
+	csrf, err := newCSRFCheck(opts.PublicURL, opts.CSRF)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.csrf = csrf
+	if opts.Auditor == nil {
+		errs = append(errs, errors.New("no auditor: every decision must be audited"))
+	}
+	if len(routes) == 0 {
+		errs = append(errs, errors.New("no routes"))
+	}
+	base := opts.Transport
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport)
+	}
+	names := map[string]bool{}
+	for _, spec := range routes {
+		rt, err := buildRoute(spec, &p.opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if names[rt.name] {
+			errs = append(errs, fmt.Errorf("route %q: name used twice", rt.name))
+			continue
+		}
+		names[rt.name] = true
+		m := p.routes.exact
+		if rt.prefix {
+			m = p.routes.prefix
+		}
+		if other, dup := m[rt.path]; dup {
+			errs = append(errs, fmt.Errorf("route %q: path %s is already routed to %q", rt.name, rt.path, other.name))
+			continue
+		}
+		m[rt.path] = rt
+		if !rt.anonymous && opts.Authenticator == nil {
+			errs = append(errs, fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name))
+		}
+		p.buildForwarder(rt, base)
+		p.all = append(p.all, rt)
+		if pre := mountPrefix(rt.path); !slices.Contains(p.prefixes, pre) {
+			p.prefixes = append(p.prefixes, pre)
+		}
+	}
+	if len(errs) > 0 {
+		p.Close()
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+// mountPrefix is the first path segment of a route as a subtree pattern
+// ("/api/profile/" -> "/api/"), or the route path itself for a one-segment
+// exact route.
+func mountPrefix(path string) string {
+	if i := strings.IndexByte(path[1:], '/'); i >= 0 {
+		return path[:i+2]
+	}
+	return path
+}
+
+// Prefixes returns the paths to mount the proxy on (e.g. "/api/"): every
+// request below them belongs to the proxy, which answers 404 for paths no
+// route matches. Mount them so that no path cleaning or redirect happens
+// before the proxy: it cleans the path itself and must see the raw one.
+func (p *Proxy) Prefixes() []string { return slices.Clone(p.prefixes) }
+
+// ForgetSession drops the exchanged tokens cached for a session; call it when
+// the session ends (logout, back-channel logout, revocation).
+func (p *Proxy) ForgetSession(sessionID string) { p.exchanges.forget(sessionID) }
+
+// Close releases idle upstream connections.
+func (p *Proxy) Close() {
+	for _, rt := range p.all {
+		rt.transport.CloseIdleConnections()
+	}
+}
+
+// ServeHTTP runs the pipeline. Every check comes before any downstream is
+// contacted; the first one that fails answers with a JSON error.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r)}
+
+	// path: cleaned once; this exact path is matched, authorized and forwarded.
+	path, err := CleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
+	if err != nil {
+		p.deny(w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
+		return
+	}
+	ev.Path = path
+
+	// route: longest prefix; the query never takes part.
+	rt := p.routes.match(path)
+	if rt == nil {
+		p.deny(w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
+		return
+	}
+	ev.Route, ev.Credential = rt.name, string(rt.cred.Kind)
+	if !slices.Contains(rt.methods, r.Method) {
+		w.Header().Set("Allow", rt.allow)
+		p.deny(w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
+		return
+	}
+	upgrade := hasUpgrade(r.Header)
+	if upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
+		p.deny(w, &ev, http.StatusForbidden, "upgrade_not_allowed", "route "+rt.name+" does not accept protocol upgrades")
+		return
+	}
+	if rt.maxBody >= 0 && r.ContentLength > rt.maxBody {
+		p.deny(w, &ev, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody))
+		return
+	}
+
+	// csrf: cookie-borne and anonymous requests alike.
+	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
+		p.deny(w, &ev, http.StatusForbidden, code, msg)
+		return
+	}
+
+	// identify: the session behind the cookie (anonymous routes have none).
+	var id *Identity
+	if !rt.anonymous {
+		id, err = p.opts.Authenticator.Authenticate(ctx, r)
+		switch {
+		case errors.Is(err, ErrNoSession) || (err == nil && id == nil):
+			p.deny(w, &ev, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
+			return
+		case err != nil:
+			p.log.ErrorContext(ctx, "session lookup failed", "route", rt.name, "err", err)
+			p.deny(w, &ev, http.StatusServiceUnavailable, "session_unavailable", "the session store is unavailable; try again shortly")
+			return
+		}
+		ev.Subject, ev.SessionID = id.Subject, id.SessionID
+	}
+
+	// authorize: the route's policy; errors deny.
+	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Identity: id, ClientIP: ev.ClientIP}
+	allow, err := rt.authz.Authorize(ctx, &in)
+	if err != nil {
+		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
+		p.deny(w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
+		return
+	}
+	if !allow {
+		p.deny(w, &ev, http.StatusForbidden, "policy_denied", "the route's policy does not allow this request")
+		return
+	}
+
+	// credential: exactly the route's one kind.
+	cred, err := p.credential(ctx, rt, id)
+	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			p.deny(w, &ev, http.StatusUnauthorized, "session_expired", "the session has ended; sign in again (/bff/login)")
+			return
+		}
+		code, msg := "credential_failed", "the route's credential could not be obtained"
+		var ce *credError
+		if errors.As(err, &ce) {
+			code, msg = ce.code, ce.msg
+		}
+		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
+		p.deny(w, &ev, http.StatusBadGateway, code, msg)
+		return
+	}
+
+	// audit: reserved before forwarding, so nothing is served unaudited.
+	ev.Decision = "allow"
+	res, err := p.opts.Auditor.Reserve(ctx, &ev)
+	if err != nil {
+		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
+		ev.Decision = ""
+		writeError(w, &ev, http.StatusServiceUnavailable, "audit_unavailable", "the audit log is unavailable; try again shortly")
+		return
+	}
+
+	// forward, then complete the audit record with the outcome.
+	st := &forwarding{path: upstreamPath(rt, path), cred: cred, status: http.StatusBadGateway}
+	defer func() {
+		ev.Status, ev.Code = st.status, st.code
+		res.Commit(context.WithoutCancel(ctx), &ev)
+	}()
+	if rt.maxBody >= 0 && r.Body != nil && r.Body != http.NoBody {
+		st.limited = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardingKey{}, st)))
+}
+
+// deny answers with an error and records the refusal.
+func (p *Proxy) deny(w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
+	ev.Decision = "deny"
+	writeError(w, ev, status, code, msg)
+	if err := p.opts.Auditor.Record(context.Background(), ev); err != nil {
+		p.log.Error("audit record failed", "route", ev.Route, "err", err)
+	}
+}
+
+func writeError(w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
+	ev.Status, ev.Code = status, code
+	apierror.Write(w, status, code, msg)
+}
+
+// clientIP is the peer's address, or, when the peer is a trusted proxy, the
+// nearest untrusted address it reports in X-Forwarded-For.
+func (p *Proxy) clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if !p.trusted(ip) {
+		return ip
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return ip
+			}
+			a = a.Unmap()
+			if !p.trusted(a) {
+				return a
+			}
+			ip = a
+		}
+	}
+	return ip
+}
+
+func (p *Proxy) trusted(ip netip.Addr) bool {
+	for _, pre := range p.opts.TrustedProxies {
+		if pre.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamPath is the path sent upstream for a cleaned request path.
+func upstreamPath(rt *route, clean string) string {
+	switch {
+	case rt.keepPrefix:
+		return rt.upBase + clean
+	case rt.prefix:
+		return rt.upBase + clean[len(rt.path)-1:]
+	default:
+		return rt.upstream.Path
+	}
+}
+
+// forwarding carries one request's state from ServeHTTP into the
+// ReverseProxy hooks.
+type forwarding struct {
+	path    string
+	cred    secret.Secret
+	limited *limitedBody
+	status  int
+	code    string
+}
+
+type forwardingKey struct{}
+
+func forwardingOf(ctx context.Context) *forwarding {
+	st, _ := ctx.Value(forwardingKey{}).(*forwarding)
+	return st
+}
+
+// limitedBody remembers that the body limit was hit, because the transport
+// reports the failed upload as a generic write error.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded atomic.Bool
+}
+
+func (b *limitedBody) Read(buf []byte) (int, error) {
+	n, err := b.ReadCloser.Read(buf)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			b.exceeded.Store(true)
+		}
+	}
+	return n, err
+}
+
+// buildForwarder builds the route's transport and ReverseProxy once.
+func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
+	tr := base.Clone()
+	// The route timeout bounds connecting and waiting for response headers,
+	// not the body, so streams (SSE, downloads, WebSockets) may run longer.
+	tr.ResponseHeaderTimeout = rt.timeout
+	dialer := &net.Dialer{Timeout: min(rt.timeout, 30*time.Second), KeepAlive: 30 * time.Second}
+	tr.DialContext = dialer.DialContext
+	if tr.TLSHandshakeTimeout == 0 || tr.TLSHandshakeTimeout > rt.timeout {
+		tr.TLSHandshakeTimeout = rt.timeout
+	}
+	rt.transport = tr
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, pr) },
+		Transport:      tr,
+		ModifyResponse: func(res *http.Response) error { return modifyResponse(rt, res) },
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamError(rt, w, r, err) },
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		BufferPool:     p.buffers,
+	}
+}
+
+// rewrite builds the outgoing request: the cleaned path, the scrubbed
+// headers, forwarding headers from the connection, then the credential.
+func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
+	st := forwardingOf(pr.In.Context())
+	out := pr.Out
+	// A fresh URL: nothing of the client's URL but the query survives.
+	// RawPath stays empty so the path is sent as the canonical escaping of
+	// exactly the path that was matched.
+	out.URL = &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: st.path, RawQuery: out.URL.RawQuery}
+	out.Host = ""
+	if st.limited != nil {
+		out.Body = st.limited
+	}
+	scrubRequestHeaders(out.Header, rt.credNorm)
+	p.setForwarded(pr)
+	switch rt.cred.Kind {
+	case CredentialNone:
+	case CredentialHeader:
+		out.Header[rt.credHeader] = []string{st.cred.Reveal()}
+	default:
+		out.Header["Authorization"] = []string{"Bearer " + st.cred.Reveal()}
+	}
+}
+
+// setForwarded sets X-Forwarded-For/-Host/-Proto from the connection, and
+// keeps earlier hops' values only when the peer is a trusted proxy.
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	trusted := false
+	if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
+		trusted = p.trusted(ap.Addr().Unmap())
+	}
+	if trusted {
+		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = slices.Clone(prior)
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		if h := pr.In.Header.Get("X-Forwarded-Host"); h != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", h)
+		}
+		if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto == "http" || proto == "https" {
+			pr.Out.Header.Set("X-Forwarded-Proto", proto)
+		}
+	}
+}
+
+// Upstream 401/403 challenges become Gatehouse errors.
+var (
+	errUpstreamUnauthorized = errors.New("upstream rejected the route's credential (401)")
+	errUpstreamForbidden    = errors.New("upstream refused the route's credential (403 with challenge)")
+)
+
+// modifyResponse applies response hygiene. An upstream 401 means the
+// credential Gatehouse attached was refused: that is a gateway-side failure
+// (502), not the user's, and must not make the SPA drop a valid session or
+// the browser prompt for a password.
+func modifyResponse(rt *route, res *http.Response) error {
+	switch {
+	case res.StatusCode == http.StatusUnauthorized:
+		return errUpstreamUnauthorized
+	case res.StatusCode == http.StatusForbidden && len(res.Header["Www-Authenticate"]) > 0:
+		return errUpstreamForbidden
+	}
+	scrubResponseHeaders(res.Header, rt.setCookie)
+	if st := forwardingOf(res.Request.Context()); st != nil {
+		st.status = res.StatusCode
+	}
+	return nil
+}
+
+// upstreamError answers for a request whose forwarding failed.
+func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request, err error) {
+	st := forwardingOf(r.Context())
+	status, code, msg := http.StatusBadGateway, "upstream_unavailable", "the upstream of route "+rt.name+" could not be reached"
+	var maxErr *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, errUpstreamUnauthorized):
+		code, msg = "upstream_unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
+	case errors.Is(err, errUpstreamForbidden):
+		status, code, msg = http.StatusForbidden, "upstream_forbidden", "the upstream of route "+rt.name+" refused the request"
+	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
+		status, code, msg = http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		code, msg = "client_closed_request", "the client closed the request"
+	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		status, code, msg = http.StatusGatewayTimeout, "upstream_timeout", "the upstream of route "+rt.name+" did not answer in time"
+	}
+	if code != "client_closed_request" && code != "body_too_large" {
+		p.log.WarnContext(r.Context(), "upstream request failed", "route", rt.name, "code", code, "err", err)
+	}
+	if st != nil {
+		st.status, st.code = status, code
+	}
+	apierror.Write(w, status, code, msg)
+}
+
+// bufferPool recycles the 32 KiB copy buffers ReverseProxy uses per response.
+type bufferPool struct{ pool *sync.Pool }
+
+func newBufferPool() bufferPool {
+	return bufferPool{&sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (bp bufferPool) Get() []byte  { return *bp.pool.Get().(*[]byte) }
+func (bp bufferPool) Put(b []byte) { bp.pool.Put(&b) }
