@@ -1,0 +1,443 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketSessions = []byte("sessions") // id -> marshalRecord
+	bucketBySub    = []byte("by_sub")   // indexKey(sub, id) -> nil
+	bucketBySID    = []byte("by_sid")   // indexKey(idp sid, id) -> nil
+	bucketByExp    = []byte("by_exp")   // expires (8 bytes BE ns) || id -> nil
+	bucketKeys     = []byte("keys")     // key -> expires (8 bytes BE ns) || token
+)
+
+// BoltOptions configure a BoltStore. Zero fields take defaults.
+type BoltOptions struct {
+	// Now is the clock for expiry; time.Now when nil.
+	Now func() time.Time
+	// SweepInterval is how often expired records and keys are deleted
+	// (default 1 minute; negative disables the sweeper, call Sweep instead).
+	SweepInterval time.Duration
+	// OpenTimeout bounds the wait for the file lock held by another process
+	// (default 1s).
+	OpenTimeout time.Duration
+	// Logger receives sweep failures; discarded when nil.
+	Logger *slog.Logger
+}
+
+// BoltStore keeps sessions in an embedded bbolt file: persistent across
+// restarts, for a single Gatehouse instance (bbolt locks the file).
+type BoltStore struct {
+	db  *bolt.DB
+	now func() time.Time
+	log *slog.Logger
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// OpenBoltStore opens (creating if needed, mode 0600) the bbolt file at path
+// and starts the periodic sweep of expired records.
+func OpenBoltStore(path string, opts BoltOptions) (*BoltStore, error) {
+	if path == "" {
+		return nil, errors.New("bolt session store: path is empty; set session.bolt.path")
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt session store: create directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("bolt session store %s: file is locked by another process (bolt serves one instance; use redis for several): %w", path, err)
+		}
+		return nil, fmt.Errorf("bolt session store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSessions, bucketBySub, bucketBySID, bucketByExp, bucketKeys} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt session store %s: init buckets: %w", path, err)
+	}
+	s := &BoltStore{db: db, now: opts.Now, log: opts.Logger, stop: make(chan struct{})}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	interval := opts.SweepInterval
+	if interval == 0 {
+		interval = time.Minute
+	}
+	if interval > 0 {
+		s.wg.Go(func() { s.sweepLoop(interval) })
+	}
+	return s, nil
+}
+
+func indexKey(v, id string) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(v)+len(id))
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	b = append(b, v...)
+	return append(b, id...)
+}
+
+func expKey(t time.Time, id string) []byte {
+	b := make([]byte, 0, 8+len(id))
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano(t)))
+	return append(b, id...)
+}
+
+// getLocked returns the stored record (expired or not) and whether it exists.
+func getLocked(tx *bolt.Tx, id string) (Record, bool, error) {
+	v := tx.Bucket(bucketSessions).Get([]byte(id))
+	if v == nil {
+		return Record{}, false, nil
+	}
+	r, err := unmarshalRecord(v)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("session %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
+func removeLocked(tx *bolt.Tx, r Record) error {
+	if err := tx.Bucket(bucketSessions).Delete([]byte(r.ID)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketBySub).Delete(indexKey(r.Subject, r.ID)); err != nil {
+		return err
+	}
+	if r.IdPSessionID != "" {
+		if err := tx.Bucket(bucketBySID).Delete(indexKey(r.IdPSessionID, r.ID)); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketByExp).Delete(expKey(r.Expires(), r.ID))
+}
+
+func putLocked(tx *bolt.Tx, r Record) error {
+	if err := tx.Bucket(bucketSessions).Put([]byte(r.ID), marshalRecord(r)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketBySub).Put(indexKey(r.Subject, r.ID), nil); err != nil {
+		return err
+	}
+	if r.IdPSessionID != "" {
+		if err := tx.Bucket(bucketBySID).Put(indexKey(r.IdPSessionID, r.ID), nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketByExp).Put(expKey(r.Expires(), r.ID), nil)
+}
+
+// liveLocked returns the record if it exists and has not expired.
+func (s *BoltStore) liveLocked(tx *bolt.Tx, id string) (Record, bool, error) {
+	r, ok, err := getLocked(tx, id)
+	if err != nil || !ok {
+		return Record{}, false, err
+	}
+	if !s.now().Before(r.Expires()) {
+		return r, false, nil
+	}
+	return r, true, nil
+}
+
+// Create implements Store.
+func (s *BoltStore) Create(_ context.Context, rec Record) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		old, exists, err := getLocked(tx, rec.ID)
+		if err != nil {
+			return err
+		}
+		if exists {
+			if s.now().Before(old.Expires()) {
+				return ErrExists
+			}
+			if err := removeLocked(tx, old); err != nil {
+				return err
+			}
+		}
+		if !s.now().Before(rec.Expires()) {
+			return nil
+		}
+		return putLocked(tx, rec)
+	})
+}
+
+// Replace implements Store.
+func (s *BoltStore) Replace(_ context.Context, rec Record) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		old, live, err := s.liveLocked(tx, rec.ID)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return ErrNotFound
+		}
+		if err := removeLocked(tx, old); err != nil {
+			return err
+		}
+		if !s.now().Before(rec.Expires()) {
+			return nil
+		}
+		return putLocked(tx, rec)
+	})
+}
+
+// Touch implements Store.
+func (s *BoltStore) Touch(_ context.Context, id string, lastSeen, idleExpiry time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		r, live, err := s.liveLocked(tx, id)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return ErrNotFound
+		}
+		if err := tx.Bucket(bucketByExp).Delete(expKey(r.Expires(), r.ID)); err != nil {
+			return err
+		}
+		r.LastSeen, r.IdleExpiry = lastSeen, idleExpiry
+		return putLocked(tx, r)
+	})
+}
+
+// Get implements Store.
+func (s *BoltStore) Get(_ context.Context, id string) (Record, error) {
+	var out Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		r, live, err := s.liveLocked(tx, id)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return ErrNotFound
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// Delete implements Store.
+func (s *BoltStore) Delete(_ context.Context, id string) (bool, error) {
+	var existed bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		r, live, err := s.liveLocked(tx, id)
+		if err != nil {
+			return err
+		}
+		existed = live
+		if r.ID == "" {
+			return nil
+		}
+		return removeLocked(tx, r)
+	})
+	return existed, err
+}
+
+// scanIndex returns the live records whose index key in bucket starts with v.
+func (s *BoltStore) scanIndex(tx *bolt.Tx, bucket []byte, v string) ([]Record, error) {
+	prefix := indexKey(v, "")
+	var out []Record
+	c := tx.Bucket(bucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		r, live, err := s.liveLocked(tx, string(k[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// ListBySubject implements Store.
+func (s *BoltStore) ListBySubject(_ context.Context, sub string) ([]Record, error) {
+	var out []Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		out, err = s.scanIndex(tx, bucketBySub, sub)
+		return err
+	})
+	return out, err
+}
+
+func (s *BoltStore) deleteByIndex(bucket []byte, v string) ([]string, error) {
+	var ids []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		ids = ids[:0]
+		recs, err := s.scanIndex(tx, bucket, v)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := removeLocked(tx, r); err != nil {
+				return err
+			}
+			ids = append(ids, r.ID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// DeleteBySubject implements Store.
+func (s *BoltStore) DeleteBySubject(_ context.Context, sub string) ([]string, error) {
+	return s.deleteByIndex(bucketBySub, sub)
+}
+
+// DeleteByIdPSession implements Store.
+func (s *BoltStore) DeleteByIdPSession(_ context.Context, sid string) ([]string, error) {
+	if sid == "" {
+		return nil, nil
+	}
+	return s.deleteByIndex(bucketBySID, sid)
+}
+
+// Acquire implements Store.
+func (s *BoltStore) Acquire(_ context.Context, key, token string, ttl time.Duration) (bool, error) {
+	var ok bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		now := s.now()
+		if v := b.Get([]byte(key)); len(v) >= 8 && now.Before(fromUnixNano(int64(binary.BigEndian.Uint64(v)))) {
+			ok = false
+			return nil
+		}
+		v := binary.BigEndian.AppendUint64(nil, uint64(now.Add(ttl).UnixNano()))
+		ok = true
+		return b.Put([]byte(key), append(v, token...))
+	})
+	return ok, err
+}
+
+// Release implements Store.
+func (s *BoltStore) Release(_ context.Context, key, token string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if v := b.Get([]byte(key)); len(v) >= 8 && string(v[8:]) == token {
+			return b.Delete([]byte(key))
+		}
+		return nil
+	})
+}
+
+// Ping implements Store: it fails once the store is closed.
+func (s *BoltStore) Ping(context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return nil })
+}
+
+// Sweep deletes expired records and keys now and reports how many records
+// it deleted. It runs periodically by itself.
+func (s *BoltStore) Sweep() (int, error) {
+	const batch = 1000 // keep write transactions short
+	total := 0
+	for {
+		n := 0
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			n = 0
+			now := uint64(s.now().UnixNano())
+			c := tx.Bucket(bucketByExp).Cursor()
+			var expired []string
+			for k, _ := c.First(); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) <= now && len(expired) < batch; k, _ = c.Next() {
+				expired = append(expired, string(k[8:]))
+			}
+			for _, id := range expired {
+				r, ok, err := getLocked(tx, id)
+				if err != nil {
+					return err
+				}
+				if ok && uint64(unixNano(r.Expires())) <= now {
+					if err := removeLocked(tx, r); err != nil {
+						return err
+					}
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("sweep expired sessions: %w", err)
+		}
+		total += n
+		if n < batch {
+			break
+		}
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		now := uint64(s.now().UnixNano())
+		b := tx.Bucket(bucketKeys)
+		var expired [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if len(v) < 8 || binary.BigEndian.Uint64(v) <= now {
+				expired = append(expired, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return total, fmt.Errorf("sweep expired keys: %w", err)
+	}
+	return total, nil
+}
+
+func (s *BoltStore) sweepLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if _, err := s.Sweep(); err != nil {
+			s.log.Warn("bolt session store sweep failed", "error", err)
+		}
+	}
+}
+
+// Close stops the sweeper and closes the file.
+func (s *BoltStore) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
