@@ -64,7 +64,7 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	}
 	h.setLoginCookie(w, h.sealLoginState(ls))
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, target, http.StatusFound)
+	redirect(w, target)
 }
 
 // Callback completes the code flow (GET /bff/callback). Every failure
@@ -221,7 +221,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
 	h.audit(ctx, EventLogin, slog.String("sub", s.Subject), slog.String("session", hnd.ID()))
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, ls.ReturnURL, http.StatusFound)
+	redirect(w, ls.ReturnURL)
 }
 
 // userResponse is the /bff/user body: claims and session timing, never a token.
@@ -292,7 +292,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		// Nobody is signed in: nothing to protect, nothing to end.
 		h.clearSessionCookie(w)
-		http.Redirect(w, r, ret, http.StatusFound)
+		redirect(w, ret)
 		return
 	}
 	sid := q.Get("sid")
@@ -330,11 +330,11 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 			v.Set("client_id", h.opts.ClientID)
 			v.Set("post_logout_redirect_uri", h.opts.PostLogoutRedirectURL)
 			u.RawQuery = v.Encode()
-			http.Redirect(w, r, u.String(), http.StatusFound)
+			redirect(w, u.String())
 			return
 		}
 	}
-	http.Redirect(w, r, ret, http.StatusFound)
+	redirect(w, ret)
 }
 
 // sessionFromCookie loads the session named by the request's session cookie.
@@ -393,6 +393,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 	_, _ = w.Write([]byte("<!doctype html><meta charset=utf-8><title>Sign-in problem</title><h1>" +
 		html.EscapeString(http.StatusText(status)) + "</h1><p>" + html.EscapeString(msg) +
 		"</p><p><a href=\"/\">Back to the application</a></p>\n"))
+}
+
+// redirect answers 302 with only a Location header: unlike http.Redirect it
+// writes no HTML body repeating the URL (which, at logout, holds the ID token
+// hint).
+func redirect(w http.ResponseWriter, target string) {
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusFound)
 }
 
 func wantsJSON(r *http.Request) bool {

@@ -1,0 +1,317 @@
+package oidc_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/idp"
+	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+const (
+	clientID     = "gatehouse"
+	clientSecret = "gatehouse-test-client-secret"
+	cookieName   = "gatehouse"
+)
+
+// clock is time.Now plus an offset the test moves forward.
+type clock struct{ off atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// auditLog records audit events.
+type auditLog struct {
+	mu     sync.Mutex
+	events []string
+	text   strings.Builder
+}
+
+func (a *auditLog) Log(_ context.Context, event string, attrs ...slog.Attr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, event)
+	a.text.WriteString(event)
+	for _, at := range attrs {
+		a.text.WriteString(" " + at.String())
+	}
+	a.text.WriteString("\n")
+}
+
+func (a *auditLog) String() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.text.String()
+}
+
+func (a *auditLog) has(event string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// wire records every response Gatehouse sends (status line, headers, body).
+type wire struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+type recWriter struct {
+	http.ResponseWriter
+	w      *wire
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recWriter) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+func (r *recWriter) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (w *wire) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		rec := &recWriter{ResponseWriter: rw, w: w}
+		next.ServeHTTP(rec, req)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.buf.WriteString(req.Method + " " + req.URL.Path + "\n")
+		for k, vs := range rw.Header() {
+			for _, v := range vs {
+				// The one documented exception: id_token_hint on the logout
+				// redirect to the IdP. Recorded separately so the leak scan
+				// can check it is the only one.
+				if k == "Location" && strings.Contains(v, "id_token_hint=") {
+					w.buf.WriteString("Location: <end-session redirect>\n")
+					continue
+				}
+				w.buf.WriteString(k + ": " + v + "\n")
+			}
+		}
+		w.buf.Write(rec.body.Bytes())
+		w.buf.WriteString("\n")
+	})
+}
+
+func (w *wire) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+type env struct {
+	t      *testing.T
+	op     *idp.Provider
+	gw     *httptest.Server
+	h      *oidc.Handler
+	mgr    *session.Manager
+	clock  *clock
+	logs   *syncBuffer
+	audit  *auditLog
+	wire   *wire
+	secret *secret.Value
+}
+
+type envOpts struct {
+	accessTTL time.Duration
+	secret    *secret.Value // default: a static client secret
+}
+
+func newEnv(t *testing.T, eo envOpts) *env {
+	t.Helper()
+	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}, audit: &auditLog{}, wire: &wire{}}
+	var mux http.Handler = http.NotFoundHandler()
+	var muxMu sync.RWMutex
+	e.gw = httptest.NewServer(e.wire.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		muxMu.RLock()
+		m := mux
+		muxMu.RUnlock()
+		m.ServeHTTP(w, r)
+	})))
+	t.Cleanup(e.gw.Close)
+	e.op = idp.MustStart(t, idp.Options{
+		Clients: []idp.Client{{
+			ID: clientID, Secret: clientSecret,
+			RedirectURIs:           []string{e.gw.URL + "/bff/callback"},
+			PostLogoutRedirectURIs: []string{e.gw.URL + "/"},
+			BackChannelLogoutURI:   e.gw.URL + "/bff/backchannel",
+		}},
+		AccessTokenTTL: eo.accessTTL,
+	})
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.mgr = session.NewManager(session.NewMemoryStore(e.clock.Now), session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1})
+	t.Cleanup(func() { _ = e.mgr.Close() })
+	e.secret = eo.secret
+	if e.secret == nil {
+		e.secret = secret.Static(clientSecret)
+	}
+	keys, err := secret.NewKeyRing(secret.New("login-state-cookie-key-0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h, err = oidc.New(context.Background(), oidc.Options{
+		Issuer:       e.op.Issuer(),
+		ClientID:     clientID,
+		ClientSecret: e.secret,
+		PublicURL:    e.gw.URL,
+		CookieName:   cookieName,
+		CookieKeys:   keys,
+		Sessions:     e.mgr,
+		Clock:        e.clock.Now,
+		Logger:       logger,
+		Auditor:      e.audit,
+	})
+	if err != nil {
+		t.Fatalf("oidc.New: %v", err)
+	}
+	m := http.NewServeMux()
+	e.h.Register(m)
+	m.HandleFunc("GET /app", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "app") })
+	muxMu.Lock()
+	mux = m
+	muxMu.Unlock()
+	return e
+}
+
+// browser is a cookie-keeping client that does not follow redirects, so each
+// hop can be inspected.
+func (e *env) browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+}
+
+func (e *env) get(c *http.Client, path string, hdr ...string) (*http.Response, string) {
+	e.t.Helper()
+	target := path
+	if strings.HasPrefix(path, "/") {
+		target = e.gw.URL + path
+	}
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// startLogin calls /bff/login and returns the IdP authorization URL.
+func (e *env) startLogin(c *http.Client, returnURL string) string {
+	e.t.Helper()
+	resp, body := e.get(c, "/bff/login?returnUrl="+url.QueryEscape(returnURL))
+	if resp.StatusCode != http.StatusFound {
+		e.t.Fatalf("/bff/login: %d %s", resp.StatusCode, body)
+	}
+	return resp.Header.Get("Location")
+}
+
+// authorize signs alice in at the OP and returns the callback URL (not yet requested).
+func (e *env) authorize(c *http.Client, authURL, user, pass string) string {
+	e.t.Helper()
+	cb, err := e.op.Login(context.Background(), c, authURL, user, pass)
+	if err != nil {
+		e.t.Fatalf("OP login: %v", err)
+	}
+	return cb
+}
+
+// login runs the whole flow and returns the callback response.
+func (e *env) login(c *http.Client, user, pass string) *http.Response {
+	e.t.Helper()
+	cb := e.authorize(c, e.startLogin(c, "/app"), user, pass)
+	resp, body := e.get(c, cb)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app" {
+		e.t.Fatalf("callback: %d %s (Location %q)", resp.StatusCode, body, resp.Header.Get("Location"))
+	}
+	return resp
+}
+
+func (e *env) sessionCookie(c *http.Client) *http.Cookie {
+	u, _ := url.Parse(e.gw.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == cookieName {
+			return ck
+		}
+	}
+	return nil
+}
+
+// session loads the server-side session of a browser (test-side view).
+func (e *env) session(c *http.Client) (session.Handle, *session.Session) {
+	e.t.Helper()
+	ck := e.sessionCookie(c)
+	if ck == nil {
+		e.t.Fatal("browser has no session cookie")
+	}
+	h, err := session.ParseHandle(ck.Value)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := e.mgr.Load(context.Background(), h, false)
+	if err != nil {
+		e.t.Fatalf("load session: %v", err)
+	}
+	return h, s
+}
+
+// assertNoLeak checks that none of the given secret values appears in any
+// response Gatehouse sent, any log line or any audit record.
+func (e *env) assertNoLeak(values ...string) {
+	e.t.Helper()
+	haystacks := map[string]string{"responses": e.wire.String(), "logs": e.logs.String(), "audit": e.audit.String()}
+	for i, v := range values {
+		if len(v) < 8 {
+			continue
+		}
+		for name, hs := range haystacks {
+			if at := strings.Index(hs, v); at >= 0 {
+				// Show only where, never the value itself.
+				from := max(0, at-80)
+				e.t.Errorf("secret value #%d appears in %s after %q", i, name, hs[from:at])
+			}
+		}
+	}
+}
