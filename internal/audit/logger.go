@@ -96,6 +96,13 @@ type Logger struct {
 	w *writer
 }
 
+// Reasons for ErrUnavailable, built once so that refusing a request allocates nothing.
+var (
+	errClosed  = fmt.Errorf("%w: closed", ErrUnavailable)
+	errFailing = fmt.Errorf("%w: sink failing", ErrUnavailable)
+	errFull    = fmt.Errorf("%w: buffer full", ErrUnavailable)
+)
+
 // Pending is a reserved slot for one record. Exactly one of Commit or Cancel takes effect; later
 // calls do nothing, so `defer p.Cancel()` after Reserve is safe.
 type Pending struct {
@@ -189,16 +196,16 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 // closed; the caller must then answer 503 and not forward. It never blocks.
 func (l *Logger) Reserve(ctx context.Context) (*Pending, error) {
 	if l.closed.Load() {
-		return nil, fmt.Errorf("%w: closed", ErrUnavailable)
+		return nil, errClosed
 	}
 	if l.deny && l.failing.Load() {
-		return nil, fmt.Errorf("%w: sink failing", ErrUnavailable)
+		return nil, errFailing
 	}
 	for {
 		n := l.reserved.Load()
 		if n >= l.capacity {
 			if l.deny {
-				return nil, fmt.Errorf("%w: buffer full", ErrUnavailable)
+				return nil, errFull
 			}
 			return &Pending{l: l, drop: true}, nil
 		}
@@ -254,7 +261,7 @@ func (l *Logger) Log(ctx context.Context, rec Record) error {
 // is closed or (with OnFailure "deny") its sink is failing.
 func (l *Logger) Ready() error {
 	if l.closed.Load() {
-		return fmt.Errorf("%w: closed", ErrUnavailable)
+		return errClosed
 	}
 	if l.deny && l.failing.Load() {
 		l.mu.Lock()

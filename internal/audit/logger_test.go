@@ -247,3 +247,21 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestUnwritableDirectoryIsAClearError: a log that cannot be created stops start-up with the path
+// in the error, rather than running unaudited. (Root ignores directory permissions.)
+func TestUnwritableDirectoryIsAClearError(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores directory permissions")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	path := filepath.Join(dir, "audit.jsonl")
+	_, err := Open(context.Background(), Options{Sink: "file", Path: path, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open = %v, want an error naming %s", err, path)
+	}
+}
