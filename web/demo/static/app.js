@@ -1,0 +1,190 @@
+// Gatehouse demo SPA. No build step, no dependencies, nothing stored in the browser:
+// the only credential is Gatehouse's HttpOnly session cookie, which this code cannot read.
+'use strict';
+
+const APIS = [
+  { name: 'profile', path: '/api/profile/me', credential: 'user_token',
+    what: 'The signed-in user\'s own access token.' },
+  { name: 'billing', path: '/api/billing/plan', credential: 'token_exchange',
+    what: 'A token exchanged (RFC 8693) for audience billing-api.' },
+  { name: 'notifications', path: '/api/notifications/unread', credential: 'client_credentials',
+    what: 'Gatehouse\'s own token: no user in it.' },
+  { name: 'weather', path: '/api/weather/today', credential: 'header',
+    what: 'A static API key Gatehouse adds; the browser never sees it.' },
+];
+
+// api is the one way this page talks to Gatehouse: same-origin cookie, the CSRF header
+// on every request, JSON in and out.
+async function api(path, init = {}) {
+  const headers = new Headers(init.headers || {});
+  headers.set('X-CSRF', '1');
+  headers.set('Accept', 'application/json');
+  const res = await fetch(path, { ...init, headers, credentials: 'same-origin', cache: 'no-store' });
+  const text = await res.text();
+  let body = text;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { /* not JSON: keep the text */ }
+  return { status: res.status, ok: res.ok, body };
+}
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+function show(id, on) { $(id).hidden = !on; }
+
+function fmtDuration(s) {
+  if (s <= 0) return 'expired';
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  const pad = (n) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}h ${pad(m)}m ${pad(sec)}s` : `${m}m ${pad(sec)}s`;
+}
+
+let countdownTimer = null;
+
+function startCountdown(session) {
+  const t0 = Date.now();
+  const tick = () => {
+    const gone = (Date.now() - t0) / 1000;
+    const left = (session.expires_in || 0) - gone;
+    const idle = (session.idle_expires_in || 0) - gone;
+    $('countdown').textContent = fmtDuration(left);
+    $('idle-countdown').textContent = fmtDuration(idle);
+    if (left <= 0 || idle <= 0) { clearInterval(countdownTimer); loadUser(); }
+  };
+  clearInterval(countdownTimer);
+  tick();
+  countdownTimer = setInterval(tick, 1000);
+}
+
+function renderClaims(claims) {
+  const rows = Object.keys(claims).sort().map((k) => {
+    const v = claims[k];
+    return el('tr', {}, el('th', {}, k), el('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)));
+  });
+  $('claims').replaceChildren(...rows);
+}
+
+function renderBrowserChecks() {
+  const cookies = document.cookie;
+  $('check-cookie').replaceChildren(cookies === ''
+    ? el('span', { class: 'ok' }, '✔ document.cookie is empty: the session cookie is HttpOnly.')
+    : el('span', { class: 'bad' }, '✘ document.cookie shows: ' + cookies.split(';').map((c) => c.split('=')[0].trim()).join(', ')));
+  const n = localStorage.length + sessionStorage.length;
+  $('check-storage').replaceChildren(n === 0
+    ? el('span', { class: 'ok' }, '✔ localStorage and sessionStorage are empty: no token in the page.')
+    : el('span', { class: 'bad' }, `✘ ${n} item(s) in web storage.`));
+}
+
+function apiCard(a) {
+  const out = el('div', { class: 'result', id: `result-${a.name}`, 'aria-live': 'polite' });
+  const btn = el('button', { class: 'button primary', type: 'button', id: `call-${a.name}` }, `GET ${a.path}`);
+  btn.addEventListener('click', () => callAPI(a, out, btn));
+  return el('article', { class: 'card api', dataset: { route: a.name } },
+    el('div', { class: 'row' }, el('h3', {}, a.name), el('span', { class: 'pill' }, a.credential)),
+    el('p', { class: 'muted small' }, a.what),
+    btn, out);
+}
+
+function summary(a, body) {
+  switch (a.name) {
+    case 'profile': return `${body.name || '?'} <${body.email || '?'}>`;
+    case 'billing': return `plan ${body.plan}: ${(body.features || []).join(', ')}`;
+    case 'notifications': return `${body.unread} unread: ${(body.items || []).filter((i) => i.unread).map((i) => i.title).join('; ')}`;
+    case 'weather': return `${body.city}: ${body.temp_c} °C, ${body.description}`;
+    default: return '';
+  }
+}
+
+async function callAPI(a, out, btn) {
+  btn.disabled = true;
+  out.replaceChildren(el('p', { class: 'muted' }, 'calling…'));
+  try {
+    const r = await api(a.path);
+    const body = r.body && typeof r.body === 'object' ? r.body : {};
+    const cred = body.credential || (body.echo && body.echo.credential) || null;
+    out.dataset.status = String(r.status);
+    out.dataset.kind = cred ? cred.kind : '';
+    const parts = [el('p', { class: r.ok ? 'status ok' : 'status bad' }, `HTTP ${r.status}`)];
+    if (r.ok) parts.push(el('p', { class: 'summary' }, summary(a, body)));
+    else if (body.error) parts.push(el('p', { class: 'bad' }, `${body.error}: ${body.message || ''}`));
+    if (cred) {
+      const facts = [['kind', cred.kind], ['looks like', cred.looks_like]];
+      const c = cred.claims || {};
+      for (const k of ['sub', 'aud', 'scope', 'client_id', 'act']) {
+        if (c[k] !== undefined) facts.push([k, typeof c[k] === 'object' ? JSON.stringify(c[k]) : String(c[k])]);
+      }
+      if (cred.api_key) facts.push(['api key', cred.api_key]);
+      parts.push(el('p', { class: 'small muted' }, 'The upstream received:'));
+      parts.push(el('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
+      if (cred.note) parts.push(el('p', { class: 'small muted' }, cred.note));
+    }
+    parts.push(el('details', {}, el('summary', {}, 'raw response'), el('pre', {}, JSON.stringify(r.body, null, 2))));
+    out.replaceChildren(...parts);
+  } catch (e) {
+    out.replaceChildren(el('p', { class: 'bad' }, 'request failed: ' + e.message));
+  } finally {
+    btn.disabled = false;
+    loadAudit();
+  }
+}
+
+async function loadAudit() {
+  const r = await api('/api/audit/tail?n=12');
+  const recs = (r.body && r.body.records) || [];
+  const rows = recs.slice().reverse().map((x) => el('tr', { class: x.outcome === 'allow' || x.outcome === 'success' ? '' : 'deny' },
+    el('td', {}, x.seq), el('td', {}, (x.time || '').replace('T', ' ').replace('Z', '')),
+    el('td', {}, x.event || ''), el('td', {}, x.outcome || ''), el('td', {}, x.route || ''),
+    el('td', {}, [x.method, x.path].filter(Boolean).join(' ')), el('td', {}, x.status || '')));
+  if (!r.ok) rows.push(el('tr', {}, el('td', { colspan: '7', class: 'bad' }, `audit tail: HTTP ${r.status}`)));
+  $('audit').replaceChildren(...rows);
+}
+
+async function loadUser() {
+  let r;
+  try {
+    r = await api('/bff/user');
+  } catch (e) {
+    show('loading', false);
+    $('error').textContent = 'Gatehouse is not reachable: ' + e.message;
+    show('error', true);
+    return;
+  }
+  show('loading', false);
+  if (r.status === 401) {
+    clearInterval(countdownTimer);
+    show('signed-in', false); show('who', false); show('signed-out', true);
+    return;
+  }
+  if (!r.ok || !r.body || typeof r.body !== 'object') {
+    $('error').textContent = `GET /bff/user answered HTTP ${r.status}`;
+    show('error', true);
+    return;
+  }
+  const { claims = {}, session = {}, logout_url: logoutURL } = r.body;
+  $('who-name').textContent = claims.name || claims.preferred_username || claims.email || claims.sub;
+  if (logoutURL) $('signout').setAttribute('href', logoutURL);
+  renderClaims(claims);
+  startCountdown(session);
+  renderBrowserChecks();
+  show('signed-out', false); show('signed-in', true); show('who', true);
+  loadAudit();
+}
+
+function init() {
+  $('apis').replaceChildren(...APIS.map(apiCard));
+  $('audit-refresh').addEventListener('click', loadAudit);
+  loadUser();
+}
+
+document.addEventListener('DOMContentLoaded', init);
