@@ -1,0 +1,354 @@
+// Package config loads, checks and defaults Gatehouse's YAML configuration,
+// reporting every problem at once with file:line and the key path.
+package config
+
+import (
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"log/slog"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+)
+
+// Config is one loaded, checked and defaulted configuration file: the BFF of
+// one frontend. Every field holds its effective value (defaults filled in,
+// relative paths made absolute, secret references resolved).
+type Config struct {
+	// File is the configuration file's name as given to Load or Parse.
+	File string
+	// BaseDir is the directory relative paths were resolved against.
+	BaseDir string
+
+	// Client names the frontend in policies (`client`) and audit records. Default "web".
+	Client string
+	// Listen is the public listener's host:port. Default 127.0.0.1:8080.
+	Listen string
+	// AdminListen is the admin listener's host:port. Default 127.0.0.1:9090.
+	AdminListen string
+	// PublicURL is the frontend's origin as browsers see it (scheme://host[:port], path "").
+	PublicURL *url.URL
+	// TrustedProxies may set X-Forwarded-*; empty means no one may.
+	TrustedProxies []netip.Prefix
+
+	Frontend  Frontend
+	Identity  Identity
+	Session   Session
+	CSRF      CSRF
+	Routes    []Route
+	Policy    Policy
+	Audit     Audit
+	Telemetry Telemetry
+	Admin     Admin
+
+	warnings []Problem
+}
+
+// Frontend says where the SPA is served from. At most one field is set; both
+// empty means Gatehouse serves no frontend.
+type Frontend struct {
+	// StaticDir is an absolute path to a directory of static files.
+	StaticDir string
+	// Upstream is a dev server (or any HTTP server) that serves the SPA.
+	Upstream *url.URL
+}
+
+// ClientAuth is how Gatehouse authenticates to the IdP's token endpoint.
+type ClientAuth string
+
+// Supported client authentication methods.
+const (
+	ClientSecretBasic ClientAuth = "client_secret_basic"
+	ClientSecretPost  ClientAuth = "client_secret_post"
+)
+
+// PARMode says when to use Pushed Authorization Requests (RFC 9126).
+type PARMode string
+
+// PAR modes.
+const (
+	PARAuto   PARMode = "auto"   // use PAR when discovery advertises it
+	PARAlways PARMode = "always" // fail the login when the IdP has no PAR endpoint
+	PARNever  PARMode = "never"
+)
+
+// Identity is the OpenID Provider and Gatehouse's client registration there.
+type Identity struct {
+	// Issuer is the issuer identifier exactly as written (OIDC compares it byte for byte).
+	Issuer       string
+	ClientID     string
+	ClientSecret *secret.Value
+	ClientAuth   ClientAuth
+	// Scopes requested at login. Default [openid profile email offline_access].
+	Scopes                      []string
+	PushedAuthorizationRequests PARMode
+	// PostLogoutRedirect is the absolute URL the IdP sends the browser to
+	// after logout. Default: public_url + "/".
+	PostLogoutRedirect *url.URL
+	// PromptValues are the OIDC `prompt` values the SPA may pass through
+	// /bff/login?prompt=…; any other value is refused.
+	PromptValues []string
+}
+
+// StoreKind names a session store.
+type StoreKind string
+
+// Session stores.
+const (
+	StoreMemory StoreKind = "memory"
+	StoreBolt   StoreKind = "bolt"
+	StoreRedis  StoreKind = "redis"
+)
+
+// Session configures server-side sessions and the session cookie.
+type Session struct {
+	Store StoreKind
+	Bolt  BoltStore
+	Redis RedisStore
+	// CookieName as configured; use Config.EffectiveCookieName for the name to set.
+	CookieName          string
+	SameSite            http.SameSite // http.SameSiteStrictMode or http.SameSiteLaxMode
+	IdleTimeout         time.Duration
+	AbsoluteTimeout     time.Duration
+	RefreshBeforeExpiry time.Duration
+	// CookieKeys encrypt the login-state cookie: the first key seals, every
+	// key opens. Empty means a random key per process (see Warnings).
+	CookieKeys []*secret.Value
+}
+
+// BoltStore is the embedded store's settings.
+type BoltStore struct {
+	Path string // absolute
+}
+
+// RedisMode is how Gatehouse reaches Redis.
+type RedisMode string
+
+// Redis modes, decided by which keys are set.
+const (
+	RedisStandalone RedisMode = "standalone" // url
+	RedisSentinel   RedisMode = "sentinel"   // addrs + master_name
+	RedisCluster    RedisMode = "cluster"    // addrs without master_name
+)
+
+// RedisStore is the Redis store's settings. Mode tells which fields apply:
+// standalone uses URL (whose /N path, if any, is already reflected in DB);
+// sentinel uses Addrs (the sentinels) and MasterName; cluster uses Addrs.
+type RedisStore struct {
+	Mode       RedisMode // empty when session.redis is not configured
+	URL        string    // redis:// or rediss://, never with a password in it
+	Addrs      []string  // host:port
+	MasterName string
+	Password   *secret.Value // nil when not set
+	DB         int
+	KeyPrefix  string
+}
+
+// CSRF configures cross-site request forgery checks.
+type CSRF struct {
+	// Header every cookie-borne API request must carry, as written (header
+	// names match case-insensitively). Default X-CSRF.
+	Header string
+	// AllowedOrigins are the ASCII-serialised origins accepted in Origin:
+	// public_url's origin first, then csrf.allowed_origins.
+	AllowedOrigins []string
+}
+
+// Route is one entry of the API allow-list.
+type Route struct {
+	// Pos is where the route's list item starts; Key is "routes[i]".
+	Pos         Pos
+	Key         string
+	Name        string
+	Path        string // clean, starts with "/"
+	Upstream    *url.URL
+	StripPrefix bool // default true
+	// Methods allowed (upper case); empty means every method.
+	Methods    []string
+	Credential Credential
+	// Allow is the route's CEL expression; Allow.Source is empty when not set.
+	Allow          Expr
+	Anonymous      bool
+	Timeout        time.Duration // default 30s
+	MaxBody        int64         // bytes; default 10 MiB
+	WebSocket      bool
+	AllowSetCookie bool
+}
+
+// Expr is an expression kept with its position so that the stage compiling
+// it can report errors as "file:line: key: message" (see Expr.Problem).
+type Expr struct {
+	Source string
+	Pos    Pos
+	Key    string // e.g. routes[0].allow
+}
+
+// Problem returns a Problem about the expression, formatted like the
+// loader's own: Problem.String() gives "file:line: routes[0].allow: message".
+func (e Expr) Problem(message string) Problem { return e.Pos.Problem(e.Key, message) }
+
+// CredentialKind is the one kind of credential a route attaches.
+type CredentialKind string
+
+// Credential kinds.
+const (
+	CredUserToken         CredentialKind = "user_token"
+	CredTokenExchange     CredentialKind = "token_exchange"
+	CredClientCredentials CredentialKind = "client_credentials"
+	CredHeader            CredentialKind = "header"
+	CredNone              CredentialKind = "none"
+)
+
+// Credential is a route's credential. Exactly the pointer matching Kind is
+// set (ClientCredentials is set, possibly empty, for client_credentials).
+type Credential struct {
+	Kind              CredentialKind
+	TokenExchange     *TokenExchange
+	ClientCredentials *ClientCredentials
+	Header            *HeaderCredential
+}
+
+// TokenExchange asks the IdP (RFC 8693) for a token for one audience/resource
+// in exchange for the user's access token.
+type TokenExchange struct {
+	Audience string
+	Scope    string // space-separated
+	Resource string // absolute URI
+}
+
+// ClientCredentials obtains Gatehouse's own token (client credentials grant).
+type ClientCredentials struct {
+	Scope    string
+	Audience string
+}
+
+// HeaderCredential is a static header (an API key) added to the request.
+type HeaderCredential struct {
+	Name  string // canonical header name
+	Value *secret.Value
+}
+
+// Policy configures authorization beyond each route's CEL expression.
+type Policy struct {
+	PDP *PDP // nil when no external PDP is configured
+}
+
+// PDP is an external OpenID AuthZEN 1.0 policy decision point.
+type PDP struct {
+	URL      *url.URL
+	Token    *secret.Value // nil when not set
+	Timeout  time.Duration // default 500ms
+	CacheTTL time.Duration // default 0: no caching
+}
+
+// AuditSink names where audit records go.
+type AuditSink string
+
+// Audit sinks.
+const (
+	AuditStdout AuditSink = "stdout"
+	AuditFile   AuditSink = "file"
+)
+
+// AuditFailure is what happens to a request whose audit record cannot be written.
+type AuditFailure string
+
+// Audit failure modes.
+const (
+	// AuditFailDeny refuses the request (503): nothing happens unaudited.
+	AuditFailDeny AuditFailure = "deny"
+	// AuditFailLogOnly serves the request and logs the failure.
+	AuditFailLogOnly AuditFailure = "log-only"
+)
+
+// Audit configures the hash-chained audit log.
+type Audit struct {
+	Sink          AuditSink
+	Path          string        // absolute; set when Sink is file
+	FsyncInterval time.Duration // 0 means fsync after every record; default 1s
+	MaxSize       int64         // bytes before rotation; 0 means never rotate
+	OnFailure     AuditFailure
+}
+
+// Telemetry configures logs, metrics and traces.
+type Telemetry struct {
+	OTLPEndpoint *url.URL // nil: no trace export
+	LogLevel     slog.Level
+}
+
+// Admin configures the admin API on admin_listen.
+type Admin struct {
+	// Token is the bearer token for /admin/*; nil disables the admin API
+	// (health, readiness and metrics stay available).
+	Token *secret.Value
+}
+
+// Warnings returns what is allowed but probably not intended (a secret
+// written in the file, a per-process cookie key, development cookie
+// settings). `gatehouse check` and start-up print them.
+func (c *Config) Warnings() []Problem { return append([]Problem(nil), c.warnings...) }
+
+// Secrets lists every secret value the configuration holds, for the
+// rotation watcher (secret.Watch).
+func (c *Config) Secrets() []*secret.Value {
+	var out []*secret.Value
+	add := func(v *secret.Value) {
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	add(c.Identity.ClientSecret)
+	add(c.Session.Redis.Password)
+	for _, k := range c.Session.CookieKeys {
+		add(k)
+	}
+	for _, r := range c.Routes {
+		if r.Credential.Header != nil {
+			add(r.Credential.Header.Value)
+		}
+	}
+	if c.Policy.PDP != nil {
+		add(c.Policy.PDP.Token)
+	}
+	add(c.Admin.Token)
+	return out
+}
+
+// Development reports whether public_url is plain http on a loopback host,
+// where browsers refuse __Host-/__Secure- cookies and Secure cookies are not
+// needed.
+func (c *Config) Development() bool {
+	return c.PublicURL != nil && c.PublicURL.Scheme == "http"
+}
+
+// SecureCookies reports whether cookies get the Secure attribute (false only
+// in development, see Development).
+func (c *Config) SecureCookies() bool { return !c.Development() }
+
+// EffectiveCookieName is the session cookie's name as set on responses: the
+// configured name, without its __Host- or __Secure- prefix in development.
+func (c *Config) EffectiveCookieName() string {
+	if c.Development() {
+		return stripCookiePrefix(c.Session.CookieName)
+	}
+	return c.Session.CookieName
+}
+
+// RandomCookieKeys reports whether the login-state cookie key is random per
+// process (session.cookie_keys not set): correct only with a single instance.
+func (c *Config) RandomCookieKeys() bool { return len(c.Session.CookieKeys) == 0 }
+
+// Origin returns public_url's origin, e.g. "https://app.example.com".
+func (c *Config) Origin() string { return c.PublicURL.Scheme + "://" + c.PublicURL.Host }
+
+// Route returns the route named name, or nil.
+func (c *Config) Route(name string) *Route {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// head is a valid start of a file: 5 lines, so a case's own text starts at line 6.
+const head = `public_url: https://app.example.com
+identity:
+  issuer: https://idp.example.com
+  client_id: web
+  client_secret: ${env:GH_TEST_CLIENT_SECRET}
+`
+
+// route0 starts at line 6; its keys are on lines 7-10; extra route keys go on line 11.
+const route0 = `routes:
+  - name: a
+    path: /api/a/
+    upstream: http://a.internal/
+    credential: user_token
+`
+
+func parseString(t *testing.T, src string) (*Config, error) {
+	t.Helper()
+	t.Setenv("GH_TEST_CLIENT_SECRET", "test-client-secret-value")
+	return Parse([]byte(src), "t.yaml", t.TempDir())
+}
+
+func problemsOf(t *testing.T, err error) []Problem {
+	t.Helper()
+	if err == nil {
+		t.Fatal("Parse accepted the file; want an error")
+	}
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error is %T, want *config.Errors: %v", err, err)
+	}
+	return errs.Problems
+}
+
+// Every class of configuration mistake is refused with the file, the line,
+// the key path and a way to fix it.
+func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want string // a line of the error output
+	}{
+		// unknown keys, with the closest known key suggested
+		{"unknown key suggests closest", head + "lisen: 127.0.0.1:8080\n",
+			`t.yaml:6: lisen: unknown key "lisen"; did you mean "listen"?`},
+		{"unknown key in a section", head + "session:\n  idle_timout: 5m\n",
+			`t.yaml:7: session.idle_timout: unknown key "idle_timout"; did you mean "idle_timeout"?`},
+		{"key in the wrong section", head + "cookie_name: sid\n",
+			`t.yaml:6: cookie_name: unknown key "cookie_name" here; it belongs at session.cookie_name`},
+		{"unknown route key", head + route0 + "    timeuot: 5s\n",
+			`t.yaml:11: routes[0].timeuot: unknown key "timeuot"; did you mean "timeout"?`},
+		{"unknown key far from any", head + "frobnicate: 1\n",
+			`t.yaml:6: frobnicate: unknown key "frobnicate"; the keys allowed here are: client, listen`},
+		{"key set twice", head + "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n",
+			`t.yaml:7: listen: key is set twice (first at line 6); keep one`},
+
+		// wrong types
+		{"routes not a list", head + "routes: all\n",
+			`t.yaml:6: routes: expected a list of routes (lines starting with - name: …), got text`},
+		{"scopes not a list", head[:len(head)] + "session: [a]\n",
+			`t.yaml:6: session: expected a mapping (key: value lines), got a list`},
+		{"bool given as text", head + route0 + "    strip_prefix: \"yes\"\n",
+			`t.yaml:11: routes[0].strip_prefix: expected true or false, got text "yes"`},
+		{"string given as bool", head + "client: true\n",
+			`t.yaml:6: client: expected a string, got boolean true; quote it ("true") if you mean the text`},
+		{"list given as scalar", head + route0 + "    methods: GET\n",
+			`t.yaml:11: routes[0].methods: expected a list such as [GET, POST], got text`},
+
+		// URLs
+		{"upstream not absolute", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: a.internal:8080\n    credential: none\n",
+			`t.yaml:9: routes[0].upstream: "a.internal:8080" is not an absolute http(s) URL; write it like https://host.example/path`},
+		{"issuer not http", "public_url: https://app.example.com\nidentity:\n  issuer: ftp://idp.example.com\n  client_id: web\n  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:3: identity.issuer: "ftp://idp.example.com" is not an absolute http(s) URL`},
+		{"public_url with path", strings.Replace(head, "https://app.example.com", "https://app.example.com/app", 1),
+			`t.yaml:1: public_url: must be an origin (scheme://host[:port]) without a path or query`},
+		{"credentials in a URL", head + "telemetry:\n  otlp_endpoint: https://u:p@otel.example/\n",
+			`t.yaml:7: telemetry.otlp_endpoint: the URL contains user:password@; credentials belong in a secret key, not in a URL`},
+		{"plain http public_url off loopback", strings.Replace(head, "https://app.example.com", "http://app.example.com", 1),
+			`t.yaml:1: public_url: plain http on app.example.com would send the session cookie in clear; use https`},
+
+		// durations and sizes
+		{"duration in words", head + route0 + "    timeout: 5 seconds\n",
+			`t.yaml:11: routes[0].timeout: "5 seconds" is not a duration; use Go duration syntax such as 5s or 1m30s`},
+		{"duration without unit", head + "session:\n  idle_timeout: 30\n",
+			`t.yaml:7: session.idle_timeout: "30" is not a duration (a unit is required); use Go duration syntax such as 5s or 1m30s, e.g. 30s`},
+		{"zero timeout", head + route0 + "    timeout: 0s\n",
+			`t.yaml:11: routes[0].timeout: must be more than zero`},
+		{"negative duration", head + "session:\n  refresh_before_expiry: -5s\n",
+			`t.yaml:7: session.refresh_before_expiry: "-5s" is negative; durations must be zero or more`},
+		{"idle longer than absolute", head + "session:\n  idle_timeout: 13h\n",
+			`t.yaml:7: session.idle_timeout: is longer than session.absolute_timeout (12h0m0s), so it could never take effect; make it shorter`},
+		{"bad size", head + route0 + "    max_body: 10 megs\n",
+			`t.yaml:11: routes[0].max_body: "10 megs" is not a size; write a size such as 512KiB, 10MiB or 1GB (or a number of bytes)`},
+
+		// route paths
+		{"path without leading slash", head + "routes:\n  - name: a\n    path: api/a/\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "api/a/" must start with /, e.g. /api/profile/`},
+		{"path with dot segment", head + "routes:\n  - name: a\n    path: /api/../admin/\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/api/../admin/" contains a . or .. segment; write it clean`},
+		{"path under /bff", head + "routes:\n  - name: a\n    path: /bff/user\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/bff/user" is under /bff, which Gatehouse reserves for its own endpoints`},
+		{"path with query", head + "routes:\n  - name: a\n    path: /api/a?x=1\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/api/a?x=1" must be a path only: routes match the path, never the query`},
+
+		// duplicate routes
+		{"same route name twice", head + route0 + "  - name: a\n    path: /api/b/\n    upstream: http://b.internal/\n    credential: none\n",
+			`t.yaml:11: routes[1].name: route name "a" is already used by routes[0] (line 7); names must be unique`},
+		{"same route path twice", head + route0 + "  - name: b\n    path: /api/a\n    upstream: http://b.internal/\n    credential: none\n",
+			`t.yaml:12: routes[1].path: path "/api/a" is already used by routes[0] (line 7); each path belongs to one route`},
+
+		// credentials
+		{"unknown credential kind", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential: user_tokens\n",
+			`t.yaml:10: routes[0].credential: unknown credential kind "user_tokens"; did you mean "user_token"?`},
+		{"unknown credential kind in a mapping", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      jwt_bearer: {}\n",
+			`t.yaml:11: routes[0].credential.jwt_bearer: unknown credential kind "jwt_bearer"; the keys allowed here are: user_token, token_exchange, client_credentials, header, none`},
+		{"two credential kinds", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      client_credentials: {scope: x}\n      token_exchange: {audience: y}\n",
+			`t.yaml:11: routes[0].credential: names 2 kinds (client_credentials, token_exchange); a route attaches exactly one credential: keep one`},
+		{"token_exchange without options", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential: token_exchange\n",
+			`t.yaml:10: routes[0].credential: token_exchange needs options: write credential: { token_exchange: { audience: my-api } }`},
+		{"token_exchange without audience", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      token_exchange: {scope: a}\n",
+			`t.yaml:11: routes[0].credential.token_exchange: needs audience or resource`},
+		{"user_token with options", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      user_token: {scope: a}\n",
+			`t.yaml:11: routes[0].credential.user_token: user_token takes no options; write credential: user_token`},
+		{"header credential on Cookie", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: {name: cookie, value: \"${env:GH_TEST_CLIENT_SECRET}\"}\n",
+			`t.yaml:11: routes[0].credential.header.name: Cookie is set by Gatehouse or the connection itself and cannot carry a credential`},
+		{"anonymous route with the user's token", head + route0 + "    anonymous: true\n",
+			`t.yaml:11: routes[0].anonymous: an anonymous route has no signed-in user, so it cannot use credential user_token; use client_credentials, header or none`},
+
+		// enums
+		{"unknown store", head + "session:\n  store: postgres\n",
+			`t.yaml:7: session.store: "postgres" is not one of memory | bolt | redis`},
+		{"enum typo suggests", head + "audit:\n  sink: stdot\n",
+			`t.yaml:7: audit.sink: "stdot" is not one of stdout | file; did you mean "stdout"?`},
+		{"same_site none", head + "session:\n  same_site: none\n",
+			`t.yaml:7: session.same_site: none is not allowed: the session cookie must not travel on cross-site requests; use strict (default) or lax`},
+		{"unknown method", head + route0 + "    methods: [GET, FETCH]\n",
+			`t.yaml:11: routes[0].methods[1]: "FETCH" is not a supported method; use GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS`},
+
+		// missing required keys
+		{"missing public_url", "identity:\n  issuer: https://idp.example.com\n  client_id: web\n  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:1: public_url: required key is missing; add the frontend's origin as browsers see it`},
+		{"missing identity", "public_url: https://app.example.com\n",
+			`t.yaml:1: identity: required key is missing; add identity: with issuer, client_id and client_secret`},
+		{"missing issuer", "public_url: https://app.example.com\nidentity:\n  client_id: web\n  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:2: identity.issuer: required key is missing; add the OpenID Provider's issuer URL`},
+		{"missing client_id", "public_url: https://app.example.com\nidentity:\n  issuer: https://idp.example.com\n  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:2: identity.client_id: required key is missing`},
+		{"missing upstream", head + "routes:\n  - name: a\n    path: /api/a/\n    credential: none\n",
+			`t.yaml:7: routes[0].upstream: required key is missing; add the URL requests are forwarded to`},
+		{"missing credential", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n",
+			`t.yaml:7: routes[0].credential: required key is missing; say what the upstream receives`},
+		{"store redis without redis", head + "session:\n  store: redis\n",
+			`t.yaml:7: session.redis: session.store is redis but session.redis is missing; add session.redis.url (or addrs)`},
+
+		// not supported yet: refused, never accepted and ignored
+		{"composites not supported yet", head + "composites:\n  - name: dashboard\n",
+			`t.yaml:6: composites: not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section`},
+		{"agents not supported yet", head + "agents:\n  max_ttl: 15m\n",
+			`t.yaml:6: agents: not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section`},
+		{"private_key_jwt not supported yet", head + "  client_auth: private_key_jwt\n",
+			`t.yaml:6: identity.client_auth: private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post`},
+
+		// secrets
+		{"missing environment variable", strings.Replace(head, "GH_TEST_CLIENT_SECRET", "GH_TEST_SURELY_UNSET_VAR", 1),
+			`t.yaml:5: identity.client_secret: environment variable GH_TEST_SURELY_UNSET_VAR is not set (referenced as ${env:GH_TEST_SURELY_UNSET_VAR}): set it or change the reference`},
+		{"unreadable secret file", strings.Replace(head, "${env:GH_TEST_CLIENT_SECRET}", "${file:no/such/file}", 1),
+			`t.yaml:5: identity.client_secret: read secret file: open `},
+		{"malformed reference", strings.Replace(head, "${env:GH_TEST_CLIENT_SECRET}", "${vault:x}", 1),
+			`t.yaml:5: identity.client_secret: malformed secret reference; use ${env:NAME} or ${file:/path}`},
+		{"reference in a non-secret key", strings.Replace(head, "client_id: web", "client_id: ${env:CLIENT_ID}", 1),
+			`t.yaml:4: identity.client_id: secret references (${env:…}, ${file:…}) are only resolved in secret keys`},
+		{"short cookie key", head + "session:\n  cookie_keys: [\"${env:GH_TEST_SHORT}\"]\n",
+			`t.yaml:7: session.cookie_keys[0]: the key is shorter than 16 bytes`},
+
+		// other
+		{"redis password in url", head + "session:\n  store: redis\n  redis:\n    url: redis://:pw@127.0.0.1:6379/0\n",
+			`t.yaml:9: session.redis.url: the URL contains a password; put it in session.redis.password as ${env:NAME} or ${file:/path}`},
+		{"bad CIDR", head + "trusted_proxies: [10.0.0.0/33]\n",
+			`t.yaml:6: trusted_proxies[0]: "10.0.0.0/33" is not a CIDR; write it like 10.0.0.0/8 or 192.0.2.7/32`},
+		{"CIDR with host bits", head + "trusted_proxies: [10.1.2.3/8]\n",
+			`t.yaml:6: trusted_proxies[0]: "10.1.2.3/8" has bits set beyond its prefix length; did you mean 10.0.0.0/8?`},
+		{"YAML syntax error", head + "routes:\n  - name: a\n   path: x\n",
+			`t.yaml:6: invalid YAML: did not find expected '-' indicator`}, // the YAML library reports the enclosing block's line
+		{"two documents", head + "---\nlisten: x\n",
+			`t.yaml:6: a second YAML document (after ---) is not allowed`},
+		{"empty file", "# nothing\n",
+			`t.yaml:1: the file is empty; start from examples/gatehouse.yaml`},
+		{"admin and public on one port", head + "listen: 127.0.0.1:9000\nadmin_listen: 127.0.0.1:9000\n",
+			`t.yaml:7: admin_listen: uses the same port as listen (127.0.0.1:9000); the admin listener must be separate`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("GH_TEST_SHORT", "too-short")
+			_, err := parseString(t, tc.src)
+			problemsOf(t, err)
+			if !containsLinePrefix(err.Error(), tc.want) {
+				t.Errorf("error output lacks\n  %s\ngot:\n%s", tc.want, err)
+			}
+		})
+	}
+}
+
+// containsLinePrefix reports whether some line of out starts with want.
+func containsLinePrefix(out, want string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestProblemsAreCollectedNotStoppedAtTheFirst(t *testing.T) {
+	src := head + `lisen: x
+session:
+  store: postgres
+routes:
+  - name: a
+    path: api
+    upstream: nope
+    credential: magic
+    timeout: soon
+`
+	_, err := parseString(t, src)
+	ps := problemsOf(t, err)
+	wantKeys := []string{"lisen", "session.store", "routes[0].path", "routes[0].upstream", "routes[0].credential", "routes[0].timeout"}
+	if len(ps) != len(wantKeys) {
+		t.Fatalf("got %d problems, want %d:\n%s", len(ps), len(wantKeys), err)
+	}
+	for i, p := range ps {
+		if p.Key != wantKeys[i] {
+			t.Errorf("problem %d key = %q, want %q (problems are in file order)", i, p.Key, wantKeys[i])
+		}
+		if p.File != "t.yaml" || p.Line < 6 || p.Column < 1 {
+			t.Errorf("problem %d has position %s:%d:%d", i, p.File, p.Line, p.Column)
+		}
+	}
+}

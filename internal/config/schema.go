@@ -1,0 +1,113 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// schema lists the keys each mapping accepts, by section. It is read-only.
+var schema = map[string][]string{
+	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
+		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
+	"frontend": {"static_dir", "upstream"},
+	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
+		"pushed_authorization_requests", "post_logout_redirect", "prompt_values"},
+	"session": {"store", "bolt", "redis", "cookie_name", "same_site", "idle_timeout", "absolute_timeout",
+		"refresh_before_expiry", "cookie_keys"},
+	"session.bolt":  {"path"},
+	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
+	"csrf":          {"header", "allowed_origins"},
+	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
+		"timeout", "max_body", "websocket", "allow_set_cookie"},
+	"credential":                    credentialKinds,
+	"credential.token_exchange":     {"audience", "scope", "resource"},
+	"credential.client_credentials": {"scope", "audience"},
+	"credential.header":             {"name", "value"},
+	"policy":                        {"pdp"},
+	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
+	"audit":                         {"sink", "path", "fsync_interval", "max_size", "on_failure"},
+	"telemetry":                     {"otlp_endpoint", "log_level"},
+	"admin":                         {"token"},
+}
+
+var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}
+
+// secretKeys are the keys whose values are secrets (resolved from references).
+var secretKeys = []string{"identity.client_secret", "session.redis.password", "session.cookie_keys",
+	"routes[].credential.header.value", "policy.pdp.token", "admin.token"}
+
+// sectionPath shows a schema section the way a user writes the path.
+func sectionPath(section string) string {
+	switch {
+	case section == "":
+		return "the top level"
+	case strings.HasPrefix(section, "credential"):
+		return "routes[]." + section
+	}
+	return section
+}
+
+// unknownKeyMessage explains an unknown key: the closest key of the same
+// mapping, else the section where the key does exist, else the known keys.
+func unknownKeyMessage(name, section string) string {
+	known := schema[section]
+	what := "unknown key"
+	if section == "credential" {
+		what = "unknown credential kind"
+	}
+	if best := closest(name, known); best != "" {
+		return fmt.Sprintf("%s %s; did you mean %q?", what, quote(name), best)
+	}
+	var elsewhere []string
+	for sec, keys := range schema {
+		if sec != section && sec != "credential" && contains(keys, name) {
+			elsewhere = append(elsewhere, join(strings.TrimSuffix(sectionPath(sec), "the top level"), name))
+		}
+	}
+	if len(elsewhere) > 0 {
+		slices.Sort(elsewhere)
+		return fmt.Sprintf("%s %s here; it belongs at %s", what, quote(name), strings.Join(elsewhere, " or "))
+	}
+	return fmt.Sprintf("%s %s; the keys allowed here are: %s", what, quote(name), strings.Join(known, ", "))
+}
+
+// closest returns the candidate nearest to s when it is near enough to be a
+// likely typo, else "".
+func closest(s string, candidates []string) string {
+	best, bestDist := "", 0
+	for _, c := range candidates {
+		dist := levenshtein(strings.ToLower(s), c)
+		if best == "" || dist < bestDist {
+			best, bestDist = c, dist
+		}
+	}
+	limit := max(2, len(best)/3)
+	if best == "" || bestDist > limit {
+		return ""
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	if len(a) > 64 || len(b) > 64 { // not a typo of a key name; spare the work
+		return max(len(a), len(b))
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
