@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -369,3 +370,17 @@ func wantError(t testing.TB, res *http.Response, body string, status int, code s
 var errBoom = errors.New("boom")
 
 func ptr[T any](v T) *T { return &v }
+
+type netipPrefix = netip.Prefix
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func secretStatic(s string) *secret.Value { return secret.Static(s) }

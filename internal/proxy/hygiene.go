@@ -76,20 +76,23 @@ func normInto(buf *[64]byte, k string) []byte {
 // scrubRequestHeaders removes every header the client must not be able to
 // send upstream, in any spelling. Go canonicalises header keys but keeps
 // "X_Forwarded_User" distinct from "X-Forwarded-User", so each key is
-// normalised before the lookup. credNorm is the normalised name of the route's
-// header credential (or ""): a client copy of it in another spelling goes too.
-func scrubRequestHeaders(h http.Header, credNorm string) {
+// normalised before the lookup. credNames holds the normalised names of every
+// route's header credential: a client-sent copy in any spelling is a
+// credential no route names, so it goes too, on every route.
+func scrubRequestHeaders(h http.Header, credNames map[string]struct{}) {
 	var buf [64]byte
 	for k := range h {
 		var drop bool
 		if len(k) > len(buf) {
 			n := normHeader(k)
-			drop = isDropped(n) || n == credNorm
+			_, cred := credNames[n]
+			drop = isDropped(n) || cred
 		} else {
 			n := normInto(&buf, k)
 			// string(n) in a map lookup or comparison does not allocate.
 			_, exact := droppedExact[string(n)]
-			drop = exact || string(n) == credNorm || hasDroppedPrefix(n)
+			_, cred := credNames[string(n)]
+			drop = exact || cred || hasDroppedPrefix(n)
 		}
 		if drop {
 			delete(h, k)

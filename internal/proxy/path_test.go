@@ -55,12 +55,12 @@ func TestCleanPath(t *testing.T) {
 		{"/api/profile/..%20", ""},
 		{"/api/profile/. ", ""},
 		{"/api/profile/%c0%af", ""},
-		{"/api/profile/%ef%bc%8f", ""},     // fullwidth solidus
+		{"/api/profile/%ef%bc%8f", ""},          // fullwidth solidus
 		{"/api/profile/%ef%bc%8e%ef%bc%8e", ""}, // fullwidth dots
-		{"/api/profile/%e2%88%95", ""},     // division slash
-		{"/api/profile/%e2%80%ae", ""},     // right-to-left override
-		{"/api/profile/%e2%80%8b", ""},     // zero width space
-		{"/api/profile/\xc3\xa9", ""},      // raw UTF-8 must be escaped
+		{"/api/profile/%e2%88%95", ""},          // division slash
+		{"/api/profile/%e2%80%ae", ""},          // right-to-left override
+		{"/api/profile/%e2%80%8b", ""},          // zero width space
+		{"/api/profile/\xc3\xa9", ""},           // raw UTF-8 must be escaped
 		{"api/profile", ""},
 		{"", ""},
 		{long, ""},
@@ -105,7 +105,7 @@ func TestHostilePathsReachOnlyTheirRoute(t *testing.T) {
 		target string
 		want   want
 	}{
-		{"/api/public/../admin/x", refused(403)},          // cleaned to /api/admin/x: admin policy applies
+		{"/api/public/../admin/x", refused(403)}, // cleaned to /api/admin/x: admin policy applies
 		{"/api/public/%2e%2e/admin/x", refused(403)},
 		{"/api/public/%2E%2E/admin/x", refused(403)},
 		{"/api/public/.%2e/admin/x", refused(403)},

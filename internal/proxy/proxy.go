@@ -67,17 +67,19 @@ type Proxy struct {
 	exchanges *exchangeCache
 	prefixes  []string
 	buffers   bufferPool
+	credNames map[string]struct{} // normalised header-credential names
 }
 
 // New validates routes and options and builds the proxy. It reports every
 // problem found, each naming its route.
 func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 	p := &Proxy{
-		opts:    opts,
-		routes:  table{exact: map[string]*route{}, prefix: map[string]*route{}},
-		log:     opts.Logger,
-		now:     opts.Now,
-		buffers: newBufferPool(),
+		opts:      opts,
+		routes:    table{exact: map[string]*route{}, prefix: map[string]*route{}},
+		log:       opts.Logger,
+		now:       opts.Now,
+		buffers:   newBufferPool(),
+		credNames: map[string]struct{}{},
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -128,6 +130,9 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		m[rt.path] = rt
 		if !rt.anonymous && opts.Authenticator == nil {
 			errs = append(errs, fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name))
+		}
+		if rt.credNorm != "" {
+			p.credNames[rt.credNorm] = struct{}{}
 		}
 		p.buildForwarder(rt, base)
 		p.all = append(p.all, rt)
@@ -413,7 +418,7 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	if st.limited != nil {
 		out.Body = st.limited
 	}
-	scrubRequestHeaders(out.Header, rt.credNorm)
+	scrubRequestHeaders(out.Header, p.credNames)
 	p.setForwarded(pr)
 	switch rt.cred.Kind {
 	case CredentialNone:
