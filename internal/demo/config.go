@@ -1,0 +1,103 @@
+package demo
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"text/template"
+)
+
+// configTemplate is the demo's Gatehouse configuration, in the same contract as
+// gatehouse.example.yaml. Every path in it is relative to the data directory, where the file
+// is written, so no path needs quoting. Composites and agents are left out: they are not
+// built yet and the loader rejects them.
+var configTemplate = template.Must(template.New("gatehouse.yaml").Funcs(template.FuncMap{
+	"q": func(s string) (string, error) { // a JSON string is a valid YAML double-quoted scalar
+		b, err := json.Marshal(s)
+		return string(b), err
+	},
+}).Parse(`# Written by ` + "`gatehouse demo`" + `. DEMO MODE — for trying Gatehouse, never for production.
+# Relative paths resolve against this file's directory.
+client: demo-spa
+listen: {{q .Listen}}
+admin_listen: "127.0.0.1:0"
+public_url: {{q .PublicURL}}
+
+frontend:
+  static_dir: ./web
+
+identity:
+  issuer: {{q .Issuer}}
+  client_id: {{q .ClientID}}
+  client_secret: ${file:./client-secret}
+  scopes: [openid, profile, email, offline_access]
+
+session:
+  store: bolt
+  bolt: { path: ./sessions.db }
+  cookie_name: __Host-gatehouse
+  same_site: strict
+  idle_timeout: 15m
+  absolute_timeout: 1h
+
+csrf:
+  header: X-CSRF
+
+routes:
+  - name: profile
+    path: /api/profile/
+    upstream: {{q .Profile}}
+    methods: [GET]
+    credential: user_token
+
+  - name: billing
+    path: /api/billing/
+    upstream: {{q .Billing}}
+    methods: [GET]
+    credential:
+      token_exchange:
+        audience: {{q .BillingAudience}}
+
+  - name: notifications
+    path: /api/notifications/
+    upstream: {{q .Notifications}}
+    methods: [GET]
+    credential: client_credentials
+
+  - name: weather
+    path: /api/weather/
+    upstream: {{q .Weather}}
+    methods: [GET]
+    credential:
+      header:
+        name: X-Api-Key
+        value: ${file:./weather-api-key}
+    timeout: 5s
+
+  - name: audit
+    path: /api/audit/
+    upstream: {{q .Audit}}
+    methods: [GET]
+    credential: none
+
+audit:
+  sink: file
+  path: ./audit.jsonl
+
+telemetry:
+  log_level: warn
+`))
+
+// configData fills configTemplate.
+type configData struct {
+	Listen, PublicURL, Issuer, ClientID, BillingAudience string
+	Profile, Billing, Notifications, Weather, Audit      string
+}
+
+func renderConfig(d configData) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := configTemplate.Execute(&buf, d); err != nil {
+		return nil, fmt.Errorf("render demo config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
