@@ -82,6 +82,7 @@ func VerifyFrom(r io.Reader, name string, from Head) (Result, error) {
 	res := Result{Files: 1, Head: head}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
+	var checker lineChecker
 	for lineNo := 1; ; lineNo++ {
 		line, err := readLine(br, &buf)
 		if err == io.EOF && len(line) == 0 {
@@ -96,7 +97,7 @@ func VerifyFrom(r io.Reader, name string, from Head) (Result, error) {
 		case err != nil:
 			return res, fmt.Errorf("verify audit log %s: %w", name, err)
 		}
-		e, reason := checkLine(line)
+		e, reason := checker.check(line)
 		if reason != "" {
 			return res, broken(reason)
 		}
@@ -177,6 +178,17 @@ func ParseLine(line []byte) (Entry, error) {
 // checkLine returns the decoded entry, or a reason why the line is not a valid record.
 // Reasons never quote the line's content.
 func checkLine(line []byte) (Entry, string) {
+	var c lineChecker
+	return c.check(line)
+}
+
+// lineChecker checks lines, reusing its encoder and buffer from one line to the next.
+type lineChecker struct {
+	enc *encoder
+	buf []byte
+}
+
+func (c *lineChecker) check(line []byte) (Entry, string) {
 	if len(line) == 0 {
 		return Entry{}, "empty line"
 	}
@@ -202,7 +214,11 @@ func checkLine(line []byte) (Entry, string) {
 	}
 	var prev, sum [64]byte
 	copy(prev[:], j.Prev)
-	want := newEncoder().appendLine(make([]byte, 0, len(line)+1), &e.Record, e.Seq, &prev, &sum)
+	if c.enc == nil {
+		c.enc = newEncoder()
+	}
+	want := c.enc.appendLine(c.buf[:0], &e.Record, e.Seq, &prev, &sum)
+	c.buf = want
 	want = want[:len(want)-1]
 	// The hash covers everything but itself: a difference outside the hash is an edit that broke
 	// the canonical form; a difference only inside it is caught by the comparison below.
