@@ -687,3 +687,45 @@ func TestCloseIsIdempotentAndStopsServing(t *testing.T) {
 		t.Fatal("closed OP still answers")
 	}
 }
+
+func TestConcurrentRefreshWithOneTokenSucceedsOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	tok, _ := e.login(t, "alice", "wonderland")
+	tok.Expiry = time.Now().Add(-time.Second)
+	const n = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cp := *tok
+			if _, err := e.conf.TokenSource(e.ctx, &cp).Token(); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 1 || e.p.Count(GrantRefreshToken) != 1 {
+		t.Fatalf("successful refreshes = %d, Count = %d; want 1 and 1 (rotation consumes the token)", ok, e.p.Count(GrantRefreshToken))
+	}
+}
+
+func FuzzCheckLoopbackURL(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:9998", "http://localhost:1", "https://[::1]:8443/", "http://example.com",
+		"http://127.0.0.1.example.com", "http://127.0.0.1:1/path", "ftp://127.0.0.1", "", "http://[::ffff:8.8.8.8]:1", "http://0.0.0.0:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if checkLoopbackURL(raw) != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || !isLoopbackHost(u.Hostname()) {
+			t.Fatalf("accepted non-loopback issuer %q", raw)
+		}
+	})
+}
