@@ -191,7 +191,8 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 	return l, nil
 }
 
-// Reserve reserves a slot for the record of a request about to be forwarded. It returns
+// Reserve reserves a slot for the record of a request about to be forwarded. ctx is accepted for
+// symmetry with the rest of the pipeline; Reserve never waits, so it does not watch it. It returns
 // ErrUnavailable when the buffer is full, the sink is failing (OnFailure "deny") or the Logger is
 // closed; the caller must then answer 503 and not forward. It never blocks.
 func (l *Logger) Reserve(ctx context.Context) (*Pending, error) {
@@ -210,6 +211,12 @@ func (l *Logger) Reserve(ctx context.Context) (*Pending, error) {
 			return &Pending{l: l, drop: true}, nil
 		}
 		if l.reserved.CompareAndSwap(n, n+1) {
+			// Close sets closed before its writer looks at reserved for the last time: either the
+			// writer waits for this slot, or this check sees closed.
+			if l.closed.Load() {
+				l.reserved.Add(-1)
+				return nil, errClosed
+			}
 			return &Pending{l: l}, nil
 		}
 	}
@@ -247,8 +254,12 @@ func (p *Pending) Cancel() {
 }
 
 // Log records an event that is not tied to a forwarded request (login, logout, ...): Reserve
-// then Commit. It returns ErrUnavailable when Reserve does.
+// then Commit; it does not wait for the write. It returns ErrUnavailable when Reserve does, and
+// the caller then fails the operation (503) rather than performing it unaudited.
 func (l *Logger) Log(ctx context.Context, rec Record) error {
+	if rec.Event == "" {
+		return errors.New("audit: record has no event")
+	}
 	p, err := l.Reserve(ctx)
 	if err != nil {
 		return err
