@@ -60,7 +60,8 @@ type Options struct {
 	ClaimsInIDToken bool
 	// Addr is where Start listens (default 127.0.0.1:0). It must be a loopback address.
 	Addr string
-	// Logger receives the OP's own log lines (default: discard).
+	// Logger receives this package's log lines, e.g. failed back-channel deliveries (default:
+	// discard). zitadel itself logs to slog.Default(); we do not replace the global logger.
 	Logger *slog.Logger
 }
 
