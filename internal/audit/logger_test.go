@@ -265,3 +265,46 @@ func TestUnwritableDirectoryIsAClearError(t *testing.T) {
 		t.Fatalf("Open = %v, want an error naming %s", err, path)
 	}
 }
+
+// TestRotationFailureKeepsWriting: when the directory refuses the rename, records keep going
+// to the current file (nothing lost, chain intact) and rotation resumes once it is allowed again.
+func TestRotationFailureKeepsWriting(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores directory permissions")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	l := openFile(t, path, func(o *Options) { o.MaxSize = 1500 })
+	ctx := context.Background()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	for i := range 10 {
+		if err := l.Log(ctx, sampleRecord(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "records written", func() bool { return l.Stats().Written == 10 })
+	if st := l.Stats(); st.WriteErrors == 0 {
+		t.Fatalf("stats = %+v, want the failed rotations counted", st)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := l.Log(ctx, sampleRecord(10+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := Files(path)
+	if len(files) < 2 {
+		t.Fatalf("files = %v, want rotation after the directory became writable", files)
+	}
+	if res, err := VerifyFiles(files...); err != nil || res.Records != 20 {
+		t.Fatalf("VerifyFiles = %+v, %v; want 20", res, err)
+	}
+}
