@@ -772,7 +772,11 @@ func (d *decoder) credential(n *yaml.Node, key string) (Credential, bool) {
 		case CredHeader:
 			d.errf(n, key, "header needs options: write credential: { header: { name: X-Api-Key, value: ${file:/run/secrets/api-key} } }")
 		default:
-			d.errf(n, key, "%s", unknownKeyMessage(s, "credential")+"; "+shapes)
+			if best := closest(s, credentialKinds); best != "" {
+				d.errf(n, key, "unknown credential kind %s; did you mean %q?", quote(s), best)
+			} else {
+				d.errf(n, key, "unknown credential kind %s; %s", quote(s), shapes)
+			}
 		}
 		return Credential{}, false
 	case yaml.MappingNode:

@@ -44,8 +44,13 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	cfg := d.decodeFile(data)
 	d.scrub()
 	if len(d.problems) > 0 {
-		errs := &Errors{Problems: d.problems}
-		return nil, errs.ErrOrNil()
+		sortProblems(d.problems)
+		if len(d.problems) > maxProblems {
+			rest := d.problems[maxProblems]
+			rest.Key, rest.Message = "", fmt.Sprintf("… and %d more problems; fix the ones above first", len(d.problems)-maxProblems)
+			d.problems = append(d.problems[:maxProblems], rest)
+		}
+		return nil, &Errors{Problems: d.problems}
 	}
 	sortProblems(d.warnings)
 	cfg.warnings = d.warnings
@@ -55,6 +60,10 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 // maxVisits bounds the work aliases and merge keys can cause: a small file
 // must not expand into an exponential walk.
 const maxVisits = 200_000
+
+// maxProblems bounds the report: past it, the file is not a configuration
+// with mistakes but something else, and the rest would only scroll away.
+const maxProblems = 200
 
 // maxMergeDepth bounds nested merge keys (<<).
 const maxMergeDepth = 16
@@ -69,6 +78,7 @@ type decoder struct {
 	secrets   []*secret.Value
 	budget    int
 	exhausted bool
+	tooDeep   bool
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -283,7 +293,10 @@ func (d *decoder) pairs(n *yaml.Node, path string, depth int) (explicit, merged 
 		}
 		if k.ShortTag() == "!!merge" {
 			if depth >= maxMergeDepth {
-				d.errf(k, path, "merge keys (<<) are nested too deeply; write the values out")
+				if !d.tooDeep {
+					d.tooDeep = true
+					d.errf(k, path, "merge keys (<<) are nested too deeply; write the values out")
+				}
 				continue
 			}
 			merged = append(merged, d.mergeSources(v, path, depth)...)
