@@ -230,7 +230,8 @@ func (w *writer) openFile(path string) error {
 }
 
 // rotate renames the current file to path.<time>[-n] and continues in a new file. On failure it
-// keeps writing to the current file and tries again at the next record.
+// keeps writing to the current file and tries again at the next record (a rename is cheap; the
+// fsync comes only after a successful one).
 func (w *writer) rotate(head Head) {
 	l := w.l
 	fail := func(err error) {
@@ -240,11 +241,6 @@ func (w *writer) rotate(head Head) {
 			l.log.Error("audit log rotation failed; continuing in the current file", "error", err)
 		}
 	}
-	if err := w.file.Sync(); err != nil {
-		fail(fmt.Errorf("fsync audit log before rotation: %w", err))
-		return
-	}
-	w.dirty = false
 	name, err := rotatedName(w.path, l.now())
 	if err != nil {
 		fail(err)
@@ -263,6 +259,12 @@ func (w *writer) rotate(head Head) {
 		return
 	}
 	syncDir(w.path, l)
+	// The rename did not touch the old file's data; make it durable before letting go of it.
+	if err := w.file.Sync(); err != nil {
+		l.writeErrors.Add(1)
+		l.log.Error("fsync rotated audit log", "file", name, "error", err)
+	}
+	w.dirty = false
 	if err := w.file.Close(); err != nil {
 		l.log.Warn("close rotated audit log", "file", name, "error", err)
 	}
