@@ -221,3 +221,22 @@ func TestUpstreamChallengeBecomesGatehouseError(t *testing.T) {
 		t.Fatalf("plain upstream 403 should pass through: %d %s", res.StatusCode, body)
 	}
 }
+
+// Headers smuggled as chunked-request trailers arrive after the checks: they
+// are not forwarded at all.
+func TestRequestTrailersAreNotForwarded(t *testing.T) {
+	h := newHarness(t)
+	status, body := h.rawRequest("POST /api/public/x HTTP/1.1\r\nHost: app.example.com\r\nX-CSRF: 1\r\n" +
+		"Transfer-Encoding: chunked\r\nTrailer: X-Forwarded-User, Authorization\r\nConnection: close\r\n\r\n" +
+		"3\r\nabc\r\n0\r\nX-Forwarded-User: root\r\nAuthorization: Bearer attacker\r\n\r\n")
+	if status != 200 {
+		t.Fatalf("status %d %s", status, body)
+	}
+	hits := h.ups["public"].Hits()
+	if len(hits) != 1 || hits[0].Body != "abc" {
+		t.Fatalf("hits %+v", hits)
+	}
+	if len(hits[0].Trailer) != 0 || hits[0].Header.Get("Trailer") != "" {
+		t.Fatalf("trailers reached the upstream: %v / %q", hits[0].Trailer, hits[0].Header.Get("Trailer"))
+	}
+}

@@ -32,6 +32,7 @@ type hit struct {
 	Host       string
 	Header     http.Header
 	Body       string
+	Trailer    http.Header
 }
 
 // upstream is a test-owned downstream API that records every request.
@@ -47,7 +48,7 @@ func newUpstream(t testing.TB) *upstream {
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.hits = append(u.hits, hit{r.Method, r.RequestURI, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Clone(), string(body)})
+		u.hits = append(u.hits, hit{r.Method, r.RequestURI, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Clone(), string(body), r.Trailer.Clone()})
 		u.mu.Unlock()
 		if h := u.handler.Load(); h != nil {
 			(*h)(w, r)
@@ -307,23 +308,29 @@ func (h *harness) do(r *http.Request) (*http.Response, string) {
 // raw sends a request line and headers exactly as given over TCP.
 func (h *harness) raw(requestTarget string, headers ...string) (int, string) {
 	h.t.Helper()
-	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer conn.Close()
 	var b strings.Builder
 	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: app.example.com\r\nX-CSRF: 1\r\nCookie: gh=%s\r\nConnection: close\r\n", requestTarget, aliceCookie)
 	for _, hd := range headers {
 		b.WriteString(hd + "\r\n")
 	}
 	b.WriteString("\r\n")
-	if _, err := io.WriteString(conn, b.String()); err != nil {
+	return h.rawRequest(b.String())
+}
+
+// rawRequest sends msg as the whole request.
+func (h *harness) rawRequest(msg string) (int, string) {
+	h.t.Helper()
+	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, msg); err != nil {
 		h.t.Fatal(err)
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		h.t.Fatalf("read response for %q: %v", requestTarget, err)
+		h.t.Fatalf("read response: %v", err)
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)

@@ -1,6 +1,3 @@
-// Package proxy is Gatehouse's API gateway stage: it cleans and matches the
-// request path, runs the per-request pipeline (route, CSRF, session, policy,
-// credential, audit) and forwards allowed requests with strict header hygiene.
 package proxy
 
 import (
@@ -183,7 +180,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// path: cleaned once; this exact path is matched, authorized and forwarded.
 	path, err := CleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
 	if err != nil {
-		p.deny(w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
+		p.deny(ctx, w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
 		return
 	}
 	ev.Path = path
@@ -191,28 +188,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// route: longest prefix; the query never takes part.
 	rt := p.routes.match(path)
 	if rt == nil {
-		p.deny(w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
+		p.deny(ctx, w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
 		return
 	}
 	ev.Route, ev.Credential = rt.name, string(rt.cred.Kind)
 	if !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)
-		p.deny(w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
+		p.deny(ctx, w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
 		return
 	}
 	upgrade := hasUpgrade(r.Header)
 	if upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
-		p.deny(w, &ev, http.StatusForbidden, "upgrade_not_allowed", "route "+rt.name+" does not accept protocol upgrades")
+		p.deny(ctx, w, &ev, http.StatusForbidden, "upgrade_not_allowed", "route "+rt.name+" does not accept protocol upgrades")
 		return
 	}
 	if rt.maxBody >= 0 && r.ContentLength > rt.maxBody {
-		p.deny(w, &ev, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody))
+		p.deny(ctx, w, &ev, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody))
 		return
 	}
 
 	// csrf: cookie-borne and anonymous requests alike.
 	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
-		p.deny(w, &ev, http.StatusForbidden, code, msg)
+		p.deny(ctx, w, &ev, http.StatusForbidden, code, msg)
 		return
 	}
 
@@ -222,11 +219,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id, err = p.opts.Authenticator.Authenticate(ctx, r)
 		switch {
 		case errors.Is(err, ErrNoSession) || (err == nil && id == nil):
-			p.deny(w, &ev, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
+			p.deny(ctx, w, &ev, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
 			return
 		case err != nil:
 			p.log.ErrorContext(ctx, "session lookup failed", "route", rt.name, "err", err)
-			p.deny(w, &ev, http.StatusServiceUnavailable, "session_unavailable", "the session store is unavailable; try again shortly")
+			p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "session_unavailable", "the session store is unavailable; try again shortly")
 			return
 		}
 		ev.Subject, ev.SessionID = id.Subject, id.SessionID
@@ -237,11 +234,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	allow, err := rt.authz.Authorize(ctx, &in)
 	if err != nil {
 		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
-		p.deny(w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
+		p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
 		return
 	}
 	if !allow {
-		p.deny(w, &ev, http.StatusForbidden, "policy_denied", "the route's policy does not allow this request")
+		p.deny(ctx, w, &ev, http.StatusForbidden, "policy_denied", "the route's policy does not allow this request")
 		return
 	}
 
@@ -249,7 +246,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cred, err := p.credential(ctx, rt, id)
 	if err != nil {
 		if errors.Is(err, ErrNoSession) {
-			p.deny(w, &ev, http.StatusUnauthorized, "session_expired", "the session has ended; sign in again (/bff/login)")
+			p.deny(ctx, w, &ev, http.StatusUnauthorized, "session_expired", "the session has ended; sign in again (/bff/login)")
 			return
 		}
 		code, msg := "credential_failed", "the route's credential could not be obtained"
@@ -258,7 +255,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			code, msg = ce.code, ce.msg
 		}
 		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
-		p.deny(w, &ev, http.StatusBadGateway, code, msg)
+		p.deny(ctx, w, &ev, http.StatusBadGateway, code, msg)
 		return
 	}
 
@@ -285,11 +282,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // deny answers with an error and records the refusal.
-func (p *Proxy) deny(w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
+func (p *Proxy) deny(ctx context.Context, w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
 	ev.Decision = "deny"
 	writeError(w, ev, status, code, msg)
-	if err := p.opts.Auditor.Record(context.Background(), ev); err != nil {
-		p.log.Error("audit record failed", "route", ev.Route, "err", err)
+	if err := p.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
+		p.log.ErrorContext(ctx, "audit record failed", "route", ev.Route, "err", err)
 	}
 }
 
@@ -418,6 +415,9 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	if st.limited != nil {
 		out.Body = st.limited
 	}
+	// Request trailers would arrive after the header checks below: a client
+	// could smuggle any header through them.
+	out.Trailer = nil
 	scrubRequestHeaders(out.Header, p.credNames)
 	p.setForwarded(pr)
 	switch rt.cred.Kind {

@@ -1,0 +1,24 @@
+// Package proxy is Gatehouse's API gateway stage: it cleans and matches the
+// request path, runs every request through one pipeline (route, CSRF,
+// session, policy, credential, audit) and forwards allowed requests with
+// strict header hygiene.
+//
+// Answers Gatehouse gives itself, always as JSON via apierror:
+//
+//	400 bad_path                    path cannot be cleaned unambiguously
+//	401 unauthenticated             no valid session (Authenticator: ErrNoSession)
+//	401 session_expired             UserTokens refused to refresh (ErrNoSession)
+//	403 csrf_*                      CSRF header, Origin or Sec-Fetch-Site check failed
+//	403 upgrade_not_allowed         protocol upgrade on a non-WebSocket route
+//	403 policy_denied               the route's Authorizer said no
+//	403 upstream_forbidden          upstream 403 carrying a WWW-Authenticate challenge
+//	404 no_route                    no route matches the cleaned path
+//	405 method_not_allowed          with an Allow header
+//	413 body_too_large              request body over the route's limit
+//	502 user_token_unavailable | token_exchange_failed | client_credentials_failed
+//	502 upstream_unavailable        upstream unreachable or failed
+//	502 upstream_unauthorized       upstream 401: it refused Gatehouse's credential,
+//	                                which is a gateway fault, not the user's session
+//	503 session_unavailable | policy_unavailable | audit_unavailable
+//	504 upstream_timeout            no response headers within the route timeout
+package proxy
