@@ -29,7 +29,7 @@ func TestBadExampleReportsEveryProblem(t *testing.T) {
 		"bad.yaml:33: routes[1].credential: names 2 kinds (token_exchange, client_credentials)",
 		"bad.yaml:35: routes[1].timeout: \"5 seconds\" is not a duration",
 		"bad.yaml:36: routes[2].upstream: required key is missing",
-		"bad.yaml:37: routes[2].path: path \"/api/billing\" is already used by routes[1] (line 29)",
+		"bad.yaml:37: routes[2].path: path \"/api/billing/\" is already used by routes[1] (line 29)",
 		"bad.yaml:39: routes[2].max_body: \"lots\" is not a size",
 		"bad.yaml:41: composites: not supported yet",
 		"bad.yaml:45: audit.sink: \"syslog\" is not one of stdout | file",

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -87,9 +88,6 @@ type Identity struct {
 	// PostLogoutRedirect is the absolute URL the IdP sends the browser to
 	// after logout. Default: public_url + "/".
 	PostLogoutRedirect *url.URL
-	// PromptValues are the OIDC `prompt` values the SPA may pass through
-	// /bff/login?prompt=…; any other value is refused.
-	PromptValues []string
 }
 
 // StoreKind names a session store.
@@ -165,13 +163,14 @@ type Route struct {
 	Path        string // clean, starts with "/"
 	Upstream    *url.URL
 	StripPrefix bool // default true
-	// Methods allowed (upper case); empty means every method.
+	// Methods allowed (upper case). Default [GET]; the proxy allows HEAD
+	// wherever GET is allowed.
 	Methods    []string
 	Credential Credential
 	// Allow is the route's CEL expression; Allow.Source is empty when not set.
 	Allow          Expr
 	Anonymous      bool
-	Timeout        time.Duration // default 30s
+	Timeout        time.Duration // wait for the upstream's response headers; default 30s
 	MaxBody        int64         // bytes; default 10 MiB
 	WebSocket      bool
 	AllowSetCookie bool
@@ -213,9 +212,9 @@ type Credential struct {
 // TokenExchange asks the IdP (RFC 8693) for a token for one audience/resource
 // in exchange for the user's access token.
 type TokenExchange struct {
-	Audience string
-	Scope    string // space-separated
-	Resource string // absolute URI
+	Audience string // required
+	Scope    string // space-separated; optional
+	Resource string // absolute URI; optional
 }
 
 // ClientCredentials obtains Gatehouse's own token (client credentials grant).
@@ -239,7 +238,7 @@ type Policy struct {
 type PDP struct {
 	URL      *url.URL
 	Token    *secret.Value // nil when not set
-	Timeout  time.Duration // default 500ms
+	Timeout  time.Duration // default 200ms
 	CacheTTL time.Duration // default 0: no caching
 }
 
@@ -259,15 +258,16 @@ type AuditFailure string
 const (
 	// AuditFailDeny refuses the request (503): nothing happens unaudited.
 	AuditFailDeny AuditFailure = "deny"
-	// AuditFailLogOnly serves the request and logs the failure.
-	AuditFailLogOnly AuditFailure = "log-only"
+	// AuditFailContinue serves the request and logs the failure: records
+	// are lost while the sink fails.
+	AuditFailContinue AuditFailure = "continue"
 )
 
 // Audit configures the hash-chained audit log.
 type Audit struct {
 	Sink          AuditSink
 	Path          string        // absolute; set when Sink is file
-	FsyncInterval time.Duration // 0 means fsync after every record; default 1s
+	FsyncInterval time.Duration // upper bound on unsynced records; default 1s
 	MaxSize       int64         // bytes before rotation; 0 means never rotate
 	OnFailure     AuditFailure
 }
@@ -339,6 +339,25 @@ func (c *Config) EffectiveCookieName() string {
 // RandomCookieKeys reports whether the login-state cookie key is random per
 // process (session.cookie_keys not set): correct only with a single instance.
 func (c *Config) RandomCookieKeys() bool { return len(c.Session.CookieKeys) == 0 }
+
+// CookieKeyRing builds the login-state cookie's key ring from the current
+// values of session.cookie_keys (first seals, all open), or a random
+// per-process ring when none are configured. Call it again after a key file
+// changes (see secret.Value.OnChange).
+func (s *Session) CookieKeyRing() (*secret.KeyRing, error) {
+	if len(s.CookieKeys) == 0 {
+		return secret.RandomKeyRing(), nil
+	}
+	keys := make([]secret.Secret, len(s.CookieKeys))
+	for i, k := range s.CookieKeys {
+		keys[i] = k.Get()
+	}
+	kr, err := secret.NewKeyRing(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	return kr, nil
+}
 
 // Origin returns public_url's origin, e.g. "https://app.example.com".
 func (c *Config) Origin() string { return c.PublicURL.Scheme + "://" + c.PublicURL.Host }

@@ -68,11 +68,14 @@ func TestDesignExampleLoads(t *testing.T) {
 		t.Errorf("weather timeout = %v", weather.Timeout)
 	}
 	profile := c.Route("profile")
-	if profile.Allow.Source != "user.email_verified == true" || profile.Allow.Pos.Line != 56 || profile.Allow.Key != "routes[0].allow" {
+	if profile.Allow.Source != "user.email_verified == true" || profile.Allow.Pos.Line != 55 || profile.Allow.Key != "routes[0].allow" {
 		t.Errorf("profile allow = %+v", profile.Allow)
 	}
 	if !profile.StripPrefix || profile.Timeout != DefaultRouteTimeout || profile.MaxBody != DefaultMaxBody {
 		t.Errorf("route defaults not applied: %+v", profile)
+	}
+	if !slices.Equal(c.Route("catalog").Methods, []string{"GET"}) {
+		t.Errorf("methods default = %v, want [GET]", c.Route("catalog").Methods)
 	}
 	if !c.Route("catalog").Anonymous || !c.Route("notifications").WebSocket {
 		t.Error("anonymous / websocket flags lost")
@@ -116,7 +119,6 @@ func TestDefaults(t *testing.T) {
 		{"client_auth", c.Identity.ClientAuth, ClientSecretBasic},
 		{"par", c.Identity.PushedAuthorizationRequests, PARAuto},
 		{"post logout", c.Identity.PostLogoutRedirect.String(), "https://app.example.com/"},
-		{"prompt values", strings.Join(c.Identity.PromptValues, " "), "none login consent select_account"},
 		{"audit sink", c.Audit.Sink, AuditFile},
 		{"audit path", c.Audit.Path, filepath.Join(c.BaseDir, "data", "audit.jsonl")},
 		{"audit fsync", c.Audit.FsyncInterval, time.Second},
@@ -171,7 +173,7 @@ func TestWarnings(t *testing.T) {
 session:
   store: memory
 audit:
-  on_failure: log-only
+  on_failure: continue
 admin:
   token: literal-admin-token-0123456789
 `
@@ -267,7 +269,7 @@ func TestCredentialShapes(t *testing.T) {
     path: /api/d/
     upstream: http://d.internal/
     credential:
-      token_exchange: { resource: "https://d.example/", scope: d }
+      token_exchange: { audience: d-api, resource: "https://d.example/", scope: d }
   - name: hdr
     path: /api/e/
     upstream: https://e.example/
@@ -288,7 +290,7 @@ func TestCredentialShapes(t *testing.T) {
 	if cr := c.Route("none").Credential; cr.Kind != CredNone || cr.Header != nil || cr.TokenExchange != nil || cr.ClientCredentials != nil {
 		t.Errorf("none = %+v", cr)
 	}
-	if te := c.Route("te-resource").Credential.TokenExchange; te == nil || te.Resource != "https://d.example/" || te.Audience != "" {
+	if te := c.Route("te-resource").Credential.TokenExchange; te == nil || te.Resource != "https://d.example/" || te.Audience != "d-api" {
 		t.Errorf("te-resource = %+v", te)
 	}
 	hdr := c.Route("hdr")
@@ -378,5 +380,28 @@ func TestExprProblemFormatsLikeLoaderErrors(t *testing.T) {
 	}
 	if (&Errors{}).ErrOrNil() != nil {
 		t.Error("empty Errors must be a nil error")
+	}
+}
+
+func TestCookieKeyRing(t *testing.T) {
+	c, err := Load("../../examples/gatehouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := c.Session.CookieKeyRing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second ring from the same configured key opens what the first sealed:
+	// the key is shared between instances, unlike the random default.
+	other, _ := c.Session.CookieKeyRing()
+	if _, err := other.Open(kr.Seal([]byte("state"), nil), nil); err != nil {
+		t.Errorf("configured cookie key does not round-trip: %v", err)
+	}
+	var none Session
+	r1, _ := none.CookieKeyRing()
+	r2, _ := none.CookieKeyRing()
+	if _, err := r2.Open(r1.Seal([]byte("state"), nil), nil); err == nil {
+		t.Error("without cookie_keys each ring must be random")
 	}
 }

@@ -31,7 +31,7 @@ const (
 	DefaultCSRFHeader          = "X-CSRF"
 	DefaultRouteTimeout        = 30 * time.Second
 	DefaultMaxBody             = 10 << 20 // 10 MiB
-	DefaultPDPTimeout          = 500 * time.Millisecond
+	DefaultPDPTimeout          = 200 * time.Millisecond
 	DefaultAuditPath           = "data/audit.jsonl" // relative to the config file
 	DefaultFsyncInterval       = time.Second
 	// MinSecretKeyLength is the least length of cookie keys and the admin token.
@@ -40,12 +40,6 @@ const (
 
 // DefaultScopes are requested when identity.scopes is not set.
 func DefaultScopes() []string { return []string{"openid", "profile", "email", "offline_access"} }
-
-// DefaultPromptValues may be passed through /bff/login?prompt= when
-// identity.prompt_values is not set.
-func DefaultPromptValues() []string { return []string{"none", "login", "consent", "select_account"} }
-
-var knownPromptValues = []string{"none", "login", "consent", "select_account", "create"}
 
 var allowedMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
@@ -222,7 +216,6 @@ func (d *decoder) identity(c *Config, top *fields) {
 	id.ClientAuth = ClientSecretBasic
 	id.Scopes = DefaultScopes()
 	id.PushedAuthorizationRequests = PARAuto
-	id.PromptValues = DefaultPromptValues()
 	if c.PublicURL != nil {
 		id.PostLogoutRedirect = c.PublicURL.JoinPath("/")
 	}
@@ -299,22 +292,6 @@ func (d *decoder) identity(c *Config, top *fields) {
 				if u, ok := d.httpURL(n, key); ok {
 					id.PostLogoutRedirect = u
 				}
-			}
-		}
-	}
-	if n := f.get(d, "prompt_values"); n != nil {
-		if items, ok := d.strItems(n, "identity.prompt_values", "[login, select_account]"); ok {
-			good := true
-			var list []string
-			for _, it := range items {
-				if !contains(knownPromptValues, it.val) {
-					d.errf(it.node, it.key, "%s is not an OpenID Connect prompt value; use %s", quote(it.val), strings.Join(knownPromptValues, " | "))
-					good = false
-				}
-				list = append(list, it.val)
-			}
-			if good {
-				id.PromptValues = list
 			}
 		}
 	}
@@ -602,7 +579,8 @@ func (d *decoder) routes(c *Config, top *fields) {
 			}
 		}
 		if r.Path != "" {
-			norm := strings.TrimSuffix(r.Path, "/")
+			// "/api/a/" (a subtree) and "/api/a" (one path) are different routes.
+			norm := r.Path
 			if prev := byPath[norm]; prev != nil {
 				d.errf(f.get(d, "path"), key+".path", "path %s is already used by %s (line %d); each path belongs to one route", quote(r.Path), prev.Key, prev.Pos.Line)
 				ok = false
@@ -624,6 +602,7 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 		StripPrefix: true,
 		Timeout:     DefaultRouteTimeout,
 		MaxBody:     DefaultMaxBody,
+		Methods:     []string{"GET"},
 	}
 	if n := f.get(d, "name"); n == nil {
 		d.missing(f, "name", "give the route a unique name (letters, digits, - and _), e.g. name: profile")
@@ -654,8 +633,9 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	}
 	mn := f.get(d, "methods")
 	if items, ok := d.strItems(mn, key+".methods", "[GET, POST]"); mn != nil {
+		r.Methods = nil
 		if ok && len(items) == 0 {
-			d.errf(mn, key+".methods", "is empty; list the methods allowed or remove the key to allow all")
+			d.errf(mn, key+".methods", "is empty; list the methods allowed, or remove the key for the default [GET]")
 		}
 		for _, it := range items {
 			up := strings.ToUpper(it.val)
@@ -697,7 +677,7 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	}
 	if v, ok := d.boolean(f.get(d, "websocket"), key+".websocket"); ok {
 		r.WebSocket = v
-		if v && len(r.Methods) > 0 && !contains(r.Methods, "GET") {
+		if v && !contains(r.Methods, "GET") {
 			d.errf(mn, key+".methods", "a websocket route must allow GET (the WebSocket handshake is a GET request)")
 		}
 	}
@@ -816,7 +796,7 @@ func (d *decoder) credential(n *yaml.Node, key string) (Credential, bool) {
 		of := d.mapping(opts, f.keyNode(kind), okey, "credential.token_exchange")
 		if of == nil {
 			if opts == nil {
-				d.errf(f.keyNode(kind), okey, "needs audience (or resource): { token_exchange: { audience: my-api } }")
+				d.errf(f.keyNode(kind), okey, "needs audience: { token_exchange: { audience: my-api } }")
 			}
 			return Credential{}, false
 		}
@@ -833,8 +813,8 @@ func (d *decoder) credential(n *yaml.Node, key string) (Credential, bool) {
 				}
 			}
 		}
-		if te.Audience == "" && te.Resource == "" && len(d.problems) == start {
-			d.errf(of.pos, okey, "needs audience or resource: say which API the exchanged token is for")
+		if !of.has("audience") && len(d.problems) == start {
+			d.missing(of, "audience", "say which API the exchanged token is for, e.g. audience: billing-api")
 		}
 		return Credential{Kind: CredTokenExchange, TokenExchange: te}, len(d.problems) == start
 	case CredClientCredentials:
@@ -910,7 +890,7 @@ func (d *decoder) policy(c *Config, top *fields) {
 	if v, ok := d.secretValue(pf.get(d, "token"), "policy.pdp.token"); ok {
 		p.Token = v
 		if p.URL != nil && p.URL.Scheme == "http" && !isLoopbackHost(p.URL.Hostname()) {
-			d.warnf(pf.get(d, "url"), "policy.pdp.url", "the PDP token travels over plain http; use https")
+			d.errf(pf.get(d, "url"), "policy.pdp.url", "plain http would send policy.pdp.token in clear; use https (plain http is allowed only on a loopback host)")
 		}
 	}
 	if v, ok := d.positive(pf.get(d, "timeout"), "policy.pdp.timeout"); ok {
@@ -945,17 +925,17 @@ func (d *decoder) audit(c *Config, top *fields) {
 	if a.Sink != AuditFile {
 		a.Path = ""
 	}
-	if v, ok := d.duration(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {
+	if v, ok := d.positive(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {
 		a.FsyncInterval = v
 	}
 	if v, ok := d.size(f.get(d, "max_size"), "audit.max_size"); ok {
 		a.MaxSize = v
 	}
 	if n := f.get(d, "on_failure"); n != nil {
-		if v, ok := d.enum(n, "audit.on_failure", string(AuditFailDeny), string(AuditFailLogOnly)); ok {
+		if v, ok := d.enum(n, "audit.on_failure", string(AuditFailDeny), string(AuditFailContinue)); ok {
 			a.OnFailure = AuditFailure(v)
-			if a.OnFailure == AuditFailLogOnly {
-				d.warnf(n, "audit.on_failure", "log-only serves requests whose audit record could not be written; they leave no trace in the audit log")
+			if a.OnFailure == AuditFailContinue {
+				d.warnf(n, "audit.on_failure", "continue serves requests whose audit record could not be written; they leave no trace in the audit log")
 			}
 		}
 	}

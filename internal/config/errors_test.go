@@ -113,8 +113,8 @@ func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
 		// duplicate routes
 		{"same route name twice", head + route0 + "  - name: a\n    path: /api/b/\n    upstream: http://b.internal/\n    credential: none\n",
 			`t.yaml:11: routes[1].name: route name "a" is already used by routes[0] (line 7); names must be unique`},
-		{"same route path twice", head + route0 + "  - name: b\n    path: /api/a\n    upstream: http://b.internal/\n    credential: none\n",
-			`t.yaml:12: routes[1].path: path "/api/a" is already used by routes[0] (line 7); each path belongs to one route`},
+		{"same route path twice", head + route0 + "  - name: b\n    path: /api/a/\n    upstream: http://b.internal/\n    credential: none\n",
+			`t.yaml:12: routes[1].path: path "/api/a/" is already used by routes[0] (line 7); each path belongs to one route`},
 
 		// credentials
 		{"unknown credential kind", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential: user_tokens\n",
@@ -126,13 +126,22 @@ func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
 		{"token_exchange without options", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential: token_exchange\n",
 			`t.yaml:10: routes[0].credential: token_exchange needs options: write credential: { token_exchange: { audience: my-api } }`},
 		{"token_exchange without audience", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      token_exchange: {scope: a}\n",
-			`t.yaml:11: routes[0].credential.token_exchange: needs audience or resource`},
+			`t.yaml:11: routes[0].credential.token_exchange.audience: required key is missing; say which API the exchanged token is for`},
 		{"user_token with options", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      user_token: {scope: a}\n",
 			`t.yaml:11: routes[0].credential.user_token: user_token takes no options; write credential: user_token`},
 		{"header credential on Cookie", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: {name: cookie, value: \"${env:GH_TEST_CLIENT_SECRET}\"}\n",
 			`t.yaml:11: routes[0].credential.header.name: Cookie is set by Gatehouse or the connection itself and cannot carry a credential`},
 		{"anonymous route with the user's token", head + route0 + "    anonymous: true\n",
 			`t.yaml:11: routes[0].anonymous: an anonymous route has no signed-in user, so it cannot use credential user_token; use client_credentials, header or none`},
+
+		{"websocket route without GET", head + route0 + "    methods: [POST]\n    websocket: true\n",
+			`t.yaml:11: routes[0].methods: a websocket route must allow GET (the WebSocket handshake is a GET request)`},
+		{"PDP token over plain http", head + "policy:\n  pdp:\n    url: http://pdp.internal/\n    token: \"${env:GH_TEST_CLIENT_SECRET}\"\n",
+			`t.yaml:8: policy.pdp.url: plain http would send policy.pdp.token in clear; use https`},
+		{"token exchange resource not absolute", head + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      token_exchange: {audience: a, resource: /rel}\n",
+			`t.yaml:11: routes[0].credential.token_exchange.resource: "/rel" is not an absolute URI without #fragment (RFC 8707)`},
+		{"audit fsync zero", head + "audit:\n  fsync_interval: 0s\n",
+			`t.yaml:7: audit.fsync_interval: must be more than zero`},
 
 		// enums
 		{"unknown store", head + "session:\n  store: postgres\n",

@@ -12,7 +12,7 @@ var schema = map[string][]string{
 		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
-		"pushed_authorization_requests", "post_logout_redirect", "prompt_values"},
+		"pushed_authorization_requests", "post_logout_redirect"},
 	"session": {"store", "bolt", "redis", "cookie_name", "same_site", "idle_timeout", "absolute_timeout",
 		"refresh_before_expiry", "cookie_keys"},
 	"session.bolt":  {"path"},
