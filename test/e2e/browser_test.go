@@ -352,4 +352,3 @@ func saveScreenshot(t *testing.T, ctx context.Context, path string) {
 	}
 	t.Logf("wrote %s", path)
 }
-
