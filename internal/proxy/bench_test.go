@@ -39,7 +39,7 @@ func BenchmarkProxyPipeline(b *testing.B) {
 	seams := &instantSeams{id: Identity{SessionID: "s", Subject: "alice"}}
 	p, err := New([]RouteSpec{{
 		Name: "profile", Path: "/api/profile/", Upstream: upURL, Methods: []string{"GET"},
-		Credential: Credential{Kind: CredentialUserToken}, Authorizer: AllowAll,
+		Credential: Credential{Kind: CredentialUserToken}, Authorizer: AllowAll{},
 	}}, Options{PublicURL: mustURL(publicURL), Authenticator: seams, UserTokens: seams, Auditor: seams})
 	if err != nil {
 		b.Fatal(err)

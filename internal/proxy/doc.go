@@ -3,6 +3,14 @@
 // session, policy, credential, audit) and forwards allowed requests with
 // strict header hygiene.
 //
+// Stage order (Proxy.ServeHTTP): clean path -> route (and method, upgrade,
+// declared body size) -> CSRF -> identify -> authorize -> credential ->
+// audit reserve -> forward -> audit commit. The route comes first because it
+// says whether a session is needed (anonymous) and whether the Origin check
+// replaces the CSRF header (WebSocket); CSRF comes before identify so a forged
+// request costs no session-store read. Nothing downstream is contacted before
+// every check has passed.
+//
 // Answers Gatehouse gives itself, always as JSON via apierror:
 //
 //	400 bad_path                    path cannot be cleaned unambiguously

@@ -208,7 +208,7 @@ func TestTokenExchangeCachedPerSessionAndRouteWithSingleflight(t *testing.T) {
 
 func TestNewRejectsUnsafeRoutes(t *testing.T) {
 	up := mustURL("http://up.internal/")
-	ok := RouteSpec{Name: "a", Path: "/api/a/", Upstream: up, Credential: Credential{Kind: CredentialNone}, Authorizer: AllowAll}
+	ok := RouteSpec{Name: "a", Path: "/api/a/", Upstream: up, Credential: Credential{Kind: CredentialNone}, Authorizer: AllowAll{}}
 	tests := []struct {
 		name string
 		edit func(s *RouteSpec)

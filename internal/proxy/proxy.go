@@ -264,7 +264,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, err := p.opts.Auditor.Reserve(ctx, &ev)
 	if err != nil {
 		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
-		ev.Decision = ""
+		ev.Decision = "deny"
 		writeError(w, &ev, http.StatusServiceUnavailable, "audit_unavailable", "the audit log is unavailable; try again shortly")
 		return
 	}

@@ -208,7 +208,7 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 		r.maxBody = DefaultMaxBodyBytes
 	}
 	if spec.Authorizer == nil {
-		bad("no authorizer: every route needs a policy (proxy.AllowAll for the default one)")
+		bad("no authorizer: every route needs a policy (proxy.AllowAll{} for the default one)")
 	}
 	errs = append(errs, checkCredential(r, spec, o)...)
 	if len(errs) > 0 {

@@ -95,8 +95,12 @@ func (f AuthorizerFunc) Authorize(ctx context.Context, in *AuthzInput) (bool, er
 
 // AllowAll is the default policy of the design: any request that passed
 // identification (a valid session, or none on an anonymous route) is allowed.
-// Routes must name it explicitly, so a missing policy never allows silently.
-var AllowAll Authorizer = AuthorizerFunc(func(context.Context, *AuthzInput) (bool, error) { return true, nil })
+// Routes must name it explicitly (AllowAll{}), so a missing policy never
+// allows silently.
+type AllowAll struct{}
+
+// Authorize allows.
+func (AllowAll) Authorize(context.Context, *AuthzInput) (bool, error) { return true, nil }
 
 // AuditEvent describes one decision about one request. It carries no token,
 // no cookie and no query string.
@@ -121,7 +125,8 @@ type AuditEvent struct {
 // forwarded and committed after: if Reserve fails the request is refused
 // (503), so no request is ever served unaudited.
 type Auditor interface {
-	// Reserve durably records that ev is about to be forwarded.
+	// Reserve durably records that ev is about to be forwarded. It must copy
+	// what it keeps: the proxy fills in ev's outcome afterwards.
 	Reserve(ctx context.Context, ev *AuditEvent) (Reservation, error)
 	// Record records a request refused before forwarding. The request is
 	// refused whatever Record returns; errors are logged.
