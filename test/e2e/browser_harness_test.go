@@ -117,23 +117,24 @@ func frontedStarter(t *testing.T, inner demo.StartGatewayFunc, wrap func(http.Ha
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			return "", nil, err
 		}
-		if _, done, err := inner(ctx, path); err != nil {
+		_, done, err := inner(ctx, path)
+		if err != nil {
 			return "", done, err
-		} else {
-			target := &url.URL{Scheme: "http", Host: back}
-			rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.Host = pr.In.Host // Gatehouse sees the public host, as without the proxy
-			}}
-			ln, err := net.Listen("tcp", public)
-			if err != nil {
-				return "", done, fmt.Errorf("front proxy: listen on %s: %w", public, err)
-			}
-			srv := &http.Server{Handler: wrap(rp), ReadHeaderTimeout: 5 * time.Second}
-			go func() { _ = srv.Serve(ln) }()
-			go func() { <-ctx.Done(); _ = srv.Close() }()
-			return "http://" + public, done, nil
 		}
+		target := &url.URL{Scheme: "http", Host: back}
+		rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host // Gatehouse sees the public host, as without the proxy
+		}}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", public)
+		if err != nil {
+			return "", done, fmt.Errorf("front proxy: listen on %s: %w", public, err)
+		}
+		srv := &http.Server{Handler: wrap(rp), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		return "http://" + public, done, nil
 	}
 }
 
