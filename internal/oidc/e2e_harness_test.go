@@ -3,12 +3,14 @@ package oidc_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,11 +148,15 @@ type env struct {
 	audit  *auditLog
 	wire   *wire
 	secret *secret.Value
+	par    *parShim
 }
 
 type envOpts struct {
 	accessTTL time.Duration
-	secret    *secret.Value // default: a static client secret
+	// par serves the real OP behind parShim, which adds RFC 9126 pushed
+	// authorization requests and prompt_values_supported to it.
+	par    bool
+	secret *secret.Value // default: a static client secret
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -165,7 +171,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		m.ServeHTTP(w, r)
 	})))
 	t.Cleanup(e.gw.Close)
-	e.op = idp.MustStart(t, idp.Options{
+	opOpts := idp.Options{
 		Clients: []idp.Client{{
 			ID: clientID, Secret: clientSecret,
 			RedirectURIs:           []string{e.gw.URL + "/bff/callback"},
@@ -173,7 +179,21 @@ func newEnv(t *testing.T, eo envOpts) *env {
 			BackChannelLogoutURI:   e.gw.URL + "/bff/backchannel",
 		}},
 		AccessTokenTTL: eo.accessTTL,
-	})
+	}
+	if eo.par {
+		e.par = &parShim{requests: map[string]url.Values{}}
+		srv := httptest.NewServer(e.par)
+		t.Cleanup(srv.Close)
+		opOpts.Issuer = srv.URL
+		op, err := idp.New(context.Background(), opOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.par.set(op.Handler())
+		e.op = op
+	} else {
+		e.op = idp.MustStart(t, opOpts)
+	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.mgr = session.NewManager(session.NewMemoryStore(e.clock.Now), session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1})
 	t.Cleanup(func() { _ = e.mgr.Close() })
@@ -313,5 +333,86 @@ func (e *env) assertNoLeak(values ...string) {
 				e.t.Errorf("secret value #%d appears in %s after %q", i, name, hs[from:at])
 			}
 		}
+	}
+}
+
+// parShim serves the real OP and adds what it lacks: a pushed authorization
+// request endpoint (RFC 9126: client-authenticated, one-time request_uri)
+// and prompt_values_supported in discovery. Everything else is the OP.
+type parShim struct {
+	mu       sync.Mutex
+	next     http.Handler
+	requests map[string]url.Values
+	pushed   int
+	direct   int // authorization requests that did not use a request_uri
+}
+
+func (p *parShim) set(h http.Handler) {
+	p.mu.Lock()
+	p.next = h
+	p.mu.Unlock()
+}
+
+func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	next := p.next
+	p.mu.Unlock()
+	switch {
+	case r.URL.Path == "/.well-known/openid-configuration":
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var doc map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+			http.Error(w, "bad discovery", http.StatusBadGateway)
+			return
+		}
+		doc["pushed_authorization_request_endpoint"] = doc["issuer"].(string) + "/par"
+		doc["prompt_values_supported"] = []string{"none", "login"}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(doc)
+	case r.URL.Path == "/par" && r.Method == http.MethodPost:
+		id, sec, ok := r.BasicAuth()
+		if ok {
+			id, _ = url.QueryUnescape(id)
+			sec, _ = url.QueryUnescape(sec)
+		}
+		if !ok || id != clientID || sec != clientSecret {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		if err := r.ParseForm(); err != nil || r.PostForm.Has("request_uri") || r.PostForm.Get("client_id") != clientID {
+			http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+			return
+		}
+		uri := "urn:ietf:params:oauth:request_uri:" + strconv.Itoa(int(time.Now().UnixNano()))
+		p.mu.Lock()
+		p.requests[uri] = r.PostForm
+		p.pushed++
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"request_uri": uri, "expires_in": 60})
+	case r.URL.Path == "/authorize":
+		q := r.URL.Query()
+		if !q.Has("request_uri") {
+			p.mu.Lock()
+			p.direct++
+			p.mu.Unlock()
+			next.ServeHTTP(w, r)
+			return
+		}
+		p.mu.Lock()
+		params, ok := p.requests[q.Get("request_uri")]
+		delete(p.requests, q.Get("request_uri"))
+		p.mu.Unlock()
+		if !ok || q.Get("client_id") != params.Get("client_id") || len(q) != 2 {
+			http.Error(w, "invalid request_uri", http.StatusBadRequest)
+			return
+		}
+		r2 := r.Clone(r.Context())
+		r2.URL.RawQuery = params.Encode()
+		next.ServeHTTP(w, r2)
+	default:
+		next.ServeHTTP(w, r)
 	}
 }

@@ -505,7 +505,10 @@ func TestBackchannelLogout(t *testing.T) {
 	}
 	alive := func(c interface {
 		Do(*http.Request) (*http.Response, error)
-	}) bool { resp, _ := e.get(c.(*http.Client), "/bff/user?slide=false"); return resp.StatusCode == http.StatusOK }
+	}) bool {
+		resp, _ := e.get(c.(*http.Client), "/bff/user?slide=false")
+		return resp.StatusCode == http.StatusOK
+	}
 	sid := vs.IdPSessionID
 	replayJTI := "jti-replayed-once"
 	invalid := map[string]string{
@@ -576,5 +579,98 @@ func TestBackchannelFromTheOP(t *testing.T) {
 	}
 	if resp, _ := e.get(b, "/bff/user"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("session survived the OP's back-channel logout: %d", resp.StatusCode)
+	}
+}
+
+func TestPushedAuthorizationRequest(t *testing.T) {
+	e := newEnv(t, envOpts{par: true})
+	b := e.browser()
+	authURL := e.startLogin(b, "/app")
+	u, _ := url.Parse(authURL)
+	if q := u.Query(); len(q) != 2 || q.Get("client_id") != clientID || q.Get("request_uri") == "" {
+		t.Fatalf("with PAR the browser must carry only client_id and request_uri, got %v", q)
+	}
+	cb := e.authorize(b, authURL, "alice", "wonderland")
+	if resp, body := e.get(b, cb); resp.StatusCode != http.StatusFound {
+		t.Fatalf("callback after PAR: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := e.get(b, "/bff/user"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("/bff/user after PAR login: %d", resp.StatusCode)
+	}
+	e.par.mu.Lock()
+	pushed, direct := e.par.pushed, e.par.direct
+	e.par.mu.Unlock()
+	if pushed != 1 || direct != 0 {
+		t.Errorf("pushed %d, direct %d; want 1, 0", pushed, direct)
+	}
+}
+
+func TestPromptPassedOnlyWhenAdvertised(t *testing.T) {
+	e := newEnv(t, envOpts{par: true}) // the shim advertises none and login
+	b := e.browser()
+	resp, _ := e.get(b, "/bff/login?prompt=login")
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("prompt=login: %d", resp.StatusCode)
+	}
+	e.par.mu.Lock()
+	var got string
+	for _, v := range e.par.requests {
+		got = v.Get("prompt")
+	}
+	e.par.mu.Unlock()
+	if got != "login" {
+		t.Errorf("pushed request prompt = %q, want login", got)
+	}
+	if resp, _ := e.get(b, "/bff/login?prompt=consent"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("unadvertised prompt: %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestLoginAgainEndsPreviousSession(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := e.browser()
+	e.login(b, "alice", "wonderland")
+	first := e.sessionCookie(b).Value
+	e.login(b, "bob", "builder")
+	if second := e.sessionCookie(b).Value; second == first {
+		t.Fatal("login reused the session handle (fixation)")
+	}
+	c := e.browser()
+	gwURL, _ := url.Parse(e.gw.URL)
+	c.Jar.SetCookies(gwURL, []*http.Cookie{{Name: cookieName, Value: first}})
+	if resp, _ := e.get(c, "/bff/user"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("previous session still valid after a new login: %d", resp.StatusCode)
+	}
+}
+
+func TestExpiredLoginStateRejected(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := e.browser()
+	cb := e.authorize(b, e.startLogin(b, "/app"), "alice", "wonderland")
+	e.clock.Advance(11 * time.Minute)
+	if resp, body := e.get(b, cb, "Accept", "application/json"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "login_state_invalid") {
+		t.Errorf("expired login state: %d %s", resp.StatusCode, body)
+	}
+	if e.op.Count(idp.GrantAuthorizationCode) != 0 {
+		t.Errorf("code was exchanged")
+	}
+}
+
+func TestIdPErrorResponseIsNotASession(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := e.browser()
+	cb := e.authorize(b, e.startLogin(b, "/app"), "alice", "wonderland")
+	u, _ := url.Parse(cb)
+	q := u.Query()
+	q.Del("code")
+	q.Set("error", "access_denied")
+	q.Set("error_description", "<script>alert(1)</script>")
+	u.RawQuery = q.Encode()
+	resp, body := e.get(b, u.String(), "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("IdP error: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if strings.Contains(body, "<script>") || e.sessionCookie(b) != nil {
+		t.Errorf("error page echoes the request or a session was created")
 	}
 }
