@@ -101,7 +101,8 @@ func (d *decoder) section(top *fields, key, path, schemaName, requiredHint strin
 
 func (d *decoder) listeners(c *Config, top *fields) {
 	c.Listen, c.AdminListen = DefaultListen, DefaultAdminListen
-	if n := top.get(d, "listen"); n != nil {
+	ln := top.get(d, "listen")
+	if n := ln; n != nil {
 		if s, ok := d.hostPort(n, "listen", DefaultListen); ok {
 			c.Listen = s
 		}
@@ -115,7 +116,7 @@ func (d *decoder) listeners(c *Config, top *fields) {
 	lh, lp, _ := net.SplitHostPort(c.Listen)
 	ah, ap, _ := net.SplitHostPort(c.AdminListen)
 	if lp == ap && lp != "0" && (lh == ah || lh == "" || ah == "") {
-		d.errf(an, "admin_listen", "uses the same port as listen (%s); the admin listener must be separate", c.Listen)
+		d.errf(firstNode(an, ln), "admin_listen", "uses the same port as listen (%s); the admin listener must be separate", c.Listen)
 	}
 	if !isLoopbackHost(ah) {
 		d.warnf(an, "admin_listen", "%s is reachable from other machines; the admin listener must never be public: bind it to 127.0.0.1 or a private network", quote(c.AdminListen))
@@ -128,6 +129,7 @@ func (d *decoder) publicURL(c *Config, top *fields) {
 		d.missing(top, "public_url", "add the frontend's origin as browsers see it, e.g. public_url: https://app.example.com")
 		return
 	}
+	d.publicURLNode = n
 	u, ok := d.httpURL(n, "public_url")
 	if !ok {
 		return
@@ -201,6 +203,17 @@ func (d *decoder) frontend(c *Config, top *fields) {
 	if u, ok := d.httpURL(up, "frontend.upstream"); ok {
 		c.Frontend.Upstream = u
 	}
+}
+
+// firstNode returns the first non-nil node, for reporting a problem at the
+// most specific position available.
+func firstNode(ns ...*yaml.Node) *yaml.Node {
+	for _, n := range ns {
+		if n != nil {
+			return n
+		}
+	}
+	return nil
 }
 
 // path makes p absolute against the config file's directory.
@@ -393,7 +406,7 @@ func (d *decoder) session(c *Config, top *fields) {
 		prefixed := stripCookiePrefix(s.CookieName) != s.CookieName
 		switch {
 		case c.Development() && prefixed:
-			d.warnf(f.keyNode("cookie_name"), "session.cookie_name", "public_url is plain http, so the cookie is named %s (browsers refuse the %s prefix without https); development only", stripCookiePrefix(s.CookieName), strings.TrimSuffix(s.CookieName, stripCookiePrefix(s.CookieName)))
+			d.warnf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "public_url is plain http, so the cookie is named %s (browsers refuse the %s prefix without https); development only", stripCookiePrefix(s.CookieName), strings.TrimSuffix(s.CookieName, stripCookiePrefix(s.CookieName)))
 		case !c.Development() && !strings.HasPrefix(s.CookieName, "__Host-"):
 			d.warnf(f.keyNode("cookie_name"), "session.cookie_name", "without the __Host- prefix a sibling subdomain can plant a cookie of the same name; prefer __Host-%s", stripCookiePrefix(s.CookieName))
 		}

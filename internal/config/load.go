@@ -79,6 +79,8 @@ type decoder struct {
 	budget    int
 	exhausted bool
 	tooDeep   bool
+	// publicURLNode is where public_url is written, for warnings derived from it.
+	publicURLNode *yaml.Node
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
