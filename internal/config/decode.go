@@ -399,7 +399,7 @@ func (d *decoder) session(c *Config, top *fields) {
 		if f != nil {
 			pos = f.pos
 		}
-		msg := "session.cookie_keys is not set: the login-state cookie key is random per process, which is only correct for a single instance (a login started on one instance fails on another, and a restart mid-login fails it); set cookie_keys to shared secret references"
+		msg := "not set: the login-state cookie key is random per process, which is only correct for a single instance (a login started on one instance fails on another, and a restart mid-login fails it); set cookie_keys to shared secret references"
 		d.warnf(pos, "session.cookie_keys", "%s", msg)
 	}
 	if c.PublicURL != nil {
