@@ -16,6 +16,7 @@ import (
 	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 )
@@ -103,6 +104,9 @@ type Program struct {
 	prg  cel.Program
 	ast  *cel.Ast
 	pool *sync.Pool
+	// loops: only comprehensions run long enough for cancellation to
+	// matter; loop-free programs skip ContextEval's per-call context setup.
+	loops bool
 }
 
 // Compile parses and type-checks expr, which must yield a bool (a dyn
@@ -145,7 +149,8 @@ func (e *Env) Compile(expr string) (*Program, error) {
 		// Optimisation folds constants, so e.g. an invalid regex literal surfaces here.
 		return nil, &CompileError{Line: 1, Column: 1, Message: err.Error()}
 	}
-	return &Program{prg: prg, ast: ast, pool: newActivationPool(e.types)}, nil
+	loops := len(celast.MatchDescendants(celast.NavigateAST(ast.NativeRep()), celast.KindMatcher(celast.ComprehensionKind))) > 0
+	return &Program{prg: prg, ast: ast, pool: newActivationPool(e.types), loops: loops}, nil
 }
 
 func compileErrorFromIssues(iss *cel.Issues) *CompileError {
@@ -183,9 +188,18 @@ func (sizeEstimator) EstimateCallCost(string, string, *cost.AstNode, []cost.AstN
 // an error, and the caller must deny. Error messages carry the position in
 // the expression but never a request or claim value.
 func (p *Program) Eval(ctx context.Context, in *Input) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("policy evaluation cancelled: %w", context.Cause(ctx))
+	}
 	act := p.pool.Get().(*activation)
 	act.reset(in)
-	out, _, err := p.prg.ContextEval(ctx, act)
+	var out ref.Val
+	var err error
+	if p.loops {
+		out, _, err = p.prg.ContextEval(ctx, act)
+	} else {
+		out, _, err = p.prg.Eval(act)
+	}
 	act.clear()
 	p.pool.Put(act)
 	if err != nil {

@@ -76,6 +76,7 @@ func newActivationPool(ts *objTypes) *sync.Pool {
 	return &sync.Pool{New: func() any {
 		a := &activation{}
 		a.req.t = ts.request
+		a.req.hm = headerMapVal{r: &a.req, mapType: ts.strMap}
 		a.sess.t = ts.session
 		a.agent.t = ts.agent
 		a.agent.grant.t = ts.grant

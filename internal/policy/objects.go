@@ -135,7 +135,7 @@ func (t *objType) isSet(obj any, field ref.Val) ref.Val {
 
 func isZero(v any) bool {
 	switch x := v.(type) {
-	case string:
+	case types.String:
 		return x == ""
 	case time.Time:
 		return x.IsZero()
@@ -145,6 +145,8 @@ func isZero(v any) bool {
 		return len(x) == 0
 	case map[string]string:
 		return len(x) == 0
+	case *headerMapVal:
+		return len(x.r.r.Header) == 0
 	}
 	return false
 }
@@ -152,6 +154,7 @@ func isZero(v any) bool {
 // objTypes holds the four object types of one Env.
 type objTypes struct {
 	request, session, agent, grant *objType
+	strMap                         *types.Type
 }
 
 // nullObjectError is what reading a field of an absent session or agent yields.
@@ -165,18 +168,19 @@ func newObjTypes() *objTypes {
 	ts := &objTypes{}
 	strList := types.NewListType(types.StringType)
 	strMap := types.NewMapType(types.StringType, types.StringType)
+	ts.strMap = strMap
 
 	ts.request = newObjType(requestTypeName, []fieldDef{
-		{"method", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.Method, nil })},
-		{"path", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.Path, nil })},
+		{"method", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Method), nil })},
+		{"path", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Path), nil })},
 		{"query", strMap, reqField((*requestVal).queryMap)},
-		{"headers", strMap, reqField((*requestVal).headerMap)},
-		{"remote_ip", types.StringType, reqField(func(r *requestVal) (any, error) { return r.r.RemoteIP, nil })},
+		{"headers", strMap, reqField(func(r *requestVal) (any, error) { return &r.hm, nil })},
+		{"remote_ip", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.RemoteIP), nil })},
 	})
 	ts.session = newObjType(sessionTypeName, []fieldDef{
-		{"sid", types.StringType, sessField(func(s *SessionInfo) any { return s.SID })},
+		{"sid", types.StringType, sessField(func(s *SessionInfo) any { return types.String(s.SID) })},
 		{"auth_time", types.TimestampType, sessField(func(s *SessionInfo) any { return s.AuthTime })},
-		{"acr", types.StringType, sessField(func(s *SessionInfo) any { return s.ACR })},
+		{"acr", types.StringType, sessField(func(s *SessionInfo) any { return types.String(s.ACR) })},
 		{"amr", strList, sessField(func(s *SessionInfo) any { return s.AMR })},
 		{"created", types.TimestampType, sessField(func(s *SessionInfo) any { return s.Created })},
 		{"age", types.DurationType, sessField(func(s *SessionInfo) any { return s.Age })},
@@ -187,8 +191,8 @@ func newObjTypes() *objTypes {
 		{"expires", types.TimestampType, grantField(func(a *AgentInfo) any { return a.Expires })},
 	})
 	ts.agent = newObjType(agentTypeName, []fieldDef{
-		{"id", types.StringType, agentField(func(a *agentVal) any { return a.a.ID })},
-		{"name", types.StringType, agentField(func(a *agentVal) any { return a.a.Name })},
+		{"id", types.StringType, agentField(func(a *agentVal) any { return types.String(a.a.ID) })},
+		{"name", types.StringType, agentField(func(a *agentVal) any { return types.String(a.a.Name) })},
 		{"grant", ts.grant.celType, agentField(func(a *agentVal) any { return &a.grant })},
 	})
 	return ts
@@ -258,6 +262,7 @@ type requestVal struct {
 	objVal
 	r *RequestInfo
 
+	hm       headerMapVal
 	headers  map[string]string // built on first use
 	query    map[string]string // built on first use
 	queryErr error
@@ -272,9 +277,9 @@ func (r *requestVal) IsSet(f ref.Val) ref.Val          { return r.t.isSet(r, f) 
 
 // headerMap lower-cases names and joins repeated values with ", " (RFC 9110
 // field-line combination), so policies never depend on Go's canonical casing.
-func (r *requestVal) headerMap() (any, error) {
+func (r *requestVal) headerMap() map[string]string {
 	if r.headers != nil {
-		return r.headers, nil
+		return r.headers
 	}
 	m := make(map[string]string, len(r.r.Header))
 	for k, vs := range r.r.Header {
@@ -286,7 +291,33 @@ func (r *requestVal) headerMap() (any, error) {
 		m[lk] = v
 	}
 	r.headers = m
-	return m, nil
+	return m
+}
+
+// header looks one lower-case name up without building the whole map: the
+// common `request.headers["x-tenant"]` costs no conversion of the others.
+func (r *requestVal) header(name string) (string, bool) {
+	if r.headers != nil {
+		v, ok := r.headers[name]
+		return v, ok
+	}
+	if lowerASCII(name) != name {
+		return "", false // the map's keys are all lower case
+	}
+	var val string
+	found := false
+	for k, vs := range r.r.Header {
+		if !equalLowerASCII(k, name) {
+			continue
+		}
+		v := strings.Join(vs, ", ")
+		if found { // non-canonical duplicates: rare, fall back to the full map
+			v, ok := r.headerMap()[name]
+			return v, ok
+		}
+		val, found = v, true
+	}
+	return val, found
 }
 
 // queryMap keeps the first value of each parameter. A query string that does
@@ -320,15 +351,99 @@ func (e constError) Error() string { return string(e) }
 
 const errMalformedQuery = constError("request query string is malformed")
 
-// lowerASCII avoids an allocation for names that are already lower case.
+// lowerASCII lower-cases ASCII letters only (header names are ASCII tokens;
+// other bytes are kept as they are) and avoids an allocation for names that
+// are already lower case.
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(s)
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return s
 }
+
+// equalLowerASCII reports whether lowerASCII(k) == lower, without allocating.
+func equalLowerASCII(k, lower string) bool {
+	if len(k) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// headerMapVal is `request.headers`: a map(string, string) that answers
+// single-key lookups straight from the http.Header and builds the full
+// lower-cased map only for iteration, size or comparison.
+type headerMapVal struct {
+	r       *requestVal
+	mapType *types.Type
+}
+
+func (h *headerMapVal) full() traits.Mapper {
+	return types.NewStringStringMap(types.DefaultTypeAdapter, h.r.headerMap())
+}
+
+// FindStringKey is the interpreter's fast path for constant keys.
+func (h *headerMapVal) FindStringKey(key string) (any, bool) {
+	v, ok := h.r.header(key)
+	if !ok {
+		return nil, false
+	}
+	return types.String(v), true
+}
+
+// Find implements traits.Mapper.
+func (h *headerMapVal) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return h.full().Find(key) // consistent errors for non-string keys
+	}
+	v, found := h.r.header(string(k))
+	if !found {
+		return nil, false
+	}
+	return types.String(v), true
+}
+
+func (h *headerMapVal) Get(key ref.Val) ref.Val {
+	if v, found := h.Find(key); found || v != nil {
+		return v
+	}
+	return types.NewErr("no such key")
+}
+
+func (h *headerMapVal) Contains(key ref.Val) ref.Val {
+	v, found := h.Find(key)
+	if !found && v != nil {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (h *headerMapVal) Size() ref.Val             { return h.full().Size() }
+func (h *headerMapVal) Iterator() traits.Iterator { return h.full().Iterator() }
+func (h *headerMapVal) Equal(o ref.Val) ref.Val   { return h.full().Equal(o) }
+func (h *headerMapVal) ConvertToNative(t reflect.Type) (any, error) {
+	return h.full().ConvertToNative(t)
+}
+func (h *headerMapVal) ConvertToType(t ref.Type) ref.Val { return h.full().ConvertToType(t) }
+func (h *headerMapVal) Type() ref.Type                   { return h.mapType }
+func (h *headerMapVal) Value() any                       { return h.r.headerMap() }
 
 // sessionVal is the `session` variable when a session exists.
 type sessionVal struct {

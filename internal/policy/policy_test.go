@@ -296,3 +296,79 @@ func BenchmarkEvalHeaders(b *testing.B) {
 		}
 	}
 }
+
+func TestHeaderMapViews(t *testing.T) {
+	env := newTestEnv(t)
+	in := userInput()
+	in.Request.Header["x-dup"] = []string{"b"} // a non-canonical key set directly on the map
+	in.Request.Header["X-Dup"] = []string{"a"}
+	for _, expr := range []string{
+		`request.headers.exists(k, k == "x-tenant")`,
+		`size(request.headers) == 3`,
+		`request.headers["x-dup"] in ["a, b", "b, a"]`,
+		`!("X-Tenant" in request.headers)`, // names are lower case only
+		`has(request.headers.accept) && !has(request.headers.cookie)`,
+		`request.headers.filter(k, k.startsWith("x-")).size() == 2`,
+		`request.headers == {"x-tenant": "acme", "accept": "application/json, text/plain", "x-dup": request.headers["x-dup"]}`,
+	} {
+		if ok, err := mustCompile(t, env, expr).Eval(context.Background(), in); !ok || err != nil {
+			t.Errorf("%s = %v, %v", expr, ok, err)
+		}
+	}
+}
+
+// Activations are pooled: one request's headers, query, session or agent
+// must never be seen by the next request's evaluation.
+func TestPooledEvaluationDoesNotLeakBetweenRequests(t *testing.T) {
+	env := newTestEnv(t)
+	first := withAgent(userInput())
+	second := &Input{Request: RequestInfo{Method: "GET", Path: "/api/profile/me", RawQuery: "lang=de", Header: http.Header{}}}
+	for _, tc := range []struct {
+		expr      string
+		secondErr string // "" when the second request must evaluate to false
+	}{
+		{`request.headers["x-tenant"] == "acme"`, `no such key "x-tenant"`},
+		{`request.headers.size() == 2`, ""},
+		{`request.query.lang == "en"`, ""},
+		{`session != null || agent != null`, ""},
+		{`user.email_verified == true`, `no such key "email_verified"`},
+	} {
+		p := mustCompile(t, env, tc.expr)
+		for range 3 { // several rounds so pooled activations are reused
+			if ok, err := p.Eval(context.Background(), first); !ok || err != nil {
+				t.Fatalf("%s on first = %v, %v", tc.expr, ok, err)
+			}
+			ok, err := p.Eval(context.Background(), second)
+			if ok || (tc.secondErr == "" && err != nil) || (tc.secondErr != "" && (err == nil || !strings.Contains(err.Error(), tc.secondErr))) {
+				t.Fatalf("%s on second = %v, %v; the first request's values leaked", tc.expr, ok, err)
+			}
+		}
+	}
+}
+
+// Header names and values and the query string come from the client.
+func FuzzRequestHeadersAndQuery(f *testing.F) {
+	f.Add("X-Tenant", "acme", "x-tenant", "a=1&b=2")
+	f.Add("x-tenant", "a, b", "X-TENANT", "a=%zz")
+	f.Add("", "", "", ";;")
+	env, err := NewEnv()
+	if err != nil {
+		f.Fatal(err)
+	}
+	lookup, err := env.Compile(`request.headers[request.path] == request.query.v`)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name, value, key, rawQuery string) {
+		in := &Input{Request: RequestInfo{Method: "GET", Path: key, RawQuery: rawQuery,
+			Header: http.Header{name: {value}, "Accept": {"*/*"}}}}
+		_, _ = lookup.Eval(context.Background(), in) // must not panic
+		// The single-key fast path agrees with the full map.
+		r := &requestVal{r: &in.Request}
+		fast, okFast := r.header(key)
+		full, okFull := r.headerMap()[key]
+		if okFast != okFull || fast != full {
+			t.Fatalf("header(%q) = %q,%v; map has %q,%v", key, fast, okFast, full, okFull)
+		}
+	})
+}
