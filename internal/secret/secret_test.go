@@ -76,6 +76,7 @@ func TestResolve(t *testing.T) {
 		{"absolute file", "${file:" + filepath.Join(dir, "key") + "}", canary, ""},
 		{"missing file", "${file:nope}", "", "no such file"},
 		{"empty env name", "${env:}", "", "names no environment variable"},
+		{"endless file", "${file:/dev/zero}", "", "larger than"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,11 +91,24 @@ func Resolve(s, baseDir string) (*Value, error) {
 	return nil, fmt.Errorf("secret reference %q: use ${env:NAME} or ${file:/path}", s)
 }
 
+// maxSecretFile bounds what a secret file may hold: a key or a token is at
+// most a few KiB, and a reference to /dev/zero or a log file must fail rather
+// than exhaust memory.
+const maxSecretFile = 64 << 10
+
 func readSecretFile(p string) (Secret, error) {
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		// The os error names the path and the cause, never file content.
 		return Secret{}, fmt.Errorf("read secret file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return Secret{}, fmt.Errorf("read secret file: %w", err)
+	}
+	if len(b) > maxSecretFile {
+		return Secret{}, fmt.Errorf("secret file %s is larger than %d bytes: point the reference at the file holding only the secret", p, maxSecretFile)
 	}
 	// Secret files written by hand or by `echo` end in a newline that is never
 	// part of the secret.
