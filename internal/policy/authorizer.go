@@ -19,16 +19,16 @@ const (
 	ReasonPDPStatus      = "pdp_status"       // non-2xx answer
 	ReasonPDPBadResponse = "pdp_bad_response" // body not a JSON object (or too large)
 	ReasonPDPNoDecision  = "pdp_no_decision"  // "decision" missing or not a boolean
-	ReasonCanceled       = "canceled"         // the client went away while the PDP was asked
+	ReasonCanceled       = "canceled"         // the request's ctx ended during evaluation or the PDP call
 )
 
 // Decision is the outcome of authorizing one request. Status is the HTTP
 // status to answer a denial with: 403 for a policy denial (cel_denied,
 // cel_error, pdp_denied), 503 when the PDP is unavailable or broken
 // (pdp_timeout, pdp_unreachable, pdp_status, pdp_bad_response,
-// pdp_no_decision, canceled); 200 when allowed. Err, when set, explains the
-// denial for the operator's log; it never holds a secret, a token or a
-// request or claim value.
+// pdp_no_decision, canceled); 200 when allowed. Err explains a denial for
+// the operator's log (nil for cel_denied); it never holds a secret, a token
+// or a request or claim value.
 type Decision struct {
 	Allow  bool
 	Reason string
@@ -68,6 +68,9 @@ func (a *Authorizer) Decide(ctx context.Context, in *Input, requestID string) De
 	if a.prog != nil {
 		ok, err := a.prog.Eval(ctx, in)
 		if err != nil {
+			if ctx.Err() != nil { // the request ended or timed out, not the policy's fault
+				return deny(ReasonCanceled, err)
+			}
 			return deny(ReasonCELError, err)
 		}
 		if !ok {

@@ -20,6 +20,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
 
+const errCachedDenial = constError("PDP decision false (cached)")
+
 // PDP defaults.
 const (
 	DefaultPDPTimeout   = 200 * time.Millisecond
@@ -199,7 +201,7 @@ func (p *PDP) Decide(ctx context.Context, in *Input, requestID string) Decision 
 			if allow {
 				return allowDecision
 			}
-			return deny(ReasonPDPDenied, errors.New("PDP decision false (cached)"))
+			return deny(ReasonPDPDenied, errCachedDenial)
 		}
 	}
 	d := p.call(ctx, in, requestID)

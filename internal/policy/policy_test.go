@@ -219,6 +219,12 @@ func TestCancelledEvaluationDenies(t *testing.T) {
 	if ok, err := p.Eval(ctx, in); ok || err == nil {
 		t.Fatalf("Eval on a cancelled ctx = %v, %v; want an error", ok, err)
 	}
+	for _, expr := range []string{`user.groups.all(g, g == "g")`, `user.email_verified == true`} {
+		d := NewAuthorizer(mustCompile(t, env, expr), nil).Decide(ctx, in, "r")
+		if d.Allow || d.Reason != ReasonCanceled || d.Status != http.StatusServiceUnavailable {
+			t.Fatalf("%s on a cancelled request: %+v", expr, d)
+		}
+	}
 }
 
 // An evaluation error is logged; it must not carry what the client sent
