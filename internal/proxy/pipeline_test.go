@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -294,3 +296,53 @@ func TestRouteMatchIsLongestPrefixAtSegmentBoundaries(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestIDAndPolicyReasonReachAuditUpstreamAndClient(t *testing.T) {
+	var wrapped atomic.Int64
+	h := newHarness(t, func(h *harness, s []RouteSpec, o *Options) []RouteSpec {
+		o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				wrapped.Add(1)
+				return rt.RoundTrip(r)
+			})
+		}
+		for i := range s {
+			if s[i].Name == "public" {
+				s[i].Authorizer = AuthorizerFunc(func(_ context.Context, in *AuthzInput) (bool, error) {
+					in.Reason = "cel_denied"
+					return in.Header.Get("X-Want") == "yes", nil
+				})
+			}
+		}
+		return s
+	})
+	r := h.req("GET", "/api/public/x", nil)
+	r.Header.Set("X-Request-Id", "client-chosen")
+	r.Header.Set("X-Want", "yes")
+	res, _ := h.do(r)
+	id := res.Header.Get("X-Request-Id")
+	if res.StatusCode != 200 || len(id) != 16 || len(res.Header.Values("X-Request-Id")) != 1 {
+		t.Fatalf("status %d, X-Request-Id %q", res.StatusCode, res.Header.Values("X-Request-Id"))
+	}
+	if got := h.ups["public"].Hits()[0].Header.Values("X-Request-Id"); len(got) != 1 || got[0] != id {
+		t.Fatalf("upstream X-Request-Id %q, want %q", got, id)
+	}
+	_, committed, _ := h.audit.last()
+	if len(committed) != 1 || committed[0].RequestID != id || committed[0].Upstream != h.ups["public"].URL+"/" {
+		t.Fatalf("committed %+v", committed)
+	}
+	if wrapped.Load() != 1 {
+		t.Fatalf("wrapped transport used %d times", wrapped.Load())
+	}
+	r = h.req("GET", "/api/public/x", nil)
+	res, body := h.do(r)
+	wantError(t, res, body, 403, "policy_denied")
+	_, _, recorded := h.audit.last()
+	if len(recorded) != 1 || recorded[0].Reason != "cel_denied" || recorded[0].RequestID != res.Header.Get("X-Request-Id") {
+		t.Fatalf("recorded %+v", recorded)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -47,6 +48,10 @@ type Options struct {
 	MaxPathLength int
 	// Transport is cloned for each route (default http.DefaultTransport).
 	Transport *http.Transport
+	// WrapTransport, when set, wraps each route's transport (e.g. tracing).
+	// The wrapper must return the transport's errors unchanged (wrapped is
+	// fine) so timeouts still map to 504.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives upstream and audit-sink errors (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -175,7 +180,8 @@ func (p *Proxy) Close() {
 // contacted; the first one that fails answers with a JSON error.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r)}
+	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r), RequestID: newRequestID()}
+	w.Header()["X-Request-Id"] = []string{ev.RequestID}
 
 	// path: cleaned once; this exact path is matched, authorized and forwarded.
 	path, err := CleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
@@ -191,7 +197,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.deny(ctx, w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
 		return
 	}
-	ev.Route, ev.Credential = rt.name, string(rt.cred.Kind)
+	ev.Route, ev.Credential, ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
 	if !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)
 		p.deny(ctx, w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
@@ -230,8 +236,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// authorize: the route's policy; errors deny.
-	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Identity: id, ClientIP: ev.ClientIP}
+	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header,
+		Identity: id, ClientIP: ev.ClientIP, RequestID: ev.RequestID}
 	allow, err := rt.authz.Authorize(ctx, &in)
+	ev.Reason = in.Reason
 	if err != nil {
 		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
 		p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
@@ -270,7 +278,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// forward, then complete the audit record with the outcome.
-	st := &forwarding{path: upstreamPath(rt, path), cred: cred, status: http.StatusBadGateway}
+	st := &forwarding{path: upstreamPath(rt, path), cred: cred, requestID: ev.RequestID, status: http.StatusBadGateway}
 	defer func() {
 		ev.Status, ev.Code = st.status, st.code
 		res.Commit(context.WithoutCancel(ctx), &ev)
@@ -348,11 +356,12 @@ func upstreamPath(rt *route, clean string) string {
 // forwarding carries one request's state from ServeHTTP into the
 // ReverseProxy hooks.
 type forwarding struct {
-	path    string
-	cred    secret.Secret
-	limited *limitedBody
-	status  int
-	code    string
+	path      string
+	requestID string
+	cred      secret.Secret
+	limited   *limitedBody
+	status    int
+	code      string
 }
 
 type forwardingKey struct{}
@@ -392,9 +401,13 @@ func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
 		tr.TLSHandshakeTimeout = rt.timeout
 	}
 	rt.transport = tr
+	var rtp http.RoundTripper = tr
+	if p.opts.WrapTransport != nil {
+		rtp = p.opts.WrapTransport(tr)
+	}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, pr) },
-		Transport:      tr,
+		Transport:      rtp,
 		ModifyResponse: func(res *http.Response) error { return modifyResponse(rt, res) },
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { p.upstreamError(rt, w, r, err) },
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
@@ -420,6 +433,7 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	out.Trailer = nil
 	scrubRequestHeaders(out.Header, p.credNames)
 	p.setForwarded(pr)
+	out.Header["X-Request-Id"] = []string{st.requestID}
 	switch rt.cred.Kind {
 	case CredentialNone:
 	case CredentialHeader:
@@ -470,6 +484,8 @@ func modifyResponse(rt *route, res *http.Response) error {
 		return errUpstreamForbidden
 	}
 	scrubResponseHeaders(res.Header, rt.setCookie)
+	// The client already has Gatehouse's request id.
+	delete(res.Header, "X-Request-Id")
 	if st := forwardingOf(res.Request.Context()); st != nil {
 		st.status = res.StatusCode
 	}
@@ -502,6 +518,19 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 		st.status, st.code = status, code
 	}
 	apierror.Write(w, status, code, msg)
+}
+
+// newRequestID returns a random request id. It only correlates log lines, so
+// the fast non-cryptographic generator is enough.
+func newRequestID() string {
+	var b [16]byte
+	const hex = "0123456789abcdef"
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = hex[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy uses per response.

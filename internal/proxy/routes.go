@@ -94,6 +94,7 @@ type route struct {
 	keepPrefix bool
 	upstream   *url.URL
 	upBase     string // upstream path without trailing slash
+	upString   string // upstream URL for audit records
 	methods    []string
 	allow      string // Allow header value
 	timeout    time.Duration
@@ -177,6 +178,7 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 			cu.Path = "/"
 		}
 		r.upstream = &cu
+		r.upString = cu.String()
 		r.upBase = strings.TrimSuffix(cu.Path, "/")
 	}
 	if len(spec.Methods) == 0 {

@@ -75,9 +75,18 @@ type AuthzInput struct {
 	Method   string
 	Path     string
 	RawQuery string
+	// Header is the client's request header, read-only (before hygiene:
+	// policies may look at what the client sent; upstreams never see it).
+	Header http.Header
 	// Identity is nil on anonymous routes.
 	Identity *Identity
 	ClientIP netip.Addr
+	// RequestID identifies the request in audit records and upstream logs.
+	RequestID string
+
+	// Reason may be set by the Authorizer to explain its decision (e.g.
+	// "cel_denied", "pdp_timeout"); it goes into the audit record.
+	Reason string
 }
 
 // Authorizer decides whether a request may pass. Errors deny (503).
@@ -117,8 +126,14 @@ type AuditEvent struct {
 	// Status is the HTTP status answered (for "allow": the upstream's, set at Commit).
 	Status int
 	// Code is Gatehouse's error code when Gatehouse answered with an error.
-	Code       string
+	Code string
+	// Reason is the Authorizer's explanation of its decision, if it gave one.
+	Reason     string
 	Credential string
+	// Upstream is the route's upstream base URL (no query, no user info).
+	Upstream string
+	// RequestID is also sent upstream and to the client as X-Request-Id.
+	RequestID string
 }
 
 // Auditor records decisions. An allowed request is reserved before it is
