@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"github.com/gatehouse-dev/gatehouse/internal/demo"
+	"github.com/gatehouse-dev/gatehouse/internal/gateway"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+)
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	data := fs.String("data", "", "keep the demo's files (config, sessions, audit log) in this directory instead of a temporary one")
+	addr := fs.String("addr", "", "public listener (loopback host:port); default 127.0.0.1 and a free port")
+	verbose := fs.Bool("v", false, "log Gatehouse's own lines to stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := telemetry.NewLogger(stderr, level)
+	return demo.Run(ctx, demo.Options{
+		DataDir: *data,
+		Addr:    *addr,
+		Out:     stdout,
+		Logger:  log,
+		StartGateway: func(ctx context.Context, configPath string) (string, <-chan error, error) {
+			g, done, err := gateway.StartFile(ctx, configPath, gateway.Options{Logger: log, Version: version()})
+			if err != nil {
+				return "", nil, err
+			}
+			return g.PublicURL(), done, nil
+		},
+	})
+}

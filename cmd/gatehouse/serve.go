@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/gateway"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("c", "gatehouse.yaml", "configuration file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return errReported
+	}
+	log := telemetry.NewLogger(stderr, cfg.Telemetry.LogLevel)
+	return serve(ctx, cfg, log, stdout, nil)
+}
+
+// serve builds and runs the gateway until ctx ends. ready, when set, is
+// called with the bound public address once the gateway is built.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer, ready func(g *gateway.Gateway)) error {
+	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: version(), Stdout: stdout})
+	if err != nil {
+		return err
+	}
+	log.Info("gatehouse started", "version", version(), "public", g.PublicAddr(), "admin", g.AdminAddr(), "public_url", cfg.Origin())
+	if ready != nil {
+		ready(g)
+	}
+	if err := g.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("gatehouse stopped")
+	return nil
+}

@@ -1,0 +1,379 @@
+// Package gateway builds a running Gatehouse from a loaded configuration:
+// the session manager, OIDC client, policies, audit log and proxy, joined
+// into the public and admin HTTP handlers. It is the "build" step of
+// load → validate → build → serve; nothing it builds is re-parsed per request.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+)
+
+// Options are the run-time inputs that do not come from the config file.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Now is the clock for sessions, tokens and audit (tests inject one).
+	Now func() time.Time
+	// PublicListener and AdminListener replace listen/admin_listen (tests).
+	PublicListener, AdminListener net.Listener
+	// IdPClient talks to the IdP (tests may pass one with a custom transport).
+	IdPClient *http.Client
+	// SecretPollInterval is how often file-backed secrets are re-read. Default 1s.
+	SecretPollInterval time.Duration
+	// Stdout receives the stdout audit sink. Default os.Stdout.
+	Stdout interface{ Write([]byte) (int, error) }
+}
+
+// Gateway is a built Gatehouse.
+type Gateway struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	opts     Options
+	sessions *session.Manager
+	audit    *audit.Logger
+	idp      *lazyIdP
+	proxy    *proxy.Proxy
+	metrics  *telemetry.Metrics
+	tracing  *telemetry.Tracing
+	server   *server.Server
+	public   http.Handler
+	admin    http.Handler
+	closers  []func() error
+}
+
+// New builds a Gateway. It reports every build problem it finds (policy
+// compile errors with file:line). It does not need the IdP to be up: discovery
+// is retried in the background once Run starts.
+func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SecretPollInterval == 0 {
+		opts.SecretPollInterval = time.Second
+	}
+	g = &Gateway{cfg: cfg, log: opts.Logger, opts: opts, metrics: telemetry.NewMetrics()}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+	for _, w := range cfg.Warnings() {
+		g.log.Warn("configuration warning", "problem", w.String())
+	}
+
+	authz, err := BuildPolicies(cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	otlp := ""
+	if cfg.Telemetry.OTLPEndpoint != nil {
+		otlp = cfg.Telemetry.OTLPEndpoint.String()
+	}
+	if g.tracing, err = telemetry.NewTracing(ctx, otlp, opts.Version); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, func() error { return g.tracing.Shutdown(context.Background()) })
+
+	if g.audit, err = openAudit(ctx, cfg, opts); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, g.audit.Close)
+
+	store, err := openStore(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	g.sessions = session.NewManager(store, session.Options{
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Now:             opts.Now,
+		Logger:          g.log.With("component", "session"),
+	})
+	g.closers = append(g.closers, g.sessions.Close)
+
+	keys, err := cfg.Session.CookieKeyRing()
+	if err != nil {
+		return nil, fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	if cfg.RandomCookieKeys() {
+		g.log.Warn("session.cookie_keys is not set: the login-state cookie key is random per process, so a login started on one instance cannot finish on another; set cookie_keys when running several instances")
+	}
+	idpClient := opts.IdPClient
+	if idpClient == nil {
+		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
+	}
+	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics, logger: g.log}
+	g.idp = newLazyIdP(oidc.Options{
+		Issuer:                cfg.Identity.Issuer,
+		ClientID:              cfg.Identity.ClientID,
+		ClientSecret:          cfg.Identity.ClientSecret,
+		ClientAuth:            string(cfg.Identity.ClientAuth),
+		Scopes:                cfg.Identity.Scopes,
+		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
+		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
+		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
+		CookieName:            cfg.EffectiveCookieName(),
+		CookieSameSite:        cfg.Session.SameSite,
+		CookieKeys:            keys,
+		Sessions:              g.sessions,
+		HTTPClient:            idpClient,
+		Clock:                 opts.Now,
+		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
+		Logger:                g.log.With("component", "oidc"),
+		Auditor:               evAudit,
+	}, g.log.With("component", "oidc"))
+
+	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	g.proxy, err = proxy.New(specs, proxy.Options{
+		PublicURL:      cfg.PublicURL,
+		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
+		TrustedProxies: cfg.TrustedProxies,
+		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: g.sessions},
+		UserTokens:     &userTokens{idp: g.idp},
+		Exchanger:      &exchanger{idp: g.idp},
+		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
+		Transport:      transport,
+		WrapTransport:  g.tracing.Transport,
+		Logger:         g.log.With("component", "proxy"),
+		Now:            opts.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build routes: %w", err)
+	}
+	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
+	evAudit.onSessionEnd = g.proxy.ForgetSession
+
+	g.public = g.publicHandler()
+	g.admin = g.adminHandler()
+	g.server, err = server.New(server.Options{
+		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
+		Public: g.public, Admin: g.admin, Logger: g.log,
+		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func urlString(u interface{ String() string }) string {
+	if u == nil {
+		return ""
+	}
+	s := u.String()
+	return s
+}
+
+func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
+	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
+	spec := proxy.RouteSpec{
+		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
+		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
+		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log},
+	}
+	switch c := r.Credential; c.Kind {
+	case config.CredUserToken:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialUserToken}
+	case config.CredTokenExchange:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialTokenExchange,
+			Audience: c.TokenExchange.Audience, Scope: c.TokenExchange.Scope, Resource: c.TokenExchange.Resource}
+	case config.CredClientCredentials:
+		var scope, aud string
+		if c.ClientCredentials != nil {
+			scope, aud = c.ClientCredentials.Scope, c.ClientCredentials.Audience
+		}
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialClientCredentials, Source: clientCredentials(g.idp, scope, aud)}
+	case config.CredHeader:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialHeader, HeaderName: c.Header.Name, HeaderValue: c.Header.Value}
+	default:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialNone}
+	}
+	return spec
+}
+
+func (g *Gateway) publicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/bff/", g.idp)
+	for _, pre := range g.proxy.Prefixes() {
+		mux.Handle(pre, g.proxy)
+	}
+	var front http.Handler
+	switch {
+	case g.cfg.Frontend.StaticDir != "":
+		front = staticFrontend(g.cfg.Frontend.StaticDir)
+	case g.cfg.Frontend.Upstream != nil:
+		front = upstreamFrontend(g.cfg.Frontend.Upstream)
+	default:
+		front = noFrontend()
+	}
+	mux.Handle("/", front)
+	// The proxy cleans paths itself and must see them raw: dispatch on the
+	// raw path's prefix before ServeMux would clean or redirect it.
+	prefixes := g.proxy.Prefixes()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, pre := range prefixes {
+			if strings.HasPrefix(r.URL.EscapedPath(), pre) || r.URL.EscapedPath()+"/" == pre {
+				g.proxy.ServeHTTP(w, r)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+	h = server.SecurityHeaders(h, !g.cfg.Development())
+	return g.tracing.Handler(h, "gatehouse")
+}
+
+func (g *Gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	server.HealthHandlers(mux, []server.Check{
+		{Name: "session_store", Fn: g.sessions.Ready},
+		{Name: "identity_provider", Fn: g.idp.Ready},
+		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+	})
+	mux.Handle("GET /metrics", g.metrics.Handler())
+	admin.Register(mux, admin.Options{
+		Token: g.cfg.Admin.Token, Sessions: &revoker{m: g.sessions, p: g.proxy},
+		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
+	})
+	return mux
+}
+
+// revoker drops per-session caches along with the session.
+type revoker struct {
+	m *session.Manager
+	p *proxy.Proxy
+}
+
+func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
+	return r.m.List(ctx, sub)
+}
+
+func (r *revoker) Delete(ctx context.Context, id string) error {
+	r.p.ForgetSession(id)
+	return r.m.Delete(ctx, id)
+}
+
+func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	infos, _ := r.m.List(ctx, sub)
+	for _, in := range infos {
+		r.p.ForgetSession(in.ID)
+	}
+	return r.m.DeleteBySubject(ctx, sub)
+}
+
+// PublicHandler is the public listener's handler (tests drive it in-process).
+func (g *Gateway) PublicHandler() http.Handler { return g.public }
+
+// AdminHandler is the admin listener's handler.
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
+
+// PublicAddr is the bound public address.
+func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
+
+// AdminAddr is the bound admin address.
+func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
+
+// Sessions exposes the session manager (tests, demo).
+func (g *Gateway) Sessions() *session.Manager { return g.sessions }
+
+// Run serves until ctx ends, then drains in-flight requests and closes every
+// resource (audit log flushed and synced last).
+func (g *Gateway) Run(ctx context.Context) error {
+	bg, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.idp.run(bg) }()
+	go func() {
+		defer wg.Done()
+		secret.Watch(bg, g.opts.SecretPollInterval, g.cfg.Secrets(), g.secretChanged)
+	}()
+	g.recordStart(ctx)
+	err := g.server.Run(ctx)
+	cancel()
+	wg.Wait()
+	if cerr := g.close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+func (g *Gateway) recordStart(ctx context.Context) {
+	if err := g.audit.Log(ctx, audit.Record{Event: audit.EventConfigLoaded, Outcome: audit.OutcomeSuccess,
+		Client: g.cfg.Client, Reason: "start", Path: g.cfg.File}); err != nil {
+		g.log.Error("audit record not written", "event", "config_loaded", "err", err)
+	}
+}
+
+// secretChanged audits a rotation. source names the reference, never the value.
+func (g *Gateway) secretChanged(source string, changed bool, err error) {
+	if err != nil {
+		g.log.Warn("secret file could not be re-read; the previous value stays in force", "source", source, "err", err)
+		return
+	}
+	g.log.Info("secret rotated", "source", source)
+	g.metrics.Event(string(audit.EventSecretRotated), string(audit.OutcomeSuccess))
+	if aerr := g.audit.Log(context.Background(), audit.Record{Event: audit.EventSecretRotated, Outcome: audit.OutcomeSuccess,
+		Client: g.cfg.Client, Reason: source}); aerr != nil {
+		g.log.Error("audit record not written", "event", "secret_rotated", "err", aerr)
+	}
+}
+
+// close releases resources in reverse order of creation.
+func (g *Gateway) close() error {
+	var err error
+	for _, c := range slices.Backward(g.closers) {
+		err = errors.Join(err, c())
+	}
+	g.closers = nil
+	return err
+}
+
+// StartFile loads the configuration at path, builds a Gateway and runs it in
+// the background until ctx ends. It returns once the listeners are bound;
+// done receives Run's result. The demo and end-to-end tests start Gatehouse
+// this way.
+func StartFile(ctx context.Context, path string, opts Options) (*Gateway, <-chan error, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := New(ctx, cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	return g, done, nil
+}
+
+// PublicURL is the configured public_url's origin.
+func (g *Gateway) PublicURL() string { return g.cfg.Origin() }

@@ -1,0 +1,239 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+)
+
+// This file adapts the packages to the proxy's consumer-side seams. Each
+// adapter is a thin translation; the behaviour lives in the packages.
+
+// sessionRef travels in proxy.Identity.Session back to the token adapter.
+type sessionRef struct {
+	h session.Handle
+	s *session.Session
+}
+
+// cookieAuth finds the session behind the session cookie.
+type cookieAuth struct {
+	name     string
+	sessions *session.Manager
+}
+
+func (a *cookieAuth) Authenticate(ctx context.Context, r *http.Request) (*proxy.Identity, error) {
+	c, err := r.Cookie(a.name)
+	if err != nil || c.Value == "" {
+		return nil, proxy.ErrNoSession
+	}
+	h, err := session.ParseHandle(c.Value)
+	if err != nil {
+		return nil, proxy.ErrNoSession
+	}
+	s, err := a.sessions.Load(ctx, h, true)
+	switch {
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrInvalidHandle):
+		return nil, proxy.ErrNoSession
+	case err != nil:
+		return nil, err
+	}
+	return &proxy.Identity{SessionID: s.ID, Subject: s.Subject, Claims: s.Claims, Session: &sessionRef{h: h, s: s}}, nil
+}
+
+// userTokens hands the proxy the user's access token, refreshed on demand.
+type userTokens struct{ idp *lazyIdP }
+
+func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secret.Secret, error) {
+	ref, ok := id.Session.(*sessionRef)
+	if !ok {
+		return secret.Secret{}, errors.New("identity carries no session")
+	}
+	t, err := u.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, err
+	}
+	tok, err := t.AccessToken(ctx, ref.h, ref.s)
+	if errors.Is(err, oidc.ErrSessionEnded) {
+		return secret.Secret{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
+	}
+	return tok, err
+}
+
+// exchanger performs RFC 8693 exchanges through the OIDC client.
+type exchanger struct{ idp *lazyIdP }
+
+func (e *exchanger) Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	t, err := e.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	return t.Exchange(ctx, subjectToken, audience, scope, resource)
+}
+
+// clientCredentials returns a route's client-credentials token source.
+func clientCredentials(idp *lazyIdP, scope, audience string) proxy.TokenSource {
+	scopes := strings.Fields(scope)
+	return proxy.TokenSourceFunc(func(ctx context.Context) (secret.Secret, error) {
+		t, err := idp.tokens()
+		if err != nil {
+			return secret.Secret{}, err
+		}
+		return t.ClientCredentials(ctx, scopes, audience)
+	})
+}
+
+// routeAuthorizer adapts a route's policy.Authorizer (CEL + PDP) to the proxy.
+type routeAuthorizer struct {
+	client string
+	authz  *policy.Authorizer
+	log    *slog.Logger
+}
+
+// errPolicyUnavailable makes the proxy answer 503 (a PDP that cannot be
+// asked) rather than 403 (a policy that says no).
+type errPolicyUnavailable struct{ reason string }
+
+func (e errPolicyUnavailable) Error() string { return "policy decision unavailable: " + e.reason }
+
+func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (bool, error) {
+	pin := policy.Input{
+		Route:  in.Route,
+		Client: a.client,
+		Request: policy.RequestInfo{
+			Method: in.Method, Path: in.Path, RawQuery: in.RawQuery, Header: in.Header,
+		},
+	}
+	if in.ClientIP.IsValid() {
+		pin.Request.RemoteIP = in.ClientIP.String()
+	}
+	if in.Identity != nil {
+		pin.User = in.Identity.Claims
+		if ref, ok := in.Identity.Session.(*sessionRef); ok {
+			s := ref.s
+			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: time.Since(s.Created)}
+		}
+	}
+	d := a.authz.Decide(ctx, &pin, in.RequestID)
+	in.Reason = d.Reason
+	if d.Allow {
+		return true, nil
+	}
+	if d.Status == http.StatusServiceUnavailable {
+		return false, errPolicyUnavailable{d.Reason}
+	}
+	return false, nil
+}
+
+// auditor adapts the audit logger to the proxy and counts requests in the
+// metrics (so one place sees every decision).
+type auditor struct {
+	log     *audit.Logger
+	client  string
+	metrics *telemetry.Metrics
+	now     func() time.Time
+}
+
+func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record {
+	outcome := audit.OutcomeAllow
+	switch {
+	case ev.Decision != "allow":
+		outcome = audit.OutcomeDeny
+	case ev.Status >= 500:
+		outcome = audit.OutcomeError
+	}
+	rec := audit.Record{
+		Time: ev.Time, Event: audit.EventAccess, Outcome: outcome, Reason: ev.Code,
+		Sub: ev.Subject, Session: ev.SessionID, Client: a.client, Route: ev.Route,
+		Method: ev.Method, Path: ev.Path, Status: ev.Status, Upstream: ev.Upstream,
+		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx),
+	}
+	if ev.ClientIP.IsValid() {
+		rec.RemoteIP = ev.ClientIP.String()
+	}
+	if ev.Reason != "" && rec.Reason == "" {
+		rec.Reason = ev.Reason
+	}
+	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
+	return rec
+}
+
+type reservation struct {
+	a *auditor
+	p *audit.Pending
+}
+
+func (a *auditor) Reserve(ctx context.Context, ev *proxy.AuditEvent) (proxy.Reservation, error) {
+	p, err := a.log.Reserve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &reservation{a: a, p: p}, nil
+}
+
+func (r *reservation) Commit(ctx context.Context, ev *proxy.AuditEvent) {
+	r.p.Commit(r.a.record(ctx, ev))
+}
+
+func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {
+	return a.log.Log(ctx, a.record(ctx, ev))
+}
+
+// eventAuditor adapts the audit logger to the OIDC client's event seam.
+type eventAuditor struct {
+	log     *audit.Logger
+	client  string
+	metrics *telemetry.Metrics
+	logger  *slog.Logger
+	// onSessionEnd is told of sessions that ended (logout, back-channel), so
+	// caches keyed by session (exchanged tokens) are dropped.
+	onSessionEnd func(id string)
+}
+
+func (e *eventAuditor) Log(ctx context.Context, event string, attrs ...slog.Attr) {
+	rec := audit.Record{Event: audit.Event(event), Outcome: audit.OutcomeSuccess, Client: e.client}
+	for _, a := range attrs {
+		v := a.Value.String()
+		switch a.Key {
+		case "sub":
+			rec.Sub = v
+		case "session":
+			rec.Session = v
+		case "reason":
+			rec.Reason = v
+			rec.Outcome = audit.OutcomeFailure
+		case "result":
+			if v != "ok" {
+				rec.Outcome = audit.OutcomeFailure
+			}
+		case "audience":
+			rec.Upstream = v
+		case "idp_sid":
+			if rec.Reason == "" {
+				rec.Reason = "idp_session"
+			}
+		}
+	}
+	switch audit.Event(event) {
+	case audit.EventLoginFailed, audit.EventRefreshFailed:
+		rec.Outcome = audit.OutcomeFailure
+	}
+	if (event == oidc.EventLogout || event == oidc.EventRefreshFailed) && rec.Session != "" && e.onSessionEnd != nil {
+		e.onSessionEnd(rec.Session)
+	}
+	e.metrics.Event(event, string(rec.Outcome))
+	if err := e.log.Log(ctx, rec); err != nil {
+		e.logger.ErrorContext(ctx, "audit record not written", "event", event, "err", err)
+	}
+}
