@@ -149,6 +149,8 @@ type env struct {
 	wire   *wire
 	secret *secret.Value
 	par    *parShim
+	// lastCallback is the callback URL of the last login (it holds the code).
+	lastCallback string
 }
 
 type envOpts struct {
@@ -282,6 +284,7 @@ func (e *env) authorize(c *http.Client, authURL, user, pass string) string {
 func (e *env) login(c *http.Client, user, pass string) *http.Response {
 	e.t.Helper()
 	cb := e.authorize(c, e.startLogin(c, "/app"), user, pass)
+	e.lastCallback = cb
 	resp, body := e.get(c, cb)
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/app" {
 		e.t.Fatalf("callback: %d %s (Location %q)", resp.StatusCode, body, resp.Header.Get("Location"))

@@ -36,6 +36,7 @@ func TestLoginUserLogoutRoundTrip(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	b := e.browser()
 	resp := e.login(b, "alice", "wonderland")
+	code := cbCode(e.lastCallback)
 
 	var sessionSet, loginCleared bool
 	for _, ck := range resp.Cookies() {
@@ -50,7 +51,7 @@ func TestLoginUserLogoutRoundTrip(t *testing.T) {
 		t.Fatalf("callback cookies: session set properly %v, login-state cleared %v: %v", sessionSet, loginCleared, resp.Header["Set-Cookie"])
 	}
 	_, s := e.session(b)
-	tokens := []string{s.AccessToken.Reveal(), s.RefreshToken.Reveal(), s.IDToken.Reveal(), clientSecret}
+	tokens := []string{s.AccessToken.Reveal(), s.RefreshToken.Reveal(), s.IDToken.Reveal(), clientSecret, code}
 	if s.AccessToken.IsZero() || s.RefreshToken.IsZero() || s.IDToken.IsZero() || s.IdPSessionID == "" {
 		t.Fatalf("session lacks tokens or IdP sid")
 	}
@@ -418,6 +419,14 @@ func TestTokenExchangeAndClientCredentials(t *testing.T) {
 	}
 	if n := e.op.Count(idp.GrantTokenExchange); n != 1 {
 		t.Errorf("exchanges at the OP: %d", n)
+	}
+	h, _ := e.session(b)
+	tok2, exp2, err := e.h.Tokens().ExchangeForSession(ctx, h, s, clientID, "openid", "")
+	if err != nil || tok2.IsZero() {
+		t.Fatalf("exchange for session: %v", err)
+	}
+	if exp2.After(s.AccessTokenExpiry) {
+		t.Errorf("exchanged token outlives its subject token: %v > %v", exp2, s.AccessTokenExpiry)
 	}
 	if _, _, err := e.h.Tokens().Exchange(ctx, secret.New("not-a-token-at-all"), clientID, "", ""); !errors.Is(err, oidc.ErrExchangeDenied) {
 		t.Errorf("exchange of garbage: %v, want ErrExchangeDenied", err)

@@ -197,6 +197,29 @@ func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audie
 	return secret.New(tok.AccessToken), ccExpiry(tok, t.h.opts.Clock()), nil
 }
 
+// ExchangeForSession exchanges the session's current access token (refreshed
+// first when near expiry, as AccessToken does) and caps the result's expiry
+// at the subject token's: a delegated token never outlives what it was
+// delegated from.
+func (t *Tokens) ExchangeForSession(ctx context.Context, h session.Handle, s *session.Session, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	subject, err := t.AccessToken(ctx, h, s)
+	if err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	subjectExpiry := s.AccessTokenExpiry
+	if cur, err := t.h.opts.Sessions.Load(ctx, h, false); err == nil && cur.AccessToken.Equal(subject) {
+		subjectExpiry = cur.AccessTokenExpiry // the refreshed token's expiry
+	}
+	tok, exp, err := t.Exchange(ctx, subject, audience, scope, resource)
+	if err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	if !subjectExpiry.IsZero() && (exp.IsZero() || exp.After(subjectExpiry)) {
+		exp = subjectExpiry
+	}
+	return tok, exp, nil
+}
+
 // ClientCredentials returns an access token for Gatehouse itself (OAuth 2.0
 // client credentials) with the given scopes and optional audience, using the
 // current client secret. Tokens are cached per (scopes, audience) and shared
