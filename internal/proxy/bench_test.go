@@ -70,7 +70,7 @@ func BenchmarkCleanPath(b *testing.B) {
 		b.Run(p, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_, _ = CleanPath(p, 0)
+				_, _ = CleanPath(p)
 			}
 		})
 	}

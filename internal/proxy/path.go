@@ -45,11 +45,15 @@ var (
 // differently: encoded slashes and percent signs, backslashes, control
 // characters, ";" path parameters, encoded "?" and "#", invalid escapes or
 // UTF-8, Unicode look-alikes of "/" and ".", ".." above the root, and paths
-// longer than maxLen bytes (DefaultMaxPathLength when maxLen <= 0).
+// longer than DefaultMaxPathLength bytes.
 //
 // The result starts with "/", contains no "//", no dot segments, and CleanPath
 // of its escaped form returns it unchanged.
-func CleanPath(raw string, maxLen int) (string, error) {
+func CleanPath(raw string) (string, error) { return cleanPath(raw, DefaultMaxPathLength) }
+
+// cleanPath is CleanPath with a length limit (DefaultMaxPathLength when
+// maxLen <= 0).
+func cleanPath(raw string, maxLen int) (string, error) {
 	if maxLen <= 0 {
 		maxLen = DefaultMaxPathLength
 	}

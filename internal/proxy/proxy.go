@@ -184,7 +184,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()["X-Request-Id"] = []string{ev.RequestID}
 
 	// path: cleaned once; this exact path is matched, authorized and forwarded.
-	path, err := CleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
+	path, err := cleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
 	if err != nil {
 		p.deny(ctx, w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
 		return

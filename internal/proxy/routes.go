@@ -304,6 +304,6 @@ func validHeaderName(s string) bool {
 
 // isCleanPath reports whether p is already in CleanPath's output form.
 func isCleanPath(p string) bool {
-	clean, err := CleanPath((&url.URL{Path: p}).EscapedPath(), 0)
+	clean, err := CleanPath((&url.URL{Path: p}).EscapedPath())
 	return err == nil && clean == p
 }
