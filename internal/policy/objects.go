@@ -174,7 +174,14 @@ func newObjTypes() *objTypes {
 		{"method", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Method), nil })},
 		{"path", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Path), nil })},
 		{"query", strMap, reqField((*requestVal).queryMap)},
-		{"headers", strMap, reqField(func(r *requestVal) (any, error) { return &r.hm, nil })},
+		{"headers", strMap, reqField(func(r *requestVal) (any, error) {
+			// Converting is linear in the header count and happens before
+			// the cost limit can see it; no real client sends this many.
+			if len(r.r.Header) > maxPolicyHeaders {
+				return nil, errTooManyHeaders
+			}
+			return &r.hm, nil
+		})},
 		{"remote_ip", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.RemoteIP), nil })},
 	})
 	ts.session = newObjType(sessionTypeName, []fieldDef{
@@ -349,7 +356,11 @@ type constError string
 
 func (e constError) Error() string { return string(e) }
 
-const errMalformedQuery = constError("request query string is malformed")
+const (
+	errMalformedQuery = constError("request query string is malformed")
+	errTooManyHeaders = constError("request has too many header fields for a policy to read")
+	maxPolicyHeaders  = 1000
+)
 
 // lowerASCII lower-cases ASCII letters only (header names are ASCII tokens;
 // other bytes are kept as they are) and avoids an allocation for names that
