@@ -143,6 +143,7 @@ type env struct {
 	gw     *httptest.Server
 	h      *oidc.Handler
 	mgr    *session.Manager
+	store  *session.MemoryStore
 	clock  *clock
 	logs   *syncBuffer
 	audit  *auditLog
@@ -159,6 +160,8 @@ type envOpts struct {
 	// authorization requests and prompt_values_supported to it.
 	par    bool
 	secret *secret.Value // default: a static client secret
+	// cacheTTL is the session Manager's CacheTTL (0: its default; negative: off).
+	cacheTTL time.Duration
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -197,7 +200,8 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		e.op = idp.MustStart(t, opOpts)
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.mgr = session.NewManager(session.NewMemoryStore(e.clock.Now), session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1})
+	e.store = session.NewMemoryStore(e.clock.Now)
+	e.mgr = session.NewManager(e.store, session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1, CacheTTL: eo.cacheTTL})
 	t.Cleanup(func() { _ = e.mgr.Close() })
 	e.secret = eo.secret
 	if e.secret == nil {

@@ -683,3 +683,53 @@ func TestIdPErrorResponseIsNotASession(t *testing.T) {
 		t.Errorf("error page echoes the request or a session was created")
 	}
 }
+
+// TestConcurrentRefreshAcrossInstancesRefreshesOnce: two Gatehouse instances
+// share one session store; 25 requests on each find the token expiring.
+// The store lock and re-read make exactly one refresh reach the IdP.
+func TestConcurrentRefreshAcrossInstancesRefreshesOnce(t *testing.T) {
+	e := newEnv(t, envOpts{accessTTL: 5 * time.Minute, cacheTTL: -1})
+	b := e.browser()
+	e.login(b, "alice", "wonderland")
+	h, s := e.session(b)
+
+	// Instance two: its own Manager and Handler over the same store and OP.
+	// Both caches are off: over a memory store there is no pub/sub to tell
+	// one instance of the other's update (redis has it).
+	mgr2 := session.NewManager(e.store, session.Options{Now: e.clock.Now, CacheTTL: -1, HealthInterval: -1})
+	t.Cleanup(func() { _ = mgr2.Close() })
+	h2, err := oidc.New(context.Background(), oidc.Options{
+		Issuer: e.op.Issuer(), ClientID: clientID, ClientSecret: e.secret, PublicURL: e.gw.URL,
+		CookieName: cookieName, CookieKeys: secret.RandomKeyRing(), Sessions: mgr2, Clock: e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := mgr2.Load(context.Background(), h, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(4*time.Minute + 30*time.Second)
+	var wg sync.WaitGroup
+	results := make([]secret.Secret, 50)
+	errs := make([]error, 50)
+	for i := range 50 {
+		tk, sess := e.h.Tokens(), s
+		if i%2 == 1 {
+			tk, sess = h2.Tokens(), s2
+		}
+		wg.Go(func() { results[i], errs[i] = tk.AccessToken(context.Background(), h, sess) })
+	}
+	wg.Wait()
+	for i := range 50 {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		if results[i].Equal(s.AccessToken) || !results[i].Equal(results[0]) {
+			t.Fatalf("call %d got a different or stale token", i)
+		}
+	}
+	if n := e.op.Count(idp.GrantRefreshToken); n != 1 {
+		t.Errorf("refreshes at the OP: %d, want exactly 1", n)
+	}
+}

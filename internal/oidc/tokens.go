@@ -119,6 +119,12 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			// Before ending the session, make sure the refresh token we
+			// used is still the stored one: if another instance rotated it
+			// and our read was stale, its new tokens are valid.
+			if again, lerr := o.Sessions.Load(ctx, h, false); lerr == nil && !again.RefreshToken.Equal(cur.RefreshToken) {
+				return again.AccessToken, nil
+			}
 			t.endSession(ctx, cur, "invalid_grant")
 			return secret.Secret{}, ErrSessionEnded
 		}
