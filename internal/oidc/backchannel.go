@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 )
 
 const (
@@ -84,7 +84,8 @@ func (h *Handler) Backchannel(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; retry later")
 		return
 	}
-	h.audit(ctx, EventBackchannelLogout, slog.String("sub", lc.Subject), slog.String("idp_sid", lc.SessionID), slog.Int("sessions", n))
+	_ = h.audit(ctx, r, audit.Record{Event: audit.EventBackchannelLogout, Outcome: audit.OutcomeSuccess,
+		Sub: lc.Subject, Reason: fmt.Sprintf("sessions_ended=%d", n)})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -53,35 +55,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// auditLog records audit events.
+// auditLog records audit events; fail makes Log return audit.ErrUnavailable.
 type auditLog struct {
 	mu     sync.Mutex
-	events []string
-	text   strings.Builder
+	events []audit.Record
+	fail   atomic.Bool
 }
 
-func (a *auditLog) Log(_ context.Context, event string, attrs ...slog.Attr) {
+func (a *auditLog) Log(_ context.Context, rec audit.Record) error {
+	if a.fail.Load() {
+		return audit.ErrUnavailable
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.events = append(a.events, event)
-	a.text.WriteString(event)
-	for _, at := range attrs {
-		a.text.WriteString(" " + at.String())
-	}
-	a.text.WriteString("\n")
+	a.events = append(a.events, rec)
+	return nil
 }
 
 func (a *auditLog) String() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.text.String()
+	var sb strings.Builder
+	for _, r := range a.events {
+		fmt.Fprintf(&sb, "%+v\n", r)
+	}
+	return sb.String()
 }
 
-func (a *auditLog) has(event string) bool {
+func (a *auditLog) has(event audit.Event) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, e := range a.events {
-		if e == event {
+		if e.Event == event {
 			return true
 		}
 	}

@@ -14,13 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
-var _ oidc.Sessions = (*session.Manager)(nil)
+// The real components satisfy this package's consumer-side interfaces.
+var (
+	_ oidc.Sessions = (*session.Manager)(nil)
+	_ oidc.Auditor  = (*audit.Logger)(nil)
+)
 
 type userBody struct {
 	Claims  map[string]any `json:"claims"`
@@ -118,7 +123,7 @@ func TestLoginUserLogoutRoundTrip(t *testing.T) {
 	if _, err := e.h.Tokens().AccessToken(context.Background(), h3, s3); !errors.Is(err, oidc.ErrSessionEnded) {
 		t.Errorf("refresh token still usable after logout: %v", err)
 	}
-	if !e.audit.has(oidc.EventLogin) || !e.audit.has(oidc.EventLogout) {
+	if !e.audit.has(audit.EventLogin) || !e.audit.has(audit.EventLogout) {
 		t.Errorf("audit events missing: %s", e.audit.String())
 	}
 	e.assertNoLeak(tokens...)
@@ -349,7 +354,7 @@ func TestConcurrentRefreshRefreshesOnce(t *testing.T) {
 	if n := e.op.Count(idp.GrantRefreshToken); n != 1 {
 		t.Errorf("refreshes after stale call: %d, want 1", n)
 	}
-	if !e.audit.has(oidc.EventTokenRefresh) {
+	if !e.audit.has(audit.EventTokenRefresh) {
 		t.Errorf("no token_refresh audit event")
 	}
 	e.assertNoLeak(old.Reveal(), results[0].Reveal(), s.RefreshToken.Reveal(), s2.RefreshToken.Reveal(), s.IDToken.Reveal())
@@ -382,7 +387,7 @@ func TestRefreshInvalidGrantEndsSession(t *testing.T) {
 	if _, err := e.mgr.Load(context.Background(), h2, false); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("session survived invalid_grant: %v", err)
 	}
-	if !e.audit.has(oidc.EventRefreshFailed) {
+	if !e.audit.has(audit.EventRefreshFailed) {
 		t.Errorf("no refresh_failed audit event")
 	}
 	e.assertNoLeak(s.RefreshToken.Reveal())
@@ -572,7 +577,7 @@ func TestBackchannelLogout(t *testing.T) {
 	if alive(bystander) {
 		t.Errorf("sub-only logout left a session")
 	}
-	if !e.audit.has(oidc.EventBackchannelLogout) {
+	if !e.audit.has(audit.EventBackchannelLogout) {
 		t.Errorf("no backchannel_logout audit event")
 	}
 	e.assertNoLeak(vs.AccessToken.Reveal(), vs.RefreshToken.Reveal(), vs.IDToken.Reveal(), bs.AccessToken.Reveal(), valid)
@@ -731,5 +736,22 @@ func TestConcurrentRefreshAcrossInstancesRefreshesOnce(t *testing.T) {
 	}
 	if n := e.op.Count(idp.GrantRefreshToken); n != 1 {
 		t.Errorf("refreshes at the OP: %d, want exactly 1", n)
+	}
+}
+
+func TestLoginFailsClosedWhenAuditIsDown(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := e.browser()
+	cb := e.authorize(b, e.startLogin(b, "/app"), "alice", "wonderland")
+	e.audit.fail.Store(true)
+	resp, body := e.get(b, cb, "Accept", "application/json")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "audit_unavailable") {
+		t.Errorf("login with audit down: %d %s, want 503", resp.StatusCode, body)
+	}
+	if e.sessionCookie(b) != nil {
+		t.Errorf("unaudited login set a session cookie")
+	}
+	if n, err := e.mgr.List(context.Background(), "user-alice"); err != nil || len(n) != 0 {
+		t.Errorf("unaudited login left %d sessions (%v)", len(n), err)
 	}
 }

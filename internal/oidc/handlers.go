@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"html"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
@@ -107,7 +107,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Get("error") != "" {
 		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
-			slog.String("idp_error", safeErrorCode(q.Get("error"))))
+			safeErrorCode(q.Get("error")))
 		return
 	}
 	code := q.Get("code")
@@ -122,7 +122,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			h.loginFailed(w, r, http.StatusBadRequest, "code_rejected", "the identity provider rejected the authorization code: start again at /bff/login",
-				slog.String("idp_error", safeErrorCode(re.ErrorCode)))
+				safeErrorCode(re.ErrorCode))
 			return
 		}
 		h.log.WarnContext(ctx, "code exchange failed", "error", describeOAuthError(err))
@@ -138,6 +138,16 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.log.WarnContext(ctx, "ID token rejected", "error", describeVerifyError(err))
 		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token failed validation")
+		return
+	}
+	// OIDC Core 3.1.3.7: with several audiences, azp must name us; when
+	// present it must name us anyway.
+	var azp struct {
+		AZP string `json:"azp"`
+	}
+	_ = idt.Claims(&azp)
+	if (len(idt.Audience) > 1 || azp.AZP != "") && azp.AZP != h.opts.ClientID {
+		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token was issued to another client")
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(ls.Nonce)) != 1 {
@@ -218,8 +228,15 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session could not be stored; try again later")
 		return
 	}
+	if err := h.audit(ctx, r, audit.Record{Event: audit.EventLogin, Outcome: audit.OutcomeSuccess, Sub: s.Subject, Session: hnd.ID()}); err != nil {
+		// A login that cannot be audited does not happen.
+		if derr := h.opts.Sessions.Delete(ctx, hnd.ID()); derr != nil {
+			h.log.ErrorContext(ctx, "remove unaudited session", "error", derr)
+		}
+		h.fail(w, r, http.StatusServiceUnavailable, "audit_unavailable", "the sign-in could not be recorded; try again later")
+		return
+	}
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
-	h.audit(ctx, EventLogin, slog.String("sub", s.Subject), slog.String("session", hnd.ID()))
 	w.Header().Set("Cache-Control", "no-store")
 	redirect(w, ls.ReturnURL)
 }
@@ -317,7 +334,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 			h.log.WarnContext(ctx, "revoke refresh token at logout", "error", err)
 		}
 	}
-	h.audit(ctx, EventLogout, slog.String("sub", s.Subject), slog.String("session", s.ID))
+	_ = h.audit(ctx, r, audit.Record{Event: audit.EventLogout, Outcome: audit.OutcomeSuccess, Sub: s.Subject, Session: s.ID})
 	if h.meta.EndSessionEndpoint != "" {
 		u, err := url.Parse(h.meta.EndSessionEndpoint)
 		if err == nil {
@@ -372,8 +389,14 @@ func (h *Handler) sessionError(w http.ResponseWriter, r *http.Request, err error
 	apierror.Write(w, http.StatusUnauthorized, "not_signed_in", "no valid session: sign in at /bff/login")
 }
 
-func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, status int, code, msg string, attrs ...slog.Attr) {
-	h.audit(r.Context(), EventLoginFailed, append([]slog.Attr{slog.String("reason", code)}, attrs...)...)
+// loginFailed audits and answers a failed login. idpError, when given, is
+// the IdP's (filtered) error code, appended to the reason.
+func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, status int, code, msg string, idpError ...string) {
+	reason := code
+	if len(idpError) > 0 && idpError[0] != "" {
+		reason += ":" + idpError[0]
+	}
+	_ = h.audit(r.Context(), r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: reason, Status: status})
 	h.fail(w, r, status, code, msg)
 }
 

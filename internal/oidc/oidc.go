@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
@@ -97,23 +98,14 @@ type Sessions interface {
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
-// Auditor receives security events: login, login_failed, logout,
-// backchannel_logout, token_refresh, refresh_failed, token_exchange,
-// client_credentials. Attributes never hold a token or secret.
+// Auditor receives security events (audit.EventLogin, EventLoginFailed,
+// EventLogout, EventBackchannelLogout, EventTokenRefresh, EventRefreshFailed,
+// EventTokenExchange). *audit.Logger satisfies it. Records never hold a token
+// or secret. A failed Log makes a login fail (503, session removed); events
+// that end sessions or renew tokens proceed and the failure is logged.
 type Auditor interface {
-	Log(ctx context.Context, event string, attrs ...slog.Attr)
+	Log(ctx context.Context, rec audit.Record) error
 }
-
-// Audit event names.
-const (
-	EventLogin             = "login"
-	EventLoginFailed       = "login_failed"
-	EventLogout            = "logout"
-	EventBackchannelLogout = "backchannel_logout"
-	EventTokenRefresh      = "token_refresh"
-	EventRefreshFailed     = "refresh_failed"
-	EventTokenExchange     = "token_exchange"
-)
 
 // providerMeta holds the discovery fields go-oidc does not expose.
 type providerMeta struct {
@@ -313,10 +305,19 @@ func (h *Handler) idpContext(ctx context.Context) context.Context {
 	return oidc.ClientContext(ctx, h.opts.HTTPClient)
 }
 
-func (h *Handler) audit(ctx context.Context, event string, attrs ...slog.Attr) {
-	if h.opts.Auditor != nil {
-		h.opts.Auditor.Log(ctx, event, attrs...)
+// audit records rec; r, when given, supplies method and path.
+func (h *Handler) audit(ctx context.Context, r *http.Request, rec audit.Record) error {
+	if h.opts.Auditor == nil {
+		return nil
 	}
+	if r != nil {
+		rec.Method, rec.Path = r.Method, r.URL.Path
+	}
+	if err := h.opts.Auditor.Log(ctx, rec); err != nil {
+		h.log.ErrorContext(ctx, "audit record not written", "event", string(rec.Event), "error", err)
+		return err
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"sort"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
@@ -111,7 +111,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 		if o.Clock().Before(cur.AccessTokenExpiry) {
 			return cur.AccessToken, nil // still valid, nothing to refresh with
 		}
-		t.endSession(ctx, cur, "no refresh token")
+		t.endSession(ctx, cur, "no_refresh_token")
 		return secret.Secret{}, ErrSessionEnded
 	}
 	src := t.h.oauthConfig().TokenSource(t.h.idpContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken.Reveal()})
@@ -129,7 +129,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 			return secret.Secret{}, ErrSessionEnded
 		}
 		t.h.log.WarnContext(ctx, "token refresh failed", "session", cur.ID, "error", describeOAuthError(err))
-		t.h.audit(ctx, EventRefreshFailed, slog.String("sub", cur.Subject), slog.String("session", cur.ID), slog.String("reason", "idp_unavailable"))
+		_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventRefreshFailed, Outcome: audit.OutcomeFailure, Sub: cur.Subject, Session: cur.ID, Reason: "idp_unavailable"})
 		return secret.Secret{}, ErrIdPUnavailable
 	}
 	now := o.Clock()
@@ -147,7 +147,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 		idt, err := t.h.verifier.Verify(t.h.idpContext(ctx), rawID)
 		if err != nil || idt.Subject != cur.Subject {
 			t.h.log.WarnContext(ctx, "refreshed ID token rejected", "session", cur.ID)
-			t.endSession(ctx, cur, "refreshed ID token invalid")
+			t.endSession(ctx, cur, "refreshed_id_token_invalid")
 			return secret.Secret{}, ErrSessionEnded
 		}
 		cur.IDToken = secret.New(rawID)
@@ -155,7 +155,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 	if err := o.Sessions.Update(ctx, h, cur); err != nil {
 		return secret.Secret{}, fmt.Errorf("store refreshed tokens: %w", err)
 	}
-	t.h.audit(ctx, EventTokenRefresh, slog.String("sub", cur.Subject), slog.String("session", cur.ID))
+	_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventTokenRefresh, Outcome: audit.OutcomeSuccess, Sub: cur.Subject, Session: cur.ID})
 	return cur.AccessToken, nil
 }
 
@@ -163,7 +163,7 @@ func (t *Tokens) endSession(ctx context.Context, s *session.Session, reason stri
 	if err := t.h.opts.Sessions.Delete(ctx, s.ID); err != nil {
 		t.h.log.ErrorContext(ctx, "delete session after failed refresh", "session", s.ID, "error", err)
 	}
-	t.h.audit(ctx, EventRefreshFailed, slog.String("sub", s.Subject), slog.String("session", s.ID), slog.String("reason", reason))
+	_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventRefreshFailed, Outcome: audit.OutcomeFailure, Sub: s.Subject, Session: s.ID, Reason: reason})
 }
 
 // Exchange trades subjectToken for an access token for another audience
@@ -192,14 +192,14 @@ func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audie
 	tok, err := t.ccConfig(scopes, params).Token(t.h.idpContext(ctx))
 	if err != nil {
 		err = t.classify(ctx, "token exchange", err)
-		t.h.audit(ctx, EventTokenExchange, slog.String("audience", audience), slog.String("result", "failed"))
+		_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventTokenExchange, Outcome: audit.OutcomeFailure, Upstream: audience})
 		return secret.Secret{}, time.Time{}, err
 	}
 	if it, _ := tok.Extra("issued_token_type").(string); it != "" && it != "urn:ietf:params:oauth:token-type:access_token" {
 		t.h.log.WarnContext(ctx, "token exchange returned an unexpected token type", "issued_token_type", truncate(it, 80))
 		return secret.Secret{}, time.Time{}, ErrExchangeDenied
 	}
-	t.h.audit(ctx, EventTokenExchange, slog.String("audience", audience), slog.String("result", "ok"))
+	_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventTokenExchange, Outcome: audit.OutcomeSuccess, Upstream: audience})
 	return secret.New(tok.AccessToken), ccExpiry(tok, t.h.opts.Clock()), nil
 }
 
