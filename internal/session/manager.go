@@ -209,6 +209,9 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
 	}
 	gen := m.cache.generation()
 	if err := m.store.Create(ctx, recordOf(s, sealed)); err != nil {
+		if errors.Is(err, ErrExists) { // 128 random bits collided: a broken random source
+			return Handle{}, fmt.Errorf("create session: %w", err)
+		}
 		return Handle{}, m.storeErr(ctx, "create session", err)
 	}
 	cp := *s

@@ -1,6 +1,3 @@
-// Package session keeps signed-in users' sessions server-side: encrypted
-// records in a store (memory, bolt or redis), an opaque handle in the cookie,
-// idle and absolute timeouts, revocation and a small cache for the hot path.
 package session
 
 import (
