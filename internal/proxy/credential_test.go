@@ -240,3 +240,35 @@ func TestRequestTrailersAreNotForwarded(t *testing.T) {
 		t.Fatalf("trailers reached the upstream: %v / %q", hits[0].Trailer, hits[0].Header.Get("Trailer"))
 	}
 }
+
+// A client (or even a trusted proxy) choosing the Host header or
+// X-Forwarded-Host cannot make an upstream believe it is served from another
+// host: upstreams build absolute links and redirects from X-Forwarded-Host.
+func TestHostHeaderInjectionCannotSetForwardedHost(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			h := newHarness(t, func(h *harness, s []RouteSpec, o *Options) []RouteSpec {
+				if trusted {
+					o.TrustedProxies = []netipPrefix{mustPrefix("127.0.0.0/8")}
+				}
+				return s
+			})
+			status, body := h.rawRequest("GET /api/public/x HTTP/1.1\r\nHost: evil.example\r\nX-CSRF: 1\r\n" +
+				"X-Forwarded-Host: evil2.example\r\nX_Forwarded_Host: evil3.example\r\nConnection: close\r\n\r\n")
+			if status != 200 {
+				t.Fatalf("status %d %s", status, body)
+			}
+			got := h.ups["public"].Hits()[0].Header
+			if v := got.Values("X-Forwarded-Host"); len(v) != 1 || v[0] != "app.example.com" {
+				t.Fatalf("X-Forwarded-Host = %q, want public_url's host only", v)
+			}
+			for k, vs := range got {
+				for _, v := range vs {
+					if strings.Contains(v, "evil") {
+						t.Fatalf("upstream header %s: %q carries the client's host", k, v)
+					}
+				}
+			}
+		})
+	}
+}

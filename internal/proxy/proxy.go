@@ -70,6 +70,9 @@ type Proxy struct {
 	prefixes  []string
 	buffers   bufferPool
 	credNames map[string]struct{} // normalised header-credential names
+	// fwdHost is public_url's host, the only X-Forwarded-Host upstreams
+	// see: the Host header is the client's to choose.
+	fwdHost []string
 }
 
 // New validates routes and options and builds the proxy. It reports every
@@ -88,6 +91,9 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if opts.PublicURL != nil {
+		p.fwdHost = []string{opts.PublicURL.Host}
 	}
 	if p.opts.ExchangeSkew <= 0 {
 		p.opts.ExchangeSkew = 30 * time.Second
@@ -443,8 +449,13 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	}
 }
 
-// setForwarded sets X-Forwarded-For/-Host/-Proto from the connection, and
-// keeps earlier hops' values only when the peer is a trusted proxy.
+// setForwarded sets X-Forwarded-For/-Proto from the connection, keeping
+// earlier hops' values only when the peer is a trusted proxy, and
+// X-Forwarded-Host from public_url. The Host header (and a proxy's
+// X-Forwarded-Host) is client-controlled: an upstream building absolute
+// links, redirects or password-reset URLs from it would point users at an
+// attacker's host. Gatehouse serves one frontend at one origin, so
+// public_url's host is the only right answer.
 func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 	trusted := false
 	if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
@@ -456,10 +467,8 @@ func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
+	pr.Out.Header["X-Forwarded-Host"] = p.fwdHost
 	if trusted {
-		if h := pr.In.Header.Get("X-Forwarded-Host"); h != "" {
-			pr.Out.Header.Set("X-Forwarded-Host", h)
-		}
 		if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto == "http" || proto == "https" {
 			pr.Out.Header.Set("X-Forwarded-Proto", proto)
 		}
