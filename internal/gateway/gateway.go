@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 	if idpClient == nil {
 		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
 	}
-	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics, logger: g.log}
+	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
 	g.idp = newLazyIdP(oidc.Options{
 		Issuer:                cfg.Identity.Issuer,
 		ClientID:              cfg.Identity.ClientID,

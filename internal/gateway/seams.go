@@ -190,50 +190,26 @@ func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {
 	return a.log.Log(ctx, a.record(ctx, ev))
 }
 
-// eventAuditor adapts the audit logger to the OIDC client's event seam.
+// eventAuditor passes the OIDC client's security events to the audit log,
+// counts them in the metrics, and tells the proxy when a session ended so
+// caches keyed by session (exchanged tokens) are dropped.
 type eventAuditor struct {
-	log     *audit.Logger
-	client  string
-	metrics *telemetry.Metrics
-	logger  *slog.Logger
-	// onSessionEnd is told of sessions that ended (logout, back-channel), so
-	// caches keyed by session (exchanged tokens) are dropped.
+	log          *audit.Logger
+	client       string
+	metrics      *telemetry.Metrics
 	onSessionEnd func(id string)
 }
 
-func (e *eventAuditor) Log(ctx context.Context, event string, attrs ...slog.Attr) {
-	rec := audit.Record{Event: audit.Event(event), Outcome: audit.OutcomeSuccess, Client: e.client}
-	for _, a := range attrs {
-		v := a.Value.String()
-		switch a.Key {
-		case "sub":
-			rec.Sub = v
-		case "session":
-			rec.Session = v
-		case "reason":
-			rec.Reason = v
-			rec.Outcome = audit.OutcomeFailure
-		case "result":
-			if v != "ok" {
-				rec.Outcome = audit.OutcomeFailure
-			}
-		case "audience":
-			rec.Upstream = v
-		case "idp_sid":
-			if rec.Reason == "" {
-				rec.Reason = "idp_session"
-			}
+func (e *eventAuditor) Log(ctx context.Context, rec audit.Record) error {
+	if rec.Client == "" {
+		rec.Client = e.client
+	}
+	switch rec.Event {
+	case audit.EventLogout, audit.EventRefreshFailed, audit.EventSessionExpired, audit.EventBackchannelLogout:
+		if rec.Session != "" && e.onSessionEnd != nil {
+			e.onSessionEnd(rec.Session)
 		}
 	}
-	switch audit.Event(event) {
-	case audit.EventLoginFailed, audit.EventRefreshFailed:
-		rec.Outcome = audit.OutcomeFailure
-	}
-	if (event == oidc.EventLogout || event == oidc.EventRefreshFailed) && rec.Session != "" && e.onSessionEnd != nil {
-		e.onSessionEnd(rec.Session)
-	}
-	e.metrics.Event(event, string(rec.Outcome))
-	if err := e.log.Log(ctx, rec); err != nil {
-		e.logger.ErrorContext(ctx, "audit record not written", "event", event, "err", err)
-	}
+	e.metrics.Event(string(rec.Event), string(rec.Outcome))
+	return e.log.Log(ctx, rec)
 }
