@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Defaults for Options fields left zero.
@@ -83,6 +85,7 @@ type Manager struct {
 	healthTimeout  time.Duration
 
 	cache  *cache
+	flight singleflight.Group
 	origin string // identifies this Manager's own invalidation messages
 
 	available atomic.Bool
@@ -255,8 +258,7 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 		// later activity, so ask the store before giving up.
 		m.cache.drop(id)
 	}
-	gen := m.cache.generation()
-	rec, err := m.store.Get(ctx, id)
+	rec, gen, err := m.read(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -278,6 +280,32 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 	}
 	m.cache.put(id, e, gen)
 	return out, nil
+}
+
+type readResult struct {
+	rec Record
+	gen uint64
+}
+
+// read fetches a record, sharing one store read among concurrent requests
+// for the same session (a burst of requests after a cache expiry). The
+// cache generation is taken when the read starts, so a caller that joins a
+// read begun before an invalidation cannot cache what it returns.
+func (m *Manager) read(ctx context.Context, id string) (Record, uint64, error) {
+	ch := m.flight.DoChan(id, func() (any, error) {
+		gen := m.cache.generation()
+		// Detached from the first caller's cancellation, which must not fail
+		// the others; the store's own timeouts bound it.
+		rec, err := m.store.Get(context.WithoutCancel(ctx), id)
+		return readResult{rec, gen}, err
+	})
+	select {
+	case <-ctx.Done():
+		return Record{}, 0, ctx.Err()
+	case r := <-ch:
+		res, _ := r.Val.(readResult)
+		return res.rec, res.gen, r.Err
+	}
 }
 
 // use checks the entry's expiry, slides it if asked and returns the caller's

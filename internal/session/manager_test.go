@@ -471,3 +471,50 @@ func TestUnreachableStoreFailsClosedEvenWhenCached(t *testing.T) {
 		t.Fatalf("Ready = %v", err)
 	}
 }
+
+// A burst of requests racing a revocation: once Delete has returned, no
+// Load that starts afterwards may succeed, cache or no cache.
+func TestConcurrentLoadsNeverOutliveARevocation(t *testing.T) {
+	f := newFixture(t, Options{CacheTTL: time.Hour})
+	ctx := context.Background()
+	for round := range 20 {
+		h := f.create(t, "alice", "")
+		f.m.cache.drop(h.ID()) // start uncached so loads race on the store read
+		var wg sync.WaitGroup
+		var deleted sync.WaitGroup
+		deleted.Add(1)
+		for range 16 {
+			wg.Go(func() {
+				for range 20 {
+					_, _ = f.m.Load(ctx, h, true)
+				}
+			})
+		}
+		wg.Go(func() {
+			defer deleted.Done()
+			if err := f.m.Delete(ctx, h.ID()); err != nil {
+				t.Error(err)
+			}
+		})
+		deleted.Wait()
+		if _, err := f.m.Load(ctx, h, false); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("round %d: Load after Delete = %v", round, err)
+		}
+		wg.Wait()
+		if _, err := f.m.Load(ctx, h, false); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("round %d: a racing load re-cached the revoked session: %v", round, err)
+		}
+	}
+}
+
+// A caller that gives up does not fail the others sharing its store read.
+func TestCancelledLoadDoesNotFailOthers(t *testing.T) {
+	f := newFixture(t, Options{CacheTTL: -1})
+	h := f.create(t, "alice", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.m.Load(ctx, h, false); err != nil && (!errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable)) {
+		t.Fatalf("cancelled Load = %v, want context.Canceled (not 503)", err)
+	}
+	f.mustLoad(t, h, false)
+}
