@@ -262,6 +262,10 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNotFound
 	}
+	if errors.Is(err, errCorruptRecord) {
+		m.log.WarnContext(ctx, "stored session record is corrupt; treating as no session", "session_id", id)
+		return nil, ErrNotFound
+	}
 	if err != nil {
 		return nil, m.storeErr(ctx, "load session", err)
 	}

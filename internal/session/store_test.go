@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -224,6 +225,36 @@ func TestBoltSessionSurvivesRestart(t *testing.T) {
 	}
 	if s.RefreshToken.Reveal() != refreshToken {
 		t.Fatal("tokens lost across restart")
+	}
+}
+
+// A thief who copies the bolt file gets neither tokens nor claims nor a
+// usable cookie.
+func TestBoltFileHoldsNoToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	st, err := session.OpenBoltStore(path, session.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := session.NewManager(st, session.Options{})
+	h, err := m.Create(context.Background(), userSession("alice", "sid-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), h.ID()) {
+		t.Fatal("file does not contain the session (test broken)")
+	}
+	for _, s := range []string{accessToken, refreshToken, idToken, "alice@example.com", h.Cookie().Reveal()} {
+		if strings.Contains(string(raw), s) {
+			t.Errorf("bolt file contains a secret (%d chars)", len(s))
+		}
 	}
 }
 
@@ -520,5 +551,25 @@ func TestOnceIsTrueOnceAcrossInstances(t *testing.T) {
 	}
 	if first, err := b.Once(ctx, "jti-1", time.Minute); first || err != nil {
 		t.Fatalf("replay on b: Once = %v, %v", first, err)
+	}
+}
+
+// A record mangled in the store is no session (401), not an outage (503).
+func TestCorruptRecordIsNotFound(t *testing.T) {
+	ctx := context.Background()
+	srv := redisserver.Start(t)
+	m := session.NewManager(newRedis(t, srv, "gh:", nil), session.Options{CacheTTL: -1})
+	defer m.Close()
+	h, err := m.Create(ctx, userSession("alice", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	if err := c.HSet(ctx, "gh:s:"+h.ID(), "c", "not-a-number").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Load(ctx, h, false); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Load of a corrupt record = %v, want ErrNotFound", err)
 	}
 }
