@@ -296,20 +296,20 @@ type readResult struct {
 // cache generation is taken when the read starts, so a caller that joins a
 // read begun before an invalidation cannot cache what it returns.
 func (m *Manager) read(ctx context.Context, id string) (Record, uint64, error) {
-	ch := m.flight.DoChan(id, func() (any, error) {
+	v, err, _ := m.flight.Do(id, func() (any, error) {
 		gen := m.cache.generation()
 		// Detached from the first caller's cancellation, which must not fail
-		// the others; the store's own timeouts bound it.
+		// the others; the store's own timeouts bound the wait.
 		rec, err := m.store.Get(context.WithoutCancel(ctx), id)
 		return readResult{rec, gen}, err
 	})
-	select {
-	case <-ctx.Done():
-		return Record{}, 0, ctx.Err()
-	case r := <-ch:
-		res, _ := r.Val.(readResult)
-		return res.rec, res.gen, r.Err
+	res, _ := v.(readResult)
+	if err == nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return Record{}, 0, ctxErr
+		}
 	}
+	return res.rec, res.gen, err
 }
 
 // use checks the entry's expiry, slides it if asked and returns the caller's

@@ -518,3 +518,26 @@ func TestCancelledLoadDoesNotFailOthers(t *testing.T) {
 	}
 	f.mustLoad(t, h, false)
 }
+
+// The backstop bound: an instance that never hears of a revocation (no
+// pub/sub) stops serving the session once its cached copy is CacheTTL old.
+func TestUnannouncedRevocationTakesEffectWithinCacheTTL(t *testing.T) {
+	f := newFixture(t, Options{CacheTTL: 5 * time.Second})
+	other := NewManager(f.store, Options{Now: f.clock.Now, CacheTTL: 5 * time.Second, HealthInterval: -1})
+	h := f.create(t, "alice", "")
+	ctx := context.Background()
+	if _, err := other.Load(ctx, h, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Delete(ctx, h.ID()); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(5*time.Second - time.Nanosecond)
+	if _, err := other.Load(ctx, h, false); err != nil {
+		t.Fatalf("within CacheTTL the stale copy may still be served; got %v", err)
+	}
+	f.clock.Advance(time.Nanosecond)
+	if _, err := other.Load(ctx, h, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Load after CacheTTL = %v, want ErrNotFound", err)
+	}
+}
