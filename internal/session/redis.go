@@ -510,32 +510,41 @@ func (s *RedisStore) Publish(ctx context.Context, msg string) error {
 // connection (which a half-open TCP connection would otherwise hide).
 const subscriptionCheck = 5 * time.Second
 
-// Subscribe implements Notifier. It resubscribes after any failure and calls
-// onReset each time, since messages may have been lost meanwhile.
+// Subscribe implements Notifier. It resubscribes after any failure (waiting
+// 100ms, doubling up to 1s while the server stays away) and calls onReset
+// each time, since messages may have been lost meanwhile.
 func (s *RedisStore) Subscribe(ctx context.Context, onMessage func(string), onReset func()) {
+	const minWait, maxWait = 100 * time.Millisecond, time.Second
+	wait := minWait
 	for ctx.Err() == nil {
 		ps := s.c.Subscribe(ctx, s.channel)
 		// Closing the PubSub is what interrupts a blocked read.
 		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-		err := s.receive(ctx, ps, onMessage, onReset)
+		subscribed, err := s.receive(ctx, ps, onMessage, onReset)
 		stop()
 		_ = ps.Close()
 		if ctx.Err() != nil {
 			return
 		}
 		onReset()
-		s.log.Debug("session invalidation subscription broke; resubscribing", "error", err)
-		t := time.NewTimer(100 * time.Millisecond)
+		if subscribed {
+			wait = minWait
+		}
+		s.log.Debug("session invalidation subscription broke; resubscribing", "error", err, "retry_in", wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
+		wait = min(2*wait, maxWait)
 	}
 }
 
-func (s *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onMessage func(string), onReset func()) error {
+// receive delivers messages until the subscription fails; subscribed
+// reports whether it was established at all.
+func (s *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onMessage func(string), onReset func()) (subscribed bool, err error) {
 	pinged := false
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, subscriptionCheck)
@@ -544,16 +553,17 @@ func (s *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onMessage fu
 			if errors.As(err, &ne) && ne.Timeout() && !pinged && ctx.Err() == nil {
 				pinged = true
 				if err := ps.Ping(ctx); err != nil {
-					return err
+					return subscribed, err
 				}
 				continue
 			}
-			return err
+			return subscribed, err
 		}
 		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
+				subscribed = true
 				onReset() // (re)subscribed: anything before may have been missed
 			}
 		case *redis.Message:
