@@ -23,6 +23,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errReported
 	}
 	log := telemetry.NewLogger(stderr, cfg.Telemetry.LogLevel)
+	useRedisLogger(log)
 	return serve(ctx, cfg, log, stdout, nil)
 }
 
