@@ -182,15 +182,18 @@ func checkCSRFRequired(ctx context.Context, paths []string) error {
 
 // checkNoTokenExposure fails when any response the browser received (headers or body)
 // contains a JWT or one of the secrets, except the one documented place: the id_token_hint
-// of the logout redirect to the IdP's end-session endpoint (issuer's origin), sent only
-// after the session is already deleted.
-func checkNoTokenExposure(entries []netEntry, appURL, issuer string, secrets []string) error {
+// in a redirect to the IdP's end-session endpoint (endSession), which Gatehouse sends at
+// logout after the session is already deleted.
+func checkNoTokenExposure(entries []netEntry, appURL, endSession string, secrets []string) error {
 	var problems []string
 	for _, e := range entries {
 		where := shortURL(e.URL)
+		if e.Raw {
+			where = "raw headers of the request to " + where
+		}
 		for k, v := range e.Headers {
-			if k == "location" && isLogoutRedirect(e.URL, appURL) {
-				v = withoutIDTokenHint(v, issuer)
+			if k == "location" {
+				v = withoutIDTokenHint(v, endSession)
 			}
 			if jwtShape.MatchString(v) {
 				problems = append(problems, fmt.Sprintf("%s: header %s carries a JWT", where, k))
@@ -219,15 +222,14 @@ func checkNoTokenExposure(entries []netEntry, appURL, issuer string, secrets []s
 	return nil
 }
 
-func isLogoutRedirect(u, appURL string) bool {
-	return strings.HasPrefix(u, appURL+"/bff/logout")
-}
-
-// withoutIDTokenHint drops the id_token_hint parameter from a redirect to the issuer; any
-// other Location is returned unchanged (and so still scanned in full).
-func withoutIDTokenHint(loc, issuer string) string {
+// withoutIDTokenHint drops the id_token_hint parameter from a redirect to the end-session
+// endpoint; any other Location is returned unchanged (and so still scanned in full).
+func withoutIDTokenHint(loc, endSession string) string {
+	if endSession == "" || !strings.HasPrefix(loc, endSession+"?") {
+		return loc
+	}
 	u, err := url.Parse(loc)
-	if err != nil || !strings.HasPrefix(loc, issuer+"/") {
+	if err != nil {
 		return loc
 	}
 	q := u.Query()

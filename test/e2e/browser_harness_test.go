@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,23 @@ func frontedStarter(t *testing.T, inner demo.StartGatewayFunc, wrap func(http.Ha
 	}
 }
 
+// endSessionEndpoint reads the OP's end_session_endpoint from discovery.
+func endSessionEndpoint(t *testing.T, issuer string) string {
+	t.Helper()
+	resp, err := http.Get(issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatalf("OP discovery: %v", err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.EndSession == "" {
+		t.Fatalf("OP discovery has no end_session_endpoint: %v", err)
+	}
+	return doc.EndSession
+}
+
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,6 +205,9 @@ type netEntry struct {
 	Headers   map[string]string
 	Body      string
 	BodyErr   error
+	// Raw marks the raw headers of Network.responseReceivedExtraInfo (Set-Cookie included);
+	// for a redirect hop its URL may already name the next hop.
+	Raw bool
 }
 
 // netRecorder keeps every response's headers and body that reached the page.
@@ -228,7 +249,7 @@ func recordNetwork(ctx context.Context) (*netRecorder, error) {
 			r.byID[ev.RequestID] = e
 		case *network.EventResponseReceivedExtraInfo:
 			// Raw headers as received, Set-Cookie included.
-			r.entries = append(r.entries, &netEntry{RequestID: ev.RequestID, URL: r.urls[ev.RequestID], Status: ev.StatusCode, Headers: headerMap(ev.Headers)})
+			r.entries = append(r.entries, &netEntry{RequestID: ev.RequestID, URL: r.urls[ev.RequestID], Status: ev.StatusCode, Headers: headerMap(ev.Headers), Raw: true})
 		case *network.EventLoadingFinished:
 			r.seen++
 		}

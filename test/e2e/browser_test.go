@@ -177,7 +177,7 @@ func TestBrowserDemoFlowKeepsTokensOnTheServer(t *testing.T) {
 		t.Error(err)
 	}
 	entries := rec.snapshot()
-	if err := checkNoTokenExposure(entries, d.URL, d.IssuerURL, secrets); err != nil {
+	if err := checkNoTokenExposure(entries, d.URL, endSessionEndpoint(t, d.IssuerURL), secrets); err != nil {
 		t.Error(err)
 	}
 	sawUser := false
@@ -219,7 +219,7 @@ func TestBrowserDetectorsCatchRegressions(t *testing.T) {
 		if err := rec.settle(ctx); err != nil {
 			t.Fatal(err)
 		}
-		err := checkNoTokenExposure(rec.snapshot(), d.URL, d.IssuerURL, nil)
+		err := checkNoTokenExposure(rec.snapshot(), d.URL, endSessionEndpoint(t, d.IssuerURL), nil)
 		if err == nil || !strings.Contains(err.Error(), "/bff/user") {
 			t.Errorf("network detector missed a token in /bff/user: %v", err)
 		}

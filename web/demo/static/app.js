@@ -140,13 +140,15 @@ async function callAPI(a, out, btn) {
 }
 
 async function loadAudit() {
-  const r = await api('/api/audit/tail?n=12');
-  const recs = (r.body && r.body.records) || [];
+  const r = await api('/api/audit/tail?n=40');
+  // The tail's own calls (route audit) are left out: they would crowd out everything else.
+  const recs = ((r.body && r.body.records) || []).filter((x) => x.route !== 'audit');
   const rows = recs.slice().reverse().map((x) => el('tr', { class: x.outcome === 'allow' || x.outcome === 'success' ? '' : 'deny' },
     el('td', {}, x.seq), el('td', {}, (x.time || '').replace('T', ' ').replace('Z', '')),
     el('td', {}, x.event || ''), el('td', {}, x.outcome || ''), el('td', {}, x.route || ''),
     el('td', {}, [x.method, x.path].filter(Boolean).join(' ')), el('td', {}, x.status || '')));
   if (!r.ok) rows.push(el('tr', {}, el('td', { colspan: '7', class: 'bad' }, `audit tail: HTTP ${r.status}`)));
+  rows.splice(12);
   $('audit').replaceChildren(...rows);
 }
 
