@@ -95,22 +95,32 @@ func (e *gwEnv) raw(method, target string, headers ...string) rawResponse {
 // rawMessage sends msg as the whole request and reads one response.
 func (e *gwEnv) rawMessage(msg string) rawResponse {
 	e.t.Helper()
-	conn, err := net.DialTimeout("tcp", e.host(), 5*time.Second)
+	r, err := rawExchange(e.host(), msg)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return r
+}
+
+// rawExchange sends msg to addr and reads one response. It does not touch a
+// testing.T, so goroutines may call it.
+func rawExchange(addr, msg string) (rawResponse, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return rawResponse{}, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	if _, err := io.WriteString(conn, msg); err != nil {
-		e.t.Fatal(err)
+		return rawResponse{}, err
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		e.t.Fatalf("read response: %v", err)
+		return rawResponse{}, fmt.Errorf("read response: %w", err)
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
-	return rawResponse{res.StatusCode, res.Header, body}
+	return rawResponse{res.StatusCode, res.Header, body}, nil
 }
 
 // jwtClaims decodes a JWT's payload without verifying it.
