@@ -125,4 +125,3 @@ routes:
 	}
 	e.Stop()
 }
-
