@@ -90,6 +90,9 @@ type Options struct {
 type Sessions interface {
 	Create(ctx context.Context, s *session.Session) (session.Handle, error)
 	Load(ctx context.Context, h session.Handle, slide bool) (*session.Session, error)
+	// LoadFresh reads the session from the store, bypassing (and then
+	// replacing) any cached copy; used under the refresh lock.
+	LoadFresh(ctx context.Context, h session.Handle) (*session.Session, error)
 	Update(ctx context.Context, h session.Handle, s *session.Session) error
 	Delete(ctx context.Context, id string) error
 	DeleteBySubject(ctx context.Context, sub string) (int, error)

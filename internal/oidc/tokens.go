@@ -100,7 +100,10 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 		return secret.Secret{}, fmt.Errorf("lock session for token refresh: %w", err)
 	}
 	defer release()
-	cur, err := o.Sessions.Load(ctx, h, false)
+	// Read the store, not the cache: another instance may have refreshed
+	// (and rotated the refresh token) while we waited for the lock, and its
+	// invalidation message may not have reached this instance yet.
+	cur, err := o.Sessions.LoadFresh(ctx, h)
 	if err != nil {
 		return secret.Secret{}, err
 	}
@@ -122,7 +125,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 			// Before ending the session, make sure the refresh token we
 			// used is still the stored one: if another instance rotated it
 			// and our read was stale, its new tokens are valid.
-			if again, lerr := o.Sessions.Load(ctx, h, false); lerr == nil && !again.RefreshToken.Equal(cur.RefreshToken) {
+			if again, lerr := o.Sessions.LoadFresh(ctx, h); lerr == nil && !again.RefreshToken.Equal(cur.RefreshToken) {
 				return again.AccessToken, nil
 			}
 			t.endSession(ctx, cur, "invalid_grant")

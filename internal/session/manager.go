@@ -286,6 +286,60 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 	return out, nil
 }
 
+// LoadFresh is Load without the cache and without sliding: it reads the
+// record from the store itself (not joining a read already in flight, which
+// may have started before another instance's update) and then replaces the
+// cached copy with what it read. Use it where a stale copy does harm: under
+// the cross-instance refresh lock, a cached copy may still hold a refresh
+// token another instance has already rotated. Errors are as for Load.
+func (m *Manager) LoadFresh(ctx context.Context, h Handle) (*Session, error) {
+	if h.IsZero() {
+		return nil, ErrNotFound
+	}
+	if !m.available.Load() {
+		return nil, m.unavailable()
+	}
+	id := h.ID()
+	now := m.now()
+	// Activity this instance has seen but not yet persisted must not be lost
+	// with the stale copy.
+	var seen int64
+	if old := m.cache.get(id, now); old != nil && old.matches(h) {
+		seen = old.lastSeen.Load()
+	}
+	m.cache.drop(id)
+	gen := m.cache.generation()
+	rec, err := m.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if errors.Is(err, errCorruptRecord) {
+		m.log.WarnContext(ctx, "stored session record is corrupt; treating as no session", "session_id", id)
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, m.storeErr(ctx, "load session", err)
+	}
+	s, err := open(h, rec)
+	if err != nil {
+		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", id)
+		return nil, ErrNotFound
+	}
+	e := newEntry(h, s, now)
+	if seen > e.lastSeen.Load() && seen <= now.UnixNano() {
+		e.lastSeen.Store(seen)
+	}
+	out, ok, err := m.use(ctx, h, e, now, false)
+	if err != nil || !ok {
+		if err == nil {
+			err = ErrNotFound
+		}
+		return nil, err
+	}
+	m.cache.put(id, e, gen)
+	return out, nil
+}
+
 type readResult struct {
 	rec Record
 	gen uint64
