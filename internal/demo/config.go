@@ -35,7 +35,9 @@ identity:
 session:
   store: bolt
   bolt: { path: ./sessions.db }
-  cookie_name: __Host-gatehouse
+  cookie_name: gatehouse          # plain-http loopback: browsers refuse the __Host- prefix
+  cookie_keys:
+    - ${file:./cookie-key}
   same_site: strict
   idle_timeout: 15m
   absolute_timeout: 1h

@@ -143,6 +143,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	if err := os.WriteFile(filepath.Join(dataDir, "client-secret"), []byte(clientSecret), 0o600); err != nil {
 		return fmt.Errorf("demo: write client secret: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(dataDir, "cookie-key"), []byte(randomString(32)), 0o600); err != nil {
+		return fmt.Errorf("demo: write cookie key: %w", err)
+	}
 	apiKeyPath := filepath.Join(dataDir, "weather-api-key")
 	if err := os.WriteFile(apiKeyPath, []byte("wx_demo_"+randomString(24)), 0o600); err != nil {
 		return fmt.Errorf("demo: write weather API key: %w", err)

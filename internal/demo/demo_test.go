@@ -39,7 +39,7 @@ func (s *syncBuffer) String() string {
 // route and credential kind the demo uses is accepted, and nothing unsupported sneaks in.
 func TestDemoConfigLoads(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"client-secret", "weather-api-key"} {
+	for _, f := range []string{"client-secret", "weather-api-key", "cookie-key"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("s3cr3t-value-for-test"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -83,6 +83,12 @@ func TestDemoConfigLoads(t *testing.T) {
 	}
 	if strings.Contains(string(data), "s3cr3t") {
 		t.Error("a secret value was written into the config file")
+	}
+	// The only warning left is the inherent one: plain http on loopback.
+	for _, w := range cfg.Warnings() {
+		if w.Key != "public_url" {
+			t.Errorf("avoidable config warning: %s", w)
+		}
 	}
 }
 
