@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"log/slog"
@@ -182,11 +183,42 @@ type Expr struct {
 	Source string
 	Pos    Pos
 	Key    string // e.g. routes[0].allow
+	// segs place each run of Source in the file: a block scalar's lines
+	// start on the lines after the key, and a folded block joins lines.
+	segs []exprSeg
 }
+
+// exprSeg says that Source[off:] starts at file line, column col.
+type exprSeg struct{ off, line, col int }
 
 // Problem returns a Problem about the expression, formatted like the
 // loader's own: Problem.String() gives "file:line: routes[0].allow: message".
 func (e Expr) Problem(message string) Problem { return e.Pos.Problem(e.Key, message) }
+
+// ProblemAt returns a Problem at a position inside the expression (line and
+// column 1-based within Source, as expression compilers report them),
+// translated to the file's line and column.
+func (e Expr) ProblemAt(line, col int, message string) Problem {
+	p := e.Problem(message)
+	off := 0
+	for l := 1; l < line; l++ {
+		i := strings.IndexByte(e.Source[off:], '\n')
+		if i < 0 {
+			return p
+		}
+		off += i + 1
+	}
+	if col > 1 {
+		off += col - 1
+	}
+	for i := len(e.segs) - 1; i >= 0; i-- {
+		if s := e.segs[i]; s.off <= off {
+			p.Line, p.Column = s.line, s.col+(off-s.off)
+			return p
+		}
+	}
+	return p
+}
 
 // CredentialKind is the one kind of credential a route attaches.
 type CredentialKind string

@@ -669,7 +669,7 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	}
 	if n := f.get(d, "allow"); n != nil {
 		if s, ok := d.nonEmpty(n, key+".allow"); ok {
-			r.Allow = Expr{Source: s, Pos: Pos{File: d.file, Line: n.Line, Column: n.Column}, Key: key + ".allow"}
+			r.Allow = d.expr(n, s, key+".allow")
 		}
 	}
 	an := f.get(d, "anonymous")
@@ -976,4 +976,47 @@ func (d *decoder) admin(c *Config, top *fields) {
 		}
 		c.Admin.Token = v
 	}
+}
+
+// expr keeps an expression with enough position information to report an
+// error inside it at its real file line: for a block scalar (| or >) each
+// line of its content is found in the file after the key's line.
+func (d *decoder) expr(n *yaml.Node, src, key string) Expr {
+	e := Expr{Source: src, Pos: Pos{File: d.file, Line: n.Line, Column: n.Column}, Key: key}
+	col := n.Column
+	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		col++
+	}
+	e.segs = []exprSeg{{off: 0, line: n.Line, col: col}}
+	if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+		return e
+	}
+	// Block content starts on the line after the indicator (n.Line is 1-based,
+	// so d.lines[n.Line] is that next line).
+	cursor, indent := 0, -1
+	e.segs = e.segs[:0]
+	for i := n.Line; i < len(d.lines) && cursor < len(src); i++ {
+		raw := strings.TrimRight(d.lines[i], "\r")
+		text := strings.TrimLeft(raw, " ")
+		if text == "" {
+			continue
+		}
+		ind := len(raw) - len(text)
+		if indent < 0 {
+			indent = ind
+		} else if ind < indent {
+			break
+		}
+		content := raw[indent:]
+		j := strings.Index(src[cursor:], content)
+		if j < 0 {
+			break
+		}
+		e.segs = append(e.segs, exprSeg{off: cursor + j, line: i + 1, col: indent + 1})
+		cursor += j + len(content)
+	}
+	if len(e.segs) == 0 {
+		e.segs = []exprSeg{{off: 0, line: n.Line + 1, col: 1}}
+	}
+	return e
 }

@@ -81,11 +81,15 @@ type decoder struct {
 	tooDeep   bool
 	// publicURLNode is where public_url is written, for warnings derived from it.
 	publicURLNode *yaml.Node
+	// lines is the file's text by line, to place errors inside multi-line
+	// values (policy expressions in block scalars).
+	lines []string
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 func (d *decoder) decodeFile(data []byte) *Config {
+	d.lines = strings.Split(string(data), "\n")
 	root, ok := d.parseYAML(data)
 	if !ok {
 		return nil

@@ -39,9 +39,7 @@ func BuildPolicies(cfg *config.Config) (map[string]*policy.Authorizer, error) {
 			if err != nil {
 				var ce *policy.CompileError
 				if errors.As(err, &ce) {
-					p := r.Allow.Problem(ce.Message)
-					p.Line += ce.Line - 1
-					probs = append(probs, p)
+					probs = append(probs, r.Allow.ProblemAt(ce.Line, ce.Column, ce.Message))
 				} else {
 					probs = append(probs, r.Allow.Problem(err.Error()))
 				}
