@@ -10,21 +10,35 @@ import (
 // forwarding claims an upstream might trust, and method overrides that would
 // get around a route's method list.
 var droppedExact = map[string]struct{}{
-	"cookie":                 {},
-	"authorization":          {},
-	"proxy-authorization":    {},
-	"forwarded":              {},
-	"x-real-ip":              {},
-	"x-client-ip":            {},
-	"true-client-ip":         {},
-	"x-cluster-client-ip":    {},
-	"cf-connecting-ip":       {},
-	"fastly-client-ip":       {},
-	"x-host":                 {},
-	"x-rewrite-url":          {},
-	"x-remote-user":          {},
-	"remote-user":            {},
-	"x-webauth-user":         {},
+	"cookie":              {},
+	"authorization":       {},
+	"proxy-authorization": {},
+	"forwarded":           {},
+	"x-real-ip":           {},
+	"x-client-ip":         {},
+	"true-client-ip":      {},
+	"x-cluster-client-ip": {},
+	"cf-connecting-ip":    {},
+	"fastly-client-ip":    {},
+	"x-host":              {},
+	"x-rewrite-url":       {},
+	"x-remote-user":       {},
+	"remote-user":         {},
+	"x-webauth-user":      {},
+	// Identity headers other gateways inject and upstreams are often set up
+	// to trust (Authelia, Kong, oauth2-proxy setups, home-grown proxies).
+	"remote-email":           {},
+	"remote-groups":          {},
+	"remote-name":            {},
+	"x-user":                 {},
+	"x-email":                {},
+	"x-auth-user":            {},
+	"x-authenticated-user":   {},
+	"x-authenticated-userid": {},
+	"x-authenticated-scope":  {},
+	"x-userinfo":             {},
+	"x-id-token":             {},
+	"x-access-token":         {},
 	"x-http-method-override": {},
 	"x-http-method":          {},
 	"x-method-override":      {},
@@ -33,8 +47,13 @@ var droppedExact = map[string]struct{}{
 }
 
 // droppedPrefixes cover header families: X-Forwarded-For/-Host/-Proto/-User/
-// -Email/-Access-Token/..., X-Original-URL/-Host/..., X-Auth-Request-*.
-var droppedPrefixes = [...]string{"x-forwarded-", "x-original-", "x-auth-request-"}
+// -Email/-Access-Token/..., X-Original-URL/-Host/..., X-Auth-Request-*,
+// X-Remote-User/-Email/-Groups, and the identity headers of cloud load
+// balancers and identity-aware proxies (AWS ALB X-Amzn-Oidc-*, Google IAP
+// X-Goog-Authenticated-User-*, Azure X-Ms-Client-Principal*, Kong
+// X-Consumer-*), which an upstream may trust when deployed behind them too.
+var droppedPrefixes = [...]string{"x-forwarded-", "x-original-", "x-auth-request-", "x-remote-",
+	"x-amzn-oidc-", "x-goog-authenticated-user-", "x-ms-client-principal", "x-consumer-"}
 
 // isDropped reports whether a normalised header name is never forwarded.
 func isDropped(n string) bool {

@@ -40,6 +40,11 @@ var proxyHostileHeaders = []string{
 	"X-Auth-Request-User: attacker-root",
 	"X_Auth_Request_Email: attacker@evil.example",
 	"X-Auth-Request-Access-Token: attacker-stolen",
+	"X-Amzn-Oidc-Accesstoken: attacker-stolen",
+	"X_Goog_Authenticated_User_Email: attacker@evil.example",
+	"X-Ms-Client-Principal-Name: attacker-root",
+	"X-Remote-User: attacker-root",
+	"Remote-Groups: attacker-admins",
 	"X-Api-Key: attacker-key",
 	"x_api_key: attacker-key",
 	"X-API-KEY: attacker-key",
@@ -58,7 +63,8 @@ var proxyForbiddenValues = []string{"attacker", "YXR0YWNrZXI", "6.6.6.", "evil.e
 // carry client identity or browser state and must never reach an upstream.
 var proxyForbiddenNames = []string{"cookie", "proxy-authorization", "forwarded", "x-real-ip", "x-original-url",
 	"x-rewrite-url", "x-forwarded-user", "x-forwarded-email", "x-forwarded-access-token", "x-forwarded-prefix",
-	"x-auth-request-user", "x-auth-request-email", "x-auth-request-access-token", "keep-alive"}
+	"x-auth-request-user", "x-auth-request-email", "x-auth-request-access-token", "keep-alive",
+	"x-amzn-oidc-accesstoken", "x-goog-authenticated-user-email", "x-ms-client-principal-name", "x-remote-user", "remote-groups"}
 
 // For each credential kind, through the real gateway and the real OP, the
 // upstream receives exactly the route's one credential and nothing of the
