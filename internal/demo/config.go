@@ -51,6 +51,7 @@ routes:
     upstream: {{q .Profile}}
     methods: [GET]
     credential: user_token
+    allow: 'user.email_verified == true'   # CEL, checked on every request
 
   - name: billing
     path: /api/billing/
@@ -59,6 +60,7 @@ routes:
     credential:
       token_exchange:
         audience: {{q .BillingAudience}}
+    allow: 'session.age < duration("12h") && request.path.startsWith("/api/billing/")'
 
   - name: notifications
     path: /api/notifications/
