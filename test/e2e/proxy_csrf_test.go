@@ -11,6 +11,7 @@ import (
 // header, a foreign Origin, cross-site fetch metadata. Anonymous routes are
 // checked the same way.
 func TestProxyCSRFForgeriesWithRealSessionReachNoUpstream(t *testing.T) {
+	verifyNoLeaks(t)
 	prof, pub := newRecorder(t, nil), newRecorder(t, nil)
 	e := startGW(t, gwOptions{Config: `
 session:

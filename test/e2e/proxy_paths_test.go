@@ -14,6 +14,7 @@ import (
 // Each variant is either refused with no upstream contact, or reaches
 // exactly the upstream its cleaned path routes to, with that cleaned path.
 func TestProxyHostilePathsNeverReachAnUnroutedUpstream(t *testing.T) {
+	verifyNoLeaks(t)
 	pub, adm := newRecorder(t, nil), newRecorder(t, nil)
 	e := startGW(t, gwOptions{Config: `
 session:

@@ -19,6 +19,7 @@ import (
 // switches the header the upstream receives, with zero failed requests and
 // never an empty, partial or mixed key.
 func TestProxyAPIKeyFileRotationUnderLoadLosesNoRequest(t *testing.T) {
+	verifyNoLeaks(t)
 	up := newRecorder(t, nil)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "api-key")
