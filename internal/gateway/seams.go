@@ -162,7 +162,10 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 	if ev.ClientIP.IsValid() {
 		rec.RemoteIP = ev.ClientIP.String()
 	}
-	if ev.Reason != "" && rec.Reason == "" {
+	// A policy refusal records the policy's own reason (cel_denied, cel_error,
+	// pdp_timeout, …) rather than the generic answer code, so the log tells a
+	// rule that said no from a PDP that could not be asked.
+	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable") {
 		rec.Reason = ev.Reason
 	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
