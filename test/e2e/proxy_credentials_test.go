@@ -242,6 +242,27 @@ routes:
 		}
 	}
 	e.Stop()
+
+	// No credential, no cookie and no client secret in a log line (debug
+	// level) or an audit record.
+	audit, err := os.ReadFile(e.Audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range order {
+		if !strings.Contains(string(audit), `"route":"`+name+`"`) {
+			t.Errorf("no audit record names route %s", name)
+		}
+	}
+	for what, v := range map[string]string{"user token": userTok, "exchanged token": xTok, "client-credentials token": ccTok,
+		"API key": apiKey, "session cookie": cookieValue, "client secret": gwClientSecret} {
+		if strings.Contains(e.Logs.String(), v) {
+			t.Errorf("the %s appears in the logs", what)
+		}
+		if strings.Contains(string(audit), v) {
+			t.Errorf("the %s appears in the audit log", what)
+		}
+	}
 }
 
 // assertNothingOfTheBrowsers checks one upstream request's headers.
