@@ -199,3 +199,19 @@ func TestCheckBadExampleReportsEveryProblemWithFileLine(t *testing.T) {
 		t.Errorf("check printed %d problems; the file marks %d (+2 unmarked)", len(lines), marked)
 	}
 }
+
+// Agent delegation is not built yet: an agents: section is rejected at load
+// ("not supported yet"), never silently accepted. Policies may already name
+// `agent` (it is null for every request until agents land).
+func TestPolicyCheckAgentsNotSupportedYet(t *testing.T) {
+	yaml := checkPolicyBase + "    allow: 'agent == null || \"profile\" in agent.grant.routes'\n"
+	if _, code, out, errOut := checkPolicyRun(t, yaml); code != 0 {
+		t.Fatalf("an agent-aware expression must compile: exit %d\n%s%s", code, out, errOut)
+	}
+	yaml += "agents:\n  max_ttl: 15m\n"
+	file, code, _, errOut := checkPolicyRun(t, yaml)
+	want := fmt.Sprintf("%s:%d: agents: not supported yet", file, lineOf(t, yaml, "agents:"))
+	if code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Fatalf("exit %d, want 1 and %q:\n%s", code, want, errOut)
+	}
+}

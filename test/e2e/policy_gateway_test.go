@@ -82,6 +82,7 @@ routes:` +
 		route("ip", "", `'request.remote_ip == "127.0.0.1"'`) +
 		route("meta", "", `'route == "meta" && client != "" && session != null && session.sid != "" && session.age < duration("1h")'`) +
 		route("agentnull", "", `'agent == null'`) +
+		route("agentonly", "", `'agent != null && "agentonly" in agent.grant.routes'`) +
 		route("missingclaim", "", `'user.no_such_claim == "x"'`) +
 		route("missingheader", "", `'request.headers["x-absent"] == "y"'`) +
 		route("divzero", "", `'1 / (size(request.path) - size(request.path)) == 1'`) +
@@ -137,6 +138,8 @@ routes:` +
 		{"remote_ip: X-Forwarded-For from an untrusted peer is ignored", alice, "GET", "/api/ip/x", http.Header{"X-Forwarded-For": {"10.9.9.9"}}, true, ""},
 		{"route, client, session fields", alice, "GET", "/api/meta/x", nil, true, ""},
 		{"agent is null for a user's request", alice, "GET", "/api/agentnull/x", nil, true, ""},
+		{"agent-only rule denies a user's request", alice, "GET", "/api/agentonly/x", nil, false, "cel_denied"},
+		{"agent-only rule: a client header cannot pose as an agent", alice, "GET", "/api/agentonly/x", http.Header{"Authorization": {"Bearer gha_forged"}, "X-Agent": {"a"}}, false, "cel_denied"},
 		{"runtime error: missing claim denies", alice, "GET", "/api/missingclaim/x", nil, false, "cel_error"},
 		{"runtime error: missing map key denies", alice, "GET", "/api/missingheader/x", nil, false, "cel_error"},
 		{"runtime error: division by zero denies", alice, "GET", "/api/divzero/x", nil, false, "cel_error"},
