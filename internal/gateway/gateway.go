@@ -239,12 +239,26 @@ func (g *Gateway) publicHandler() http.Handler {
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
 	prefixes := g.proxy.Prefixes()
-	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	underAPI := func(p string) bool {
 		for _, pre := range prefixes {
-			if strings.HasPrefix(r.URL.EscapedPath(), pre) || r.URL.EscapedPath()+"/" == pre {
-				g.proxy.ServeHTTP(w, r)
-				return
+			if strings.HasPrefix(p, pre) || p+"/" == pre {
+				return true
 			}
+		}
+		return false
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := r.URL.EscapedPath()
+		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
+		// the proxy's too: it answers with its own JSON verdict instead of
+		// ServeMux redirecting an XHR to the cleaned form.
+		if underAPI(raw) {
+			g.proxy.ServeHTTP(w, r)
+			return
+		}
+		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
+			g.proxy.ServeHTTP(w, r)
+			return
 		}
 		mux.ServeHTTP(w, r)
 	})
