@@ -66,6 +66,7 @@ func auWaitLines(t *testing.T, e *gwEnv, n int) {
 // log, and once writes work again the gateway serves by itself, with no
 // record lost and one valid chain.
 func TestAuditSinkFailureDeniesRequestsThenRecovers(t *testing.T) {
+	verifyNoLeaks(t)
 	up := newRecorder(t, nil)
 	e := startGW(t, gwOptions{Config: `
 session:

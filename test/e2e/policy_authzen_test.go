@@ -199,6 +199,7 @@ func TestPolicyAuthZENRequestShapeThroughGateway(t *testing.T) {
 // asked) with a JSON error, nothing reaches the upstream, and the audit
 // record names the distinct reason.
 func TestPolicyAuthZENFailsClosedThroughGateway(t *testing.T) {
+	verifyNoLeaks(t)
 	pdp := newPolPDP(t)
 	up := newRecorder(t, nil)
 	e := startPolPDPGateway(t, pdp, up)
