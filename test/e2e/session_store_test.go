@@ -66,6 +66,7 @@ session:
 			if code != http.StatusUnauthorized && code != http.StatusOK {
 				t.Fatalf("after redis returned: %d, want 401 (data lost) or 200", code)
 			}
+			t.Logf("after redis returned: %d", code)
 			break
 		}
 		if time.Now().After(deadline) {
