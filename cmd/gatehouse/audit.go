@@ -25,6 +25,10 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
 	}
+	if len(files) == 0 {
+		// A typo or a wrong mount must not look like a healthy, empty log.
+		return fmt.Errorf("audit verify: no audit log at %s (nor rotated %s.<time> files beside it)", fs.Arg(0), fs.Arg(0))
+	}
 	res, err := audit.VerifyFiles(files...)
 	if err != nil {
 		var be *audit.BrokenError

@@ -154,7 +154,11 @@ func (w *writer) wait(d time.Duration) bool {
 }
 
 func (w *writer) sync() {
-	if w.file == nil || !w.dirty {
+	if w.file == nil {
+		return
+	}
+	w.checkPath()
+	if !w.dirty {
 		return
 	}
 	if err := w.file.Sync(); err != nil {
@@ -369,4 +373,38 @@ func lastRecord(path string) (Head, bool, error) {
 			return Head{}, false, fmt.Errorf("open audit log %s: the last line is longer than %d bytes", path, maxLineSize)
 		}
 	}
+}
+
+// checkPath notices that the log file was deleted or replaced under the
+// running process (records would otherwise go on into an unlinked file that
+// nobody can read, while requests are served). It syncs what the old file
+// received, says so loudly with the chain head, counts a write error, and
+// continues the chain in a new file at the same path. The new file's first
+// record keeps prev = the last hash written, so verifying the new file alone
+// fails at its line 1: the removal stays visible, it is never papered over.
+func (w *writer) checkPath() {
+	cur, err := w.file.Stat()
+	if err != nil {
+		return
+	}
+	onDisk, err := os.Stat(w.path)
+	if err == nil && os.SameFile(cur, onDisk) {
+		return
+	}
+	l := w.l
+	l.writeErrors.Add(1)
+	h := l.Head()
+	l.log.Error("audit log file was removed or replaced while in use; continuing the chain in a new file (verify will show the gap)",
+		"path", w.path, "seq", h.Seq, "hash", h.Hash)
+	if w.dirty {
+		_ = w.file.Sync()
+		w.dirty = false
+	}
+	old := w.file
+	if err := w.openFile(w.path); err != nil {
+		w.file, w.out = old, old
+		l.setFailing(fmt.Errorf("reopen audit log: %w", err))
+		return
+	}
+	_ = old.Close()
 }
