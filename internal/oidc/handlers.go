@@ -25,17 +25,9 @@ import (
 // Login starts the authorization code flow (GET /bff/login?returnUrl=/path).
 func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ret := "/"
-	if vs, ok := q["returnUrl"]; ok {
-		var err error
-		if len(vs) != 1 {
-			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
-			return
-		}
-		if ret, err = ValidateReturnURL(vs[0]); err != nil {
-			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
-			return
-		}
+	ret, ok := h.returnURL(w, r, q)
+	if !ok {
+		return
 	}
 	opts := make([]oauth2.AuthCodeOption, 0, 4)
 	if prompt := q.Get("prompt"); prompt != "" {
@@ -288,17 +280,9 @@ func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	ret := "/"
-	if vs, ok := q["returnUrl"]; ok {
-		var err error
-		if len(vs) != 1 {
-			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
-			return
-		}
-		if ret, err = ValidateReturnURL(vs[0]); err != nil {
-			h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
-			return
-		}
+	ret, ok := h.returnURL(w, r, q)
+	if !ok {
+		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s, err := h.sessionFromCookie(ctx, r, false)
@@ -502,4 +486,23 @@ func describeVerifyError(err error) string {
 		return "malformed token"
 	}
 	return "invalid token"
+}
+
+// returnURL reads the optional returnUrl parameter (default "/"). It answers
+// 400 itself and reports false when the value is repeated or not a local path.
+func (h *Handler) returnURL(w http.ResponseWriter, r *http.Request, q url.Values) (string, bool) {
+	vs, ok := q["returnUrl"]
+	if !ok {
+		return "/", true
+	}
+	if len(vs) != 1 {
+		h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
+		return "", false
+	}
+	ret, err := ValidateReturnURL(vs[0])
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
+		return "", false
+	}
+	return ret, true
 }

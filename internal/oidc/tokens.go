@@ -75,15 +75,7 @@ func (t *Tokens) AccessToken(ctx context.Context, h session.Handle, s *session.S
 		defer cancel()
 		return t.refreshSession(rctx, h, s.ID)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return secret.Secret{}, res.Err
-		}
-		return res.Val.(secret.Secret), nil
-	case <-ctx.Done():
-		return secret.Secret{}, fmt.Errorf("wait for token refresh: %w", ctx.Err())
-	}
+	return awaitToken(ctx, ch, "token refresh")
 }
 
 func (t *Tokens) needsRefresh(s *session.Session) bool {
@@ -267,15 +259,7 @@ func (t *Tokens) ClientCredentials(ctx context.Context, scopes []string, audienc
 		}
 		return e.token, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return secret.Secret{}, res.Err
-		}
-		return res.Val.(secret.Secret), nil
-	case <-ctx.Done():
-		return secret.Secret{}, fmt.Errorf("wait for client credentials token: %w", ctx.Err())
-	}
+	return awaitToken(ctx, ch, "client credentials token")
 }
 
 func (t *Tokens) ccConfig(scopes []string, params url.Values) *clientcredentials.Config {
@@ -313,4 +297,18 @@ func ccExpiry(tok *oauth2.Token, now time.Time) time.Time {
 		}
 	}
 	return tok.Expiry
+}
+
+// awaitToken waits for a shared (singleflight) token request, giving up when
+// this caller's ctx ends; the request itself goes on for the others.
+func awaitToken(ctx context.Context, ch <-chan singleflight.Result, what string) (secret.Secret, error) {
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return secret.Secret{}, res.Err
+		}
+		return res.Val.(secret.Secret), nil
+	case <-ctx.Done():
+		return secret.Secret{}, fmt.Errorf("wait for %s: %w", what, ctx.Err())
+	}
 }

@@ -259,20 +259,9 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 		m.cache.drop(id)
 	}
 	rec, gen, err := m.read(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if errors.Is(err, errCorruptRecord) {
-		m.log.WarnContext(ctx, "stored session record is corrupt; treating as no session", "session_id", id)
-		return nil, ErrNotFound
-	}
+	s, err := m.decode(ctx, h, rec, err)
 	if err != nil {
-		return nil, m.storeErr(ctx, "load session", err)
-	}
-	s, err := open(h, rec)
-	if err != nil {
-		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", id)
-		return nil, ErrNotFound
+		return nil, err
 	}
 	e = newEntry(h, s, now)
 	out, ok, err := m.use(ctx, h, e, now, slide)
@@ -310,20 +299,9 @@ func (m *Manager) LoadFresh(ctx context.Context, h Handle) (*Session, error) {
 	m.cache.drop(id)
 	gen := m.cache.generation()
 	rec, err := m.store.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if errors.Is(err, errCorruptRecord) {
-		m.log.WarnContext(ctx, "stored session record is corrupt; treating as no session", "session_id", id)
-		return nil, ErrNotFound
-	}
+	s, err := m.decode(ctx, h, rec, err)
 	if err != nil {
-		return nil, m.storeErr(ctx, "load session", err)
-	}
-	s, err := open(h, rec)
-	if err != nil {
-		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", id)
-		return nil, ErrNotFound
+		return nil, err
 	}
 	e := newEntry(h, s, now)
 	if seen > e.lastSeen.Load() && seen <= now.UnixNano() {
@@ -338,6 +316,27 @@ func (m *Manager) LoadFresh(ctx context.Context, h Handle) (*Session, error) {
 	}
 	m.cache.put(id, e, gen)
 	return out, nil
+}
+
+// decode turns a store read into the session it seals. A missing, corrupt
+// or undecryptable record is no session (ErrNotFound); a store failure is
+// ErrUnavailable.
+func (m *Manager) decode(ctx context.Context, h Handle, rec Record, err error) (*Session, error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, ErrNotFound
+	case errors.Is(err, errCorruptRecord):
+		m.log.WarnContext(ctx, "stored session record is corrupt; treating as no session", "session_id", h.ID())
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, m.storeErr(ctx, "load session", err)
+	}
+	s, err := open(h, rec)
+	if err != nil {
+		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", h.ID())
+		return nil, ErrNotFound
+	}
+	return s, nil
 }
 
 type readResult struct {
