@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -277,7 +278,7 @@ func (d *decoder) identity(c *Config, top *fields) {
 				}
 				list = append(list, it.val)
 			}
-			if !contains(list, "openid") {
+			if !slices.Contains(list, "openid") {
 				d.errf(n, "identity.scopes", "must include openid (Gatehouse signs users in with OpenID Connect)")
 				good = false
 			}
@@ -553,7 +554,7 @@ func (d *decoder) csrf(c *Config, top *fields) {
 			continue
 		}
 		o := strings.ToLower(u.Scheme + "://" + u.Host)
-		if !contains(c.CSRF.AllowedOrigins, o) {
+		if !slices.Contains(c.CSRF.AllowedOrigins, o) {
 			c.CSRF.AllowedOrigins = append(c.CSRF.AllowedOrigins, o)
 		}
 	}
@@ -653,9 +654,9 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 		for _, it := range items {
 			up := strings.ToUpper(it.val)
 			switch {
-			case !contains(allowedMethods, up):
+			case !slices.Contains(allowedMethods, up):
 				d.errf(it.node, it.key, "%s is not a supported method; use %s", quote(it.val), strings.Join(allowedMethods, ", "))
-			case contains(r.Methods, up):
+			case slices.Contains(r.Methods, up):
 				d.errf(it.node, it.key, "%s is listed twice; remove one", up)
 			default:
 				r.Methods = append(r.Methods, up)
@@ -690,7 +691,7 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	}
 	if v, ok := d.boolean(f.get(d, "websocket"), key+".websocket"); ok {
 		r.WebSocket = v
-		if v && !contains(r.Methods, "GET") {
+		if v && !slices.Contains(r.Methods, "GET") {
 			d.errf(mn, key+".methods", "a websocket route must allow GET (the WebSocket handshake is a GET request)")
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -264,7 +265,7 @@ func (d *decoder) mapping(n *yaml.Node, pos *yaml.Node, path, section string) *f
 			d.errf(e.key, join(path, name), "key is set twice (first at line %d); keep one", prev.key.Line)
 			continue
 		}
-		if !contains(known, name) {
+		if !slices.Contains(known, name) {
 			d.errf(e.key, join(path, name), "%s", unknownKeyMessage(name, section))
 			continue
 		}
@@ -272,11 +273,11 @@ func (d *decoder) mapping(n *yaml.Node, pos *yaml.Node, path, section string) *f
 	}
 	for _, e := range merged {
 		name := e.key.Value
-		if _, set := f.m[name]; set || contains(f.names, name) {
+		if _, set := f.m[name]; set || slices.Contains(f.names, name) {
 			continue // explicit keys override merged ones
 		}
 		f.names = append(f.names, name)
-		if !contains(known, name) {
+		if !slices.Contains(known, name) {
 			d.errf(e.key, join(path, name), "%s (merged from the anchor here)", unknownKeyMessage(name, section))
 			continue
 		}
@@ -385,15 +386,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // describe names a node's kind for "expected X, got Y" messages.

@@ -61,7 +61,7 @@ func unknownKeyMessage(name, section string) string {
 	}
 	var elsewhere []string
 	for sec, keys := range schema {
-		if sec != section && sec != "credential" && contains(keys, name) {
+		if sec != section && sec != "credential" && slices.Contains(keys, name) {
 			elsewhere = append(elsewhere, join(strings.TrimSuffix(sectionPath(sec), "the top level"), name))
 		}
 	}

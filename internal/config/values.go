@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,7 +227,7 @@ func (d *decoder) enum(n *yaml.Node, key string, allowed ...string) (string, boo
 	if !ok {
 		return "", false
 	}
-	if !contains(allowed, s) {
+	if !slices.Contains(allowed, s) {
 		msg := fmt.Sprintf("%s is not one of %s", quote(s), strings.Join(allowed, " | "))
 		if best := closest(s, allowed); best != "" {
 			msg += fmt.Sprintf("; did you mean %q?", best)

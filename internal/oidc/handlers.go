@@ -10,6 +10,7 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	}
 	opts := make([]oauth2.AuthCodeOption, 0, 4)
 	if prompt := q.Get("prompt"); prompt != "" {
-		if !contains(h.meta.PromptValues, prompt) {
+		if !slices.Contains(h.meta.PromptValues, prompt) {
 			h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,7 +161,7 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	if err := p.Claims(&h.meta); err != nil {
 		return nil, fmt.Errorf("read discovery document of %s: %w", o.Issuer, err)
 	}
-	if len(h.meta.CodeChallenge) > 0 && !contains(h.meta.CodeChallenge, "S256") {
+	if len(h.meta.CodeChallenge) > 0 && !slices.Contains(h.meta.CodeChallenge, "S256") {
 		return nil, fmt.Errorf("IdP %s does not support PKCE S256 (code_challenge_methods_supported): Gatehouse requires it", o.Issuer)
 	}
 	switch o.PAR {
@@ -250,7 +251,7 @@ func (o *Options) defaults() error {
 	}
 	if len(o.Scopes) == 0 {
 		o.Scopes = []string{oidc.ScopeOpenID, "profile", "email", oidc.ScopeOfflineAccess}
-	} else if !contains(o.Scopes, oidc.ScopeOpenID) {
+	} else if !slices.Contains(o.Scopes, oidc.ScopeOpenID) {
 		o.Scopes = append([]string{oidc.ScopeOpenID}, o.Scopes...)
 	}
 	if o.HTTPClient == nil {
@@ -321,13 +322,4 @@ func (h *Handler) audit(ctx context.Context, r *http.Request, rec audit.Record) 
 		return err
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
