@@ -20,6 +20,7 @@ import (
 // endpoint is configured, and is a no-op otherwise. The provider and
 // propagator are passed explicitly rather than installed globally.
 type Tracing struct {
+	enabled    bool
 	provider   trace.TracerProvider
 	propagator propagation.TextMapPropagator
 	shutdown   func(context.Context) error
@@ -45,6 +46,7 @@ func NewTracing(ctx context.Context, endpoint, version string) (*Tracing, error)
 		semconv.ServiceName("gatehouse"), semconv.ServiceVersion(version))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return &Tracing{
+		enabled:    true,
 		provider:   tp,
 		propagator: propagation.TraceContext{},
 		shutdown:   tp.Shutdown,
@@ -54,6 +56,9 @@ func NewTracing(ctx context.Context, endpoint, version string) (*Tracing, error)
 // Handler wraps a server handler: extracts incoming W3C trace context and
 // starts a server span per request.
 func (t *Tracing) Handler(h http.Handler, operation string) http.Handler {
+	if !t.enabled {
+		return h // no per-request cost when tracing is off
+	}
 	return otelhttp.NewHandler(h, operation,
 		otelhttp.WithTracerProvider(t.provider), otelhttp.WithPropagators(t.propagator))
 }
@@ -61,6 +66,9 @@ func (t *Tracing) Handler(h http.Handler, operation string) http.Handler {
 // Transport wraps an upstream transport so each upstream call is a client span
 // and carries the traceparent header.
 func (t *Tracing) Transport(rt http.RoundTripper) http.RoundTripper {
+	if !t.enabled {
+		return rt
+	}
 	return otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(t.provider), otelhttp.WithPropagators(t.propagator))
 }
