@@ -169,6 +169,12 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 		rec.Reason = ev.Reason
 	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
+	switch ev.Code {
+	case "upstream_unavailable", "upstream_timeout", "upstream_unauthorized", "upstream_forbidden":
+		a.metrics.UpstreamError(ev.Route, strings.TrimPrefix(ev.Code, "upstream_"))
+	case "token_exchange_failed", "client_credentials_failed", "credential_failed":
+		a.metrics.UpstreamError(ev.Route, "credential")
+	}
 	return rec
 }
 

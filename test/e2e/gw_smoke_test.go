@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +39,59 @@ routes:
 	}
 	if got.Header.Get("Cookie") != "" {
 		t.Fatal("the browser's cookie reached the upstream")
+	}
+}
+
+// The admin listener's /metrics counts requests by route and outcome and
+// upstream failures, with no user id, session id or path in any label.
+func TestGatewayMetricsCountRoutesOutcomesAndUpstreamErrors(t *testing.T) {
+	up := newRecorder(t, nil)
+	down := newRecorder(t, nil)
+	down.Close() // an upstream that is not there
+	e := startGW(t, gwOptions{Config: `
+session:
+  store: memory
+routes:
+  - name: profile
+    path: /api/profile/
+    upstream: "` + up.URL + `/"
+    credential: user_token
+  - name: broken
+    path: /api/broken/
+    upstream: "` + down.URL + `/"
+    credential: user_token
+`})
+	b := e.login("alice", "wonderland")
+	if code, _ := e.api(b, "GET", "/api/profile/me", nil); code != 200 {
+		t.Fatalf("profile: %d", code)
+	}
+	if code, _ := e.api(b, "GET", "/api/broken/x", nil); code != 502 {
+		t.Fatalf("broken: %d", code)
+	}
+	if code, _ := e.api(newHTTPBrowser(t), "GET", "/api/profile/me", nil); code != 401 {
+		t.Fatalf("anonymous: %d", code)
+	}
+	resp, err := http.Get(e.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := string(body)
+	for _, want := range []string{
+		`gatehouse_requests_total{code="200",outcome="allow",route="profile"} 1`,
+		`gatehouse_requests_total{code="401",outcome="deny",route="profile"} 1`,
+		`gatehouse_upstream_errors_total{kind="unavailable",route="broken"} 1`,
+		`gatehouse_security_events_total{event="login",outcome="success"} 1`,
+		`gatehouse_request_duration_seconds_bucket{route="profile"`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, leak := range []string{"user-alice", "/api/profile/me", e.sessionCookie(b)} {
+		if strings.Contains(m, leak) {
+			t.Errorf("metrics expose %q", leak)
+		}
 	}
 }
