@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -184,12 +185,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 	return g, nil
 }
 
-func urlString(u interface{ String() string }) string {
+// urlString is u as text, or "" when it is not set.
+func urlString(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	s := u.String()
-	return s
+	return u.String()
 }
 
 func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
