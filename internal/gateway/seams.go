@@ -99,6 +99,7 @@ type routeAuthorizer struct {
 	client string
 	authz  *policy.Authorizer
 	log    *slog.Logger
+	now    func() time.Time
 }
 
 // errPolicyUnavailable makes the proxy answer 503 (a PDP that cannot be
@@ -122,13 +123,17 @@ func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (
 		pin.User = in.Identity.Claims
 		if ref, ok := in.Identity.Session.(*sessionRef); ok {
 			s := ref.s
-			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: time.Since(s.Created)}
+			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: a.now().Sub(s.Created)}
 		}
 	}
 	d := a.authz.Decide(ctx, &pin, in.RequestID)
 	in.Reason = d.Reason
 	if d.Allow {
 		return true, nil
+	}
+	if d.Err != nil {
+		// The policy package keeps request and claim values out of Err.
+		a.log.DebugContext(ctx, "policy denied", "route", in.Route, "reason", d.Reason, "detail", d.Err.Error(), "request_id", in.RequestID)
 	}
 	if d.Status == http.StatusServiceUnavailable {
 		return false, errPolicyUnavailable{d.Reason}
