@@ -28,7 +28,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// The build stage's own checks (policy expressions) run too, so that
 	// check and serve never disagree about a configuration.
-	if _, err := gateway.BuildPolicies(cfg); err != nil {
+	if _, err := gateway.BuildPolicies(cfg, nil, nil); err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,15 +18,17 @@ import (
 
 // BuildPolicies compiles every route's policy and builds the PDP client.
 // Compile errors come back as config problems with file:line, all at once.
-// `gatehouse check` calls it too, so check and serve agree.
-func BuildPolicies(cfg *config.Config) (map[string]*policy.Authorizer, error) {
+// `gatehouse check` calls it too, so check and serve agree. now and client
+// (the PDP's clock and HTTP client) may be nil for the defaults.
+func BuildPolicies(cfg *config.Config, now func() time.Time, client *http.Client) (map[string]*policy.Authorizer, error) {
 	env, err := policy.NewEnv()
 	if err != nil {
 		return nil, fmt.Errorf("policy environment: %w", err)
 	}
 	var pdp *policy.PDP
 	if p := cfg.Policy.PDP; p != nil {
-		pdp, err = policy.NewPDP(policy.PDPConfig{URL: p.URL.String(), Token: p.Token, Timeout: p.Timeout, CacheTTL: p.CacheTTL})
+		pdp, err = policy.NewPDP(policy.PDPConfig{URL: p.URL.String(), Token: p.Token, Timeout: p.Timeout, CacheTTL: p.CacheTTL,
+			Now: now, HTTPClient: client})
 		if err != nil {
 			return nil, fmt.Errorf("policy.pdp: %w", err)
 		}

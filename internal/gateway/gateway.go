@@ -85,11 +85,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 		g.log.Warn("configuration warning", "problem", w.String())
 	}
 
-	authz, err := BuildPolicies(cfg)
-	if err != nil {
-		return nil, err
-	}
-
 	otlp := ""
 	if cfg.Telemetry.OTLPEndpoint != nil {
 		otlp = cfg.Telemetry.OTLPEndpoint.String()
@@ -98,6 +93,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 		return nil, err
 	}
 	g.closers = append(g.closers, func() error { return g.tracing.Shutdown(context.Background()) })
+
+	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
+	authz, err := BuildPolicies(cfg, opts.Now, pdpClient)
+	if err != nil {
+		return nil, err
+	}
 
 	if g.audit, err = openAudit(ctx, cfg, opts); err != nil {
 		return nil, err
