@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 	"io"
 	"net/http"
 	"os/exec"
@@ -24,7 +25,7 @@ func TestDemoCommandServesThePrintedURLAndStopsOnCtrlC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedWriter
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

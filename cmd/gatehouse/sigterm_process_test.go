@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -94,7 +95,7 @@ routes:
 	}
 	cmd := exec.Command(bin, "serve", "-c", cfgPath)
 	cmd.Env = append(os.Environ(), "SIGTERM_TEST_CLIENT_SECRET=sigterm-client-secret")
-	var logs lockedWriter
+	var logs syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,16 +1,15 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,19 +18,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func setup(t *testing.T, token *secret.Value) (*httptest.Server, *session.Manager, *syncBuf, *audit.Logger) {
+func setup(t *testing.T, token *secret.Value) (*httptest.Server, *session.Manager, *syncbuf.Buffer, *audit.Logger) {
 	t.Helper()
 	m := session.NewManager(session.NewMemoryStore(time.Now), session.Options{HealthInterval: -1})
 	t.Cleanup(func() { m.Close() })
-	var out syncBuf
+	var out syncbuf.Buffer
 	al, err := audit.Open(context.Background(), audit.Options{Sink: "stdout", Stdout: &out})
 	if err != nil {
 		t.Fatal(err)

@@ -1,39 +1,20 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
-
-// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemoConfigLoads checks the generated configuration against the real loader: every
 // route and credential kind the demo uses is accepted, and nothing unsupported sneaks in.
@@ -97,7 +78,7 @@ func TestDemoConfigLoads(t *testing.T) {
 func TestRunStartsEverythingOnLoopbackAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ready := make(chan Info, 1)
 	gwDone := make(chan error, 1)
 	var loaded *config.Config

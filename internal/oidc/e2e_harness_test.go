@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/testclock"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,30 +32,6 @@ const (
 	clientSecret = "gatehouse-test-client-secret"
 	cookieName   = "gatehouse"
 )
-
-// clock is time.Now plus an offset the test moves forward.
-type clock struct{ off atomic.Int64 }
-
-func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
-
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // auditLog records audit events; fail makes Log return audit.ErrUnavailable.
 type auditLog struct {
@@ -149,8 +127,8 @@ type env struct {
 	h      *oidc.Handler
 	mgr    *session.Manager
 	store  *session.MemoryStore
-	clock  *clock
-	logs   *syncBuffer
+	clock  *testclock.Clock
+	logs   *syncbuf.Buffer
 	audit  *auditLog
 	wire   *wire
 	secret *secret.Value
@@ -171,7 +149,7 @@ type envOpts struct {
 
 func newEnv(t *testing.T, eo envOpts) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{}, logs: &syncBuffer{}, audit: &auditLog{}, wire: &wire{}}
+	e := &env{t: t, clock: &testclock.Clock{}, logs: &syncbuf.Buffer{}, audit: &auditLog{}, wire: &wire{}}
 	var mux http.Handler = http.NotFoundHandler()
 	var muxMu sync.RWMutex
 	e.gw = httptest.NewServer(e.wire.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/testclock"
 	"io"
 	"log/slog"
 	"net"
@@ -19,7 +21,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/template"
 	"time"
@@ -33,30 +34,6 @@ const (
 	gwClientID     = "gatehouse-e2e"
 	gwClientSecret = "e2e-client-secret-0123456789"
 )
-
-// lockedBuffer collects output written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *lockedBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *lockedBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// testClock is time.Now plus an offset a test moves forward (no sleeps).
-type testClock struct{ off atomic.Int64 }
-
-func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *testClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // recorded is one request an upstream received.
 type recorded struct {
@@ -131,9 +108,9 @@ type gwEnv struct {
 	GW      *gateway.Gateway
 	URL     string // public base URL, e.g. http://127.0.0.1:1234
 	Admin   string // admin base URL
-	Logs    *lockedBuffer
+	Logs    *syncbuf.Buffer
 	Audit   string // audit file path
-	Clock   *testClock
+	Clock   *testclock.Clock
 	cancel  context.CancelFunc
 	done    <-chan error
 	stopped bool
@@ -153,7 +130,7 @@ type gwOptions struct {
 	// Dir reuses a data directory (restart); empty: a new temp dir.
 	Dir string
 	// Clock shared with the gateway; nil: a new one.
-	Clock *testClock
+	Clock *testclock.Clock
 	// Header replaces the generated header entirely (rarely needed).
 	Header string
 }
@@ -201,7 +178,7 @@ func startGWWith(t *testing.T, o gwOptions, p *idp.Provider, ln net.Listener, ba
 	}
 	clk := o.Clock
 	if clk == nil {
-		clk = &testClock{}
+		clk = &testclock.Clock{}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "client-secret"), []byte(gwClientSecret), 0o600); err != nil {
 		t.Fatal(err)
@@ -237,7 +214,7 @@ telemetry:
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", y.String(), err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	adm, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/gatehouse-dev/gatehouse/internal/testsupport/testclock"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,7 +100,7 @@ func TestSessionConcurrentRequestsRefreshOnceAcrossTwoInstancesOnRedis(t *testin
 	ln1, base1 := sessListen(t)
 	ln2, base2 := sessListen(t)
 	p := startIdP(t, 5*time.Minute, base1, base2)
-	clk := &testClock{}
+	clk := &testclock.Clock{}
 	cfg := strings.ReplaceAll(refreshRoute, "{{.Upstream}}", up.URL) + `
 session:
   store: redis
