@@ -89,10 +89,12 @@ routes:
 	up.reset()
 	restore := auFailWrites(t, st.Size())
 
-	// The first request after the failure may be served: it was admitted
-	// before any write had failed, and its record waits in the buffer (it
-	// is not lost: checked below). From the first failed write on, every
-	// request is refused.
+	// The writer learns of the failure at its first failed write, which
+	// happens asynchronously after the request it records was answered, so
+	// a sequential client may get a few requests served in between (more on
+	// a loaded machine). Their records wait in the buffer and are written on
+	// recovery (checked below: none is lost). From the first failed write
+	// on, every request is refused.
 	var served []string
 	refused := 0
 	deadline := time.Now().Add(3 * time.Second)
@@ -113,8 +115,8 @@ routes:
 			t.Fatal("requests are still served 3s after the audit sink failed")
 		}
 	}
-	if len(served) > 1 {
-		t.Errorf("%d requests were served after the first failed write could have been noticed", len(served))
+	if len(served) > 10 {
+		t.Errorf("%d requests were served before the failed write was noticed", len(served))
 	}
 	before := up.count()
 	for i := 0; i < 5; i++ {
