@@ -22,6 +22,12 @@ func staticFrontend(dir string) http.Handler {
 			return
 		}
 		p := path.Clean("/" + r.URL.Path)
+		// Hidden files (.env, .git/, .htpasswd) are never part of a built SPA
+		// and often hold secrets: refuse them whatever the directory holds.
+		if strings.Contains(p, "/.") {
+			http.NotFound(w, r)
+			return
+		}
 		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(p))); err != nil && path.Ext(p) == "" {
 			r2 := r.Clone(r.Context())
 			r2.URL.Path = "/"
