@@ -65,7 +65,7 @@ type Gateway struct {
 // New builds a Gateway. It reports every build problem it finds (policy
 // compile errors with file:line). It does not need the IdP to be up: discovery
 // is retried in the background once Run starts.
-func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err error) {
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -75,10 +75,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 	if opts.SecretPollInterval == 0 {
 		opts.SecretPollInterval = time.Second
 	}
-	g = &Gateway{cfg: cfg, log: opts.Logger, opts: opts, metrics: telemetry.NewMetrics()}
+	g := &Gateway{cfg: cfg, log: opts.Logger, opts: opts, metrics: telemetry.NewMetrics()}
 	defer func() {
 		if err != nil {
-			g.close()
+			// Release what was opened before the failure (audit file, store lock).
+			_ = g.close()
 		}
 	}()
 	for _, w := range cfg.Warnings() {
@@ -120,6 +121,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (g *Gateway, err
 	keys, err := cfg.Session.CookieKeyRing()
 	if err != nil {
 		return nil, fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	// Rotated cookie-key files take effect at once: the ring the OIDC client
+	// holds is rebuilt in place from the current values.
+	for _, v := range cfg.Session.CookieKeys {
+		v.OnChange(func() {
+			cur := make([]secret.Secret, 0, len(cfg.Session.CookieKeys))
+			for _, k := range cfg.Session.CookieKeys {
+				cur = append(cur, k.Get())
+			}
+			if err := keys.Replace(cur...); err != nil {
+				g.log.Error("session.cookie_keys rotation refused; the previous keys stay in force", "err", err)
+			}
+		})
 	}
 	if cfg.RandomCookieKeys() {
 		g.log.Warn("session.cookie_keys is not set: the login-state cookie key is random per process, so a login started on one instance cannot finish on another; set cookie_keys when running several instances")

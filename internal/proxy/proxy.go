@@ -108,9 +108,7 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 	if opts.Auditor == nil {
 		errs = append(errs, errors.New("no auditor: every decision must be audited"))
 	}
-	if len(routes) == 0 {
-		errs = append(errs, errors.New("no routes"))
-	}
+	// No routes is a valid allow-list: nothing is proxied (a login-only BFF).
 	base := opts.Transport
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport)

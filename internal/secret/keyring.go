@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // KeyRing encrypts with its first key and decrypts with any of them, so that
@@ -14,7 +15,7 @@ import (
 // previous key sealed: add the new key first, keep the old one until the
 // longest-lived sealed value has expired, then remove it.
 type KeyRing struct {
-	keys []ringKey
+	keys atomic.Pointer[[]ringKey]
 }
 
 type ringKey struct {
@@ -30,26 +31,38 @@ var ErrDecrypt = errors.New("ciphertext cannot be decrypted with any current key
 // with SHA-256 (so a passphrase-like secret still yields an AES-256 key) and
 // must be at least 16 bytes long.
 func NewKeyRing(keys ...Secret) (*KeyRing, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("key ring needs at least one key")
-	}
 	kr := &KeyRing{}
+	if err := kr.Replace(keys...); err != nil {
+		return nil, err
+	}
+	return kr, nil
+}
+
+// Replace swaps in a new set of keys (first seals, all open) for every
+// holder of the ring at once, so rotated key files take effect without a
+// restart. On error the ring keeps its current keys.
+func (kr *KeyRing) Replace(keys ...Secret) error {
+	if len(keys) == 0 {
+		return errors.New("key ring needs at least one key")
+	}
+	ring := make([]ringKey, 0, len(keys))
 	for i, k := range keys {
 		if len(k.Reveal()) < 16 {
-			return nil, fmt.Errorf("key %d is shorter than 16 bytes: use at least 32 random bytes (e.g. `openssl rand -base64 32`)", i+1)
+			return fmt.Errorf("key %d is shorter than 16 bytes: use at least 32 random bytes (e.g. `openssl rand -base64 32`)", i+1)
 		}
 		sum := sha256.Sum256([]byte(k.Reveal()))
 		aead, err := newGCM(sum[:])
 		if err != nil {
-			return nil, fmt.Errorf("key %d: %w", i+1, err)
+			return fmt.Errorf("key %d: %w", i+1, err)
 		}
 		id := sha256.Sum256(sum[:])
 		var rk ringKey
 		copy(rk.id[:], id[:4])
 		rk.aead = aead
-		kr.keys = append(kr.keys, rk)
+		ring = append(ring, rk)
 	}
-	return kr, nil
+	kr.keys.Store(&ring)
+	return nil
 }
 
 // RandomKeyRing returns a ring with one fresh random key, for values that need
@@ -74,7 +87,7 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 // Seal encrypts and authenticates plaintext, binding it to aad (which is not
 // stored; the same aad must be given to Open). Layout: key id (4) | nonce (12) | ciphertext.
 func (kr *KeyRing) Seal(plaintext, aad []byte) []byte {
-	k := kr.keys[0]
+	k := (*kr.keys.Load())[0]
 	ns := k.aead.NonceSize()
 	out := make([]byte, 4+ns, 4+ns+len(plaintext)+k.aead.Overhead())
 	copy(out, k.id[:])
@@ -89,7 +102,7 @@ func (kr *KeyRing) Open(ciphertext, aad []byte) ([]byte, error) {
 	if len(ciphertext) < 4 {
 		return nil, ErrDecrypt
 	}
-	for _, k := range kr.keys {
+	for _, k := range *kr.keys.Load() {
 		if [4]byte(ciphertext[:4]) != k.id {
 			continue
 		}

@@ -261,3 +261,30 @@ func FuzzKeyRingOpen(f *testing.F) {
 		_, _ = kr.Open(b, nil) // must never panic
 	})
 }
+
+// Replace rotates the keys for every holder of the ring at once; a bad key
+// set leaves the ring as it was.
+func TestKeyRingReplaceRotatesInPlace(t *testing.T) {
+	kr, err := NewKeyRing(New("first-key-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := kr.Seal([]byte("x"), nil)
+	if err := kr.Replace(New("short")); err == nil {
+		t.Fatal("a short key must be refused")
+	}
+	if _, err := kr.Open(old, nil); err != nil {
+		t.Fatal("a refused Replace must keep the old keys")
+	}
+	if err := kr.Replace(New("second-key-0123456789"), New("first-key-0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Open(old, nil); err != nil {
+		t.Fatal("the old key still opens after rotation")
+	}
+	fresh := kr.Seal([]byte("y"), nil)
+	onlyFirst, _ := NewKeyRing(New("first-key-0123456789"))
+	if _, err := onlyFirst.Open(fresh, nil); !errors.Is(err, ErrDecrypt) {
+		t.Fatal("after rotation the new key seals")
+	}
+}
