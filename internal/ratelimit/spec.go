@@ -108,6 +108,12 @@ func (l Limit) validate(path string) []error {
 	}
 	if l.Burst < 0 || l.Burst > MaxBurst {
 		errs = append(errs, fmt.Errorf("%s.burst: %d is out of range; use 1 to %d, or leave it out to allow a whole window's requests at once", path, l.Burst, MaxBurst))
+	} else if len(errs) == 0 && l.Burst > l.Requests {
+		// A bucket that takes longer than MaxPer to refill never forgets a
+		// flood, and its Redis arithmetic would leave the exact range of a Lua number.
+		if fill := time.Duration(float64(l.Per) * float64(l.Burst) / float64(l.Requests)); fill > MaxPer {
+			errs = append(errs, fmt.Errorf("%s.burst: %d with %d per %s takes %s to refill; keep burst × per / requests at most 24h", path, l.Burst, l.Requests, l.Per, fill.Round(time.Second)))
+		}
 	}
 	return errs
 }

@@ -24,6 +24,8 @@ func TestSpecValidate(t *testing.T) {
 		{"per fractional seconds", Spec{Default: Limit{Requests: 10, Per: 1500 * time.Millisecond}}, nil, []string{"not a whole number of seconds"}},
 		{"per too long", Spec{Default: Limit{Requests: 10, Per: 48 * time.Hour}}, nil, []string{"rate_limits.default.per: 48h0m0s is out of range"}},
 		{"burst negative", Spec{Default: Limit{Requests: 10, Per: time.Second, Burst: -1}}, nil, []string{"rate_limits.default.burst: -1 is out of range"}},
+		{"burst above requests is allowed", Spec{Default: Limit{Requests: 10, Per: time.Second, Burst: 50}}, nil, nil},
+		{"burst that never refills", Spec{Default: Limit{Requests: 1, Per: time.Hour, Burst: 25}}, nil, []string{"rate_limits.default.burst: 25 with 1 per 1h0m0s takes 25h0m0s to refill"}},
 		{"route unknown", Spec{Routes: map[string]Limit{"biling": ok}}, []string{"billing"}, []string{`rate_limits.routes.biling: there is no route named "biling"`}},
 		{"route named default", Spec{Routes: map[string]Limit{"default": ok}}, nil, []string{`rate_limits.routes.default: "default" is the name of a built-in policy`}},
 		{"route name with a quote", Spec{Routes: map[string]Limit{`a"b`: ok}}, nil, []string{"printable ASCII"}},
