@@ -121,7 +121,7 @@ func ceilSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// decide fills the policy-derived fields of a Decision.
+// decision builds a Decision with pol's name, quota and header values.
 func (pol *policy) decision(allowed bool, remaining int, reset, retry time.Duration) Decision {
 	return Decision{
 		Allowed: allowed, Policy: pol.name, Limit: pol.requests, Window: pol.per,

@@ -58,7 +58,8 @@ func NewCounters(p *Policies) *Counters {
 	}
 }
 
-// Count adds one decision for the route with label index i. A nil *Counters counts nothing.
+// count adds one decision for the route with label index labelIdx. A nil
+// *Counters counts nothing.
 func (c *Counters) count(labelIdx int, r Result) {
 	if c == nil {
 		return

@@ -81,7 +81,7 @@ func NewRedis(p *Policies, c redis.Scripter, opts RedisOptions) *Redis {
 	return r
 }
 
-// Key is the Redis key for a caller and policy: the caller is hashed (so no
+// key is the Redis key for a caller and policy: the caller is hashed (so no
 // session or agent id is readable in Redis, and the key has a fixed length)
 // and sits in a hash tag, so all of a caller's keys live in one cluster slot.
 func (r *Redis) key(caller, policy string) string {
