@@ -12,7 +12,9 @@ const DefaultMaxCallers = 100_000
 // ConcurrencyOptions configure a Concurrency cap.
 type ConcurrencyOptions struct {
 	// MaxCallers caps how many distinct callers may have requests in flight at
-	// once (default DefaultMaxCallers; at least 64). A new caller beyond it is
+	// once (default DefaultMaxCallers; at least 128), half for anonymous
+	// callers and half for callers with an identity, so that anonymous
+	// traffic cannot crowd out sessions. A new caller beyond its half is
 	// refused: a slot cannot be evicted without losing the count it guards,
 	// and reaching the cap means the instance is saturated anyway.
 	MaxCallers int
@@ -30,7 +32,7 @@ type Concurrency struct {
 	c        *Counters
 	seed     maphash.Seed
 	perShard int
-	shards   [numShards]concShard
+	shards   [2 * numShards]concShard // identified, then anonymous callers
 }
 
 type concShard struct {
@@ -44,8 +46,8 @@ func NewConcurrency(p *Policies, opts ConcurrencyOptions) *Concurrency {
 	if opts.MaxCallers <= 0 {
 		opts.MaxCallers = DefaultMaxCallers
 	}
-	opts.MaxCallers = max(opts.MaxCallers, numShards)
-	c := &Concurrency{p: p, c: opts.Counters, seed: maphash.MakeSeed(), perShard: opts.MaxCallers / numShards}
+	opts.MaxCallers = max(opts.MaxCallers, 2*numShards)
+	c := &Concurrency{p: p, c: opts.Counters, seed: maphash.MakeSeed(), perShard: opts.MaxCallers / (2 * numShards)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[string]int32)
 	}
@@ -53,7 +55,7 @@ func NewConcurrency(p *Policies, opts ConcurrencyOptions) *Concurrency {
 }
 
 // Acquire takes one in-flight slot for req.Caller. When the Decision is
-// Allowed the integrator must call Release(req.Caller) exactly once when the
+// Allowed the integrator must call Release(req) exactly once when the
 // request has finished (defer it); when it is not, nothing was taken and the
 // request is refused with WriteRefusal.
 func (c *Concurrency) Acquire(req Request) Decision {
@@ -61,7 +63,7 @@ func (c *Concurrency) Acquire(req Request) Decision {
 	if limit == 0 {
 		return Decision{Allowed: true}
 	}
-	sh := &c.shards[maphash.String(c.seed, req.Caller)&(numShards-1)]
+	sh := c.shard(req)
 	sh.mu.Lock()
 	n, held := sh.m[req.Caller]
 	ok := int(n) < limit && (held || len(sh.m) < c.perShard)
@@ -84,27 +86,35 @@ func (c *Concurrency) Acquire(req Request) Decision {
 
 // Release returns the slot taken by an allowed Acquire. Releasing a caller
 // with nothing in flight does nothing (the count never goes negative).
-func (c *Concurrency) Release(caller string) {
+func (c *Concurrency) Release(req Request) {
 	if c.p.concurrent == 0 {
 		return
 	}
-	sh := &c.shards[maphash.String(c.seed, caller)&(numShards-1)]
+	sh := c.shard(req)
 	sh.mu.Lock()
-	switch n := sh.m[caller]; {
+	switch n := sh.m[req.Caller]; {
 	case n > 1:
-		sh.m[caller] = n - 1
+		sh.m[req.Caller] = n - 1
 	case n == 1:
-		delete(sh.m, caller)
+		delete(sh.m, req.Caller)
 	}
 	sh.mu.Unlock()
 }
 
-// InFlight is the number of requests in flight for caller.
-func (c *Concurrency) InFlight(caller string) int {
-	sh := &c.shards[maphash.String(c.seed, caller)&(numShards-1)]
+func (c *Concurrency) shard(req Request) *concShard {
+	i := maphash.String(c.seed, req.Caller) & (numShards - 1)
+	if req.Anonymous {
+		i += numShards
+	}
+	return &c.shards[i]
+}
+
+// InFlight is the number of requests in flight for the caller.
+func (c *Concurrency) InFlight(req Request) int {
+	sh := c.shard(req)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return int(sh.m[caller])
+	return int(sh.m[req.Caller])
 }
 
 // Callers is the number of callers with requests in flight.

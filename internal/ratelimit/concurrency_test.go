@@ -38,7 +38,7 @@ func TestConcurrencyCapHoldsUnderBurstOfSlowRequests(t *testing.T) {
 			WriteRefusal(w, d)
 			return
 		}
-		defer conc.Release(req.Caller)
+		defer conc.Release(req)
 		upstream.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
@@ -74,7 +74,7 @@ func TestConcurrencyCapHoldsUnderBurstOfSlowRequests(t *testing.T) {
 	bDone := make(chan int)
 	go func() { bDone <- get("session-b") }()
 	<-entered
-	if got := conc.InFlight("session-a"); got != capPerCaller {
+	if got := conc.InFlight(Request{Caller: "session-a"}); got != capPerCaller {
 		t.Errorf("in flight for session-a = %d", got)
 	}
 	close(release)
@@ -104,7 +104,7 @@ func TestConcurrencyCapHoldsUnderBurstOfSlowRequests(t *testing.T) {
 
 func TestConcurrencyAcquireRelease(t *testing.T) {
 	p := mustCompile(t, Spec{ConcurrentPerCaller: 2})
-	c := NewConcurrency(p, ConcurrencyOptions{MaxCallers: 64}) // one caller per shard
+	c := NewConcurrency(p, ConcurrencyOptions{MaxCallers: 128}) // one caller per shard
 	a := Request{Caller: "a"}
 	steps := []struct {
 		op        string // acquire | release
@@ -126,7 +126,7 @@ func TestConcurrencyAcquireRelease(t *testing.T) {
 	}
 	for i, s := range steps {
 		if s.op == "release" {
-			c.Release(s.caller)
+			c.Release(Request{Caller: s.caller})
 			continue
 		}
 		d := c.Acquire(Request{Caller: s.caller})
@@ -134,8 +134,8 @@ func TestConcurrencyAcquireRelease(t *testing.T) {
 			t.Fatalf("step %d: %+v, want allowed=%v remaining=%d", i, d, s.allowed, s.remaining)
 		}
 	}
-	c.Release(a.Caller)
-	c.Release(a.Caller)
+	c.Release(a)
+	c.Release(a)
 	if c.Callers() != 0 {
 		t.Fatal("released caller still tracked")
 	}
@@ -146,7 +146,7 @@ func TestConcurrencyAcquireRelease(t *testing.T) {
 // come and go leave nothing behind.
 func TestConcurrencyMemoryBounded(t *testing.T) {
 	p := mustCompile(t, Spec{ConcurrentPerCaller: 3})
-	c := NewConcurrency(p, ConcurrencyOptions{MaxCallers: 64 * 4})
+	c := NewConcurrency(p, ConcurrencyOptions{MaxCallers: 128 * 4})
 	held := []string{}
 	refusedNew := 0
 	for i := range 10_000 {
@@ -157,22 +157,27 @@ func TestConcurrencyMemoryBounded(t *testing.T) {
 			refusedNew++
 		}
 	}
-	if c.Callers() > 64*4 || refusedNew == 0 {
+	if c.Callers() > 64*4 || refusedNew == 0 { // identified callers: half the table
 		t.Fatalf("callers %d, refused %d: table not bounded", c.Callers(), refusedNew)
 	}
 	if d := c.Acquire(Request{Caller: held[0]}); !d.Allowed {
 		t.Fatal("a tracked caller was refused because the table is full")
 	}
-	c.Release(held[0])
+	c.Release(Request{Caller: held[0]})
+	// Anonymous callers have their own half: still admitted.
+	if d := c.Acquire(Request{Caller: "ip:192.0.2.1", Anonymous: true}); !d.Allowed {
+		t.Fatal("an anonymous caller was refused because sessions filled their half")
+	}
+	c.Release(Request{Caller: "ip:192.0.2.1", Anonymous: true})
 	for _, k := range held {
-		c.Release(k)
+		c.Release(Request{Caller: k})
 	}
 	for i := range 100_000 {
 		k := "t" + strconv.Itoa(i)
 		if d := c.Acquire(Request{Caller: k}); !d.Allowed {
 			t.Fatalf("caller %d refused with an empty table", i)
 		}
-		c.Release(k)
+		c.Release(Request{Caller: k})
 	}
 	if c.Callers() != 0 {
 		t.Fatalf("%d callers left", c.Callers())
@@ -196,7 +201,7 @@ func TestConcurrencyAcquireReleaseDoesNotAllocate(t *testing.T) {
 	c := NewConcurrency(mustCompile(t, Spec{ConcurrentPerCaller: 8}), ConcurrencyOptions{})
 	req := Request{Caller: "session-a"}
 	c.Acquire(req) // keep the entry present
-	if n := testing.AllocsPerRun(1000, func() { c.Acquire(req); c.Release(req.Caller) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { c.Acquire(req); c.Release(req) }); n != 0 {
 		t.Fatalf("allocates %v per acquire/release", n)
 	}
 }

@@ -10,7 +10,7 @@
 //
 //	d := conc.Acquire(req)            // req.Caller = Caller.Key()
 //	if !d.Allowed { refuse(d) }       // 429
-//	defer conc.Release(req.Caller)
+//	defer conc.Release(req)
 //	d, err := lim.Allow(ctx, req)
 //	if err != nil { 503 }             // errors.Is(err, ErrUnavailable): fail closed
 //	if !d.Allowed { refuse(d) }       // WriteRefusal + Sampler.Refused for the audit record

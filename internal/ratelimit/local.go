@@ -20,9 +20,11 @@ const DefaultMaxEntries = 100_000
 // LocalOptions configure a Local limiter.
 type LocalOptions struct {
 	// MaxEntries caps the number of caller+route budgets held (default
-	// DefaultMaxEntries; at least 64). When the table is full, the least
-	// recently used budget is dropped, so that caller starts afresh: a full
-	// table degrades one idle caller's limit rather than refusing everyone.
+	// DefaultMaxEntries; at least 128). Half of it is for anonymous callers and
+	// half for callers with an identity, so a flood of distinct client
+	// addresses can never push out a session's budget. When a half is full, its
+	// least recently used budget is dropped and that caller starts afresh: a
+	// full table degrades one idle caller's limit rather than refusing everyone.
 	MaxEntries int
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -45,7 +47,9 @@ type Local struct {
 	c        *Counters
 	seed     maphash.Seed
 	perShard int
-	shards   [numShards]localShard
+	// shards[:numShards] hold callers with an identity, shards[numShards:]
+	// anonymous ones.
+	shards [2 * numShards]localShard
 }
 
 type bucketKey struct {
@@ -73,11 +77,11 @@ func NewLocal(p *Policies, opts LocalOptions) *Local {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultMaxEntries
 	}
-	opts.MaxEntries = max(opts.MaxEntries, numShards)
+	opts.MaxEntries = max(opts.MaxEntries, 2*numShards)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Local{p: p, now: opts.Now, c: opts.Counters, seed: maphash.MakeSeed(), perShard: opts.MaxEntries / numShards}
+	l := &Local{p: p, now: opts.Now, c: opts.Counters, seed: maphash.MakeSeed(), perShard: opts.MaxEntries / (2 * numShards)}
 	for i := range l.shards {
 		sh := &l.shards[i]
 		sh.m = make(map[bucketKey]*entry)
@@ -102,7 +106,11 @@ func (l *Local) decide(req Request, now time.Time) Decision {
 	pi := l.p.policyFor(req.Route)
 	pol := &l.p.policies[pi]
 	k := bucketKey{caller: req.Caller, policy: pi}
-	sh := &l.shards[maphash.String(l.seed, req.Caller)&(numShards-1)]
+	i := maphash.String(l.seed, req.Caller) & (numShards - 1)
+	if req.Anonymous {
+		i += numShards
+	}
+	sh := &l.shards[i]
 
 	sh.mu.Lock()
 	e := sh.m[k]

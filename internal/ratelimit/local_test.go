@@ -110,7 +110,8 @@ func TestLocalMemoryBoundedWith100kCallers(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	ctx := context.Background()
 	for i, k := range keys {
-		if d, _ := l.Allow(ctx, Request{Caller: k, Anonymous: true}); !d.Allowed {
+		// Half anonymous, half with an identity: each half has half the table.
+		if d, _ := l.Allow(ctx, Request{Caller: k, Anonymous: i%2 == 0}); !d.Allowed {
 			t.Fatal("a new caller was refused")
 		}
 		if i%1000 == 0 {
@@ -130,8 +131,8 @@ func TestLocalMemoryBoundedWith100kCallers(t *testing.T) {
 	}
 	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("heap grew %d bytes for %d entries (%d B/entry)", grew, l.Len(), grew/int64(l.Len()))
-	// An unbounded table would hold 100,000 entries (> 20 MB); 10,000 need about 2.5 MB.
-	if limit := int64(maxEntries) * 600; grew > limit {
+	// An unbounded table would hold 100,000 entries (> 25 MB); 10,000 need about 2.8 MB.
+	if limit := int64(maxEntries) * 400; grew > limit {
 		t.Fatalf("heap grew %d bytes, want at most %d for %d entries", grew, limit, maxEntries)
 	}
 }
@@ -154,6 +155,27 @@ func TestLocalIdleEntriesAreDropped(t *testing.T) {
 	idle, capacity := c.Evictions()
 	if capacity != 0 || idle < 990 || l.Len() > 3010 {
 		t.Fatalf("idle %d, capacity %d, len %d: want the 1000 idle entries dropped", idle, capacity, l.Len())
+	}
+}
+
+// From the attacker's side: a flood of requests from ever new client
+// addresses (an IPv6 /64 holds 2^64 of them) churns the anonymous half of the
+// table, but cannot push out a session's budget to reset its refusal.
+func TestLocalAnonymousFloodCannotResetASessionBudget(t *testing.T) {
+	p := mustCompile(t, Spec{Default: Limit{Requests: 1, Per: time.Hour}})
+	c := NewCounters(p)
+	l := NewLocal(p, LocalOptions{MaxEntries: 128, Counters: c})
+	ctx := context.Background()
+	victim := Request{Caller: "session-over-its-limit"}
+	l.Allow(ctx, victim)
+	for i := range 10_000 {
+		l.Allow(ctx, Request{Caller: "ip:2001:db8::" + strconv.FormatInt(int64(i), 16), Anonymous: true})
+	}
+	if _, capacity := c.Evictions(); capacity == 0 {
+		t.Fatal("the flood did not fill the anonymous half; the test proves nothing")
+	}
+	if d, _ := l.Allow(ctx, victim); d.Allowed {
+		t.Fatal("the anonymous flood reset a session's budget")
 	}
 }
 

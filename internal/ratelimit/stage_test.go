@@ -23,7 +23,7 @@ func stage(lim Limiter, conc *Concurrency, sampler *Sampler, audited *atomic.Int
 			WriteRefusal(w, d)
 			return
 		}
-		defer conc.Release(req.Caller)
+		defer conc.Release(req)
 		d, err := lim.Allow(r.Context(), req)
 		switch {
 		case errors.Is(err, ErrUnavailable):
