@@ -236,3 +236,22 @@ func TestRedisDownFailsClosed(t *testing.T) {
 		t.Fatalf("anonymous after restart: %+v %v, want the shared budget again", d, err)
 	}
 }
+
+func BenchmarkRedisAllow(b *testing.B) {
+	srv := redisserver.Start(b)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
+	defer c.Close()
+	p, err := Compile(Spec{Default: Limit{Requests: 1_000_000, Per: time.Second}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := NewRedis(p, c, RedisOptions{})
+	req := Request{Caller: "session-a"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Allow(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -236,19 +235,4 @@ func (p *Policies) label(route string) int {
 		return i
 	}
 	return len(p.labels) - 1
-}
-
-// String describes the policies for logs (no caller data in it).
-func (p *Policies) String() string {
-	var b strings.Builder
-	for i, pol := range p.policies {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s: %d per %s (burst %d)", pol.name, pol.requests, pol.per, pol.burst)
-	}
-	if p.concurrent > 0 {
-		fmt.Fprintf(&b, ", %d concurrent per caller", p.concurrent)
-	}
-	return b.String()
 }
