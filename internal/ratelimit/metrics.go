@@ -24,9 +24,22 @@ const (
 	numResults
 )
 
-var resultNames = [numResults]string{"allowed", "limited", "concurrency_limited", "unavailable", "degraded"}
-
-func (r Result) String() string { return resultNames[r] }
+// String is the result's label value.
+func (r Result) String() string {
+	switch r {
+	case ResultAllowed:
+		return "allowed"
+	case ResultLimited:
+		return "limited"
+	case ResultConcurrency:
+		return "concurrency_limited"
+	case ResultUnavailable:
+		return "unavailable"
+	case ResultDegraded:
+		return "degraded"
+	}
+	return "unknown"
+}
 
 // Counters count decisions per route and result. Their only labels are the
 // route names given to Compile (plus "other") and the fixed result words:

@@ -37,8 +37,6 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
 return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
 `
 
-var gcraScript = redis.NewScript(gcra)
-
 // RedisOptions configure a Redis limiter.
 type RedisOptions struct {
 	// KeyPrefix namespaces the keys (default "gatehouse:"), like the session store's.
@@ -60,6 +58,7 @@ type RedisOptions struct {
 type Redis struct {
 	p        *Policies
 	c        redis.Scripter
+	script   *redis.Script
 	prefix   string
 	fallback *Local
 	counters *Counters
@@ -73,7 +72,7 @@ func NewRedis(p *Policies, c redis.Scripter, opts RedisOptions) *Redis {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = "gatehouse:"
 	}
-	r := &Redis{p: p, c: c, prefix: opts.KeyPrefix, fallback: opts.Fallback, counters: opts.Counters}
+	r := &Redis{p: p, c: c, script: redis.NewScript(gcra), prefix: opts.KeyPrefix, fallback: opts.Fallback, counters: opts.Counters}
 	for _, pol := range p.policies {
 		us := max(pol.per.Microseconds()/int64(pol.requests), 1)
 		r.args = append(r.args, [2]string{strconv.FormatInt(us, 10), strconv.Itoa(pol.burst)})
@@ -97,7 +96,7 @@ func (r *Redis) Allow(ctx context.Context, req Request) (Decision, error) {
 	label := r.p.label(req.Route)
 	pi := r.p.policyFor(req.Route)
 	pol := &r.p.policies[pi]
-	res, err := gcraScript.Run(ctx, r.c, []string{r.key(req.Caller, pol.name)}, r.args[pi][0], r.args[pi][1]).Int64Slice()
+	res, err := r.script.Run(ctx, r.c, []string{r.key(req.Caller, pol.name)}, r.args[pi][0], r.args[pi][1]).Int64Slice()
 	if err == nil && len(res) != 4 {
 		err = fmt.Errorf("unexpected reply of %d values", len(res))
 	}

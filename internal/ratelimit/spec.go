@@ -25,7 +25,7 @@ type Limit struct {
 type Spec struct {
 	// Default applies to every route without a limit of its own, and to the
 	// /bff/* endpoints; all of them share one budget per caller. The zero Limit
-	// means DefaultLimit: there is always a default (the promise "no single
+	// means DefaultLimit(): there is always a default (the promise "no single
 	// client can exhaust capacity shared by all").
 	Default Limit
 	// Routes are per-route limits, by route name. A route with its own limit has
@@ -36,9 +36,9 @@ type Spec struct {
 	ConcurrentPerCaller int
 }
 
-// DefaultLimit is used when Spec.Default is the zero Limit (the example
-// configuration's value).
-var DefaultLimit = Limit{Requests: 600, Per: time.Minute, Burst: 100}
+// DefaultLimit is used when Spec.Default is the zero Limit: 600 per minute,
+// burst 100 (the example configuration's value).
+func DefaultLimit() Limit { return Limit{Requests: 600, Per: time.Minute, Burst: 100} }
 
 // Caps keep a typo from becoming an effectively unlimited or a never-refilling limit.
 const (
@@ -190,7 +190,7 @@ func Compile(spec Spec, routes []string) (*Policies, error) {
 	}
 	def := spec.Default
 	if def == (Limit{}) {
-		def = DefaultLimit
+		def = DefaultLimit()
 	}
 	p := &Policies{
 		policies: []policy{compile(DefaultPolicy, def)},
