@@ -55,17 +55,17 @@ type Code string
 // Call outcomes.
 const (
 	CodeOK             Code = ""
-	CodeTimeout        Code = "timeout"         // the call's timeout or the composite's deadline passed
-	CodeDenied         Code = "denied"          // the route's policy refused the call (Refused.Status 403)
-	CodeRefused        Code = "refused"         // the pipeline refused it otherwise (Refused with another status)
-	CodeUpstreamStatus Code = "upstream_status" // the upstream answered a non-2xx status
-	CodeNotJSON        Code = "not_json"        // not a JSON content type, or not one valid JSON document
-	CodeTooLarge       Code = "too_large"       // the body exceeded the call's max_body
-	CodeUnavailable    Code = "unavailable"     // the upstream could not be reached
+	CodeTimeout        Code = "timeout"           // the call's timeout or the composite's deadline passed
+	CodeDenied         Code = "denied"            // the route's policy refused the call (Refused.Status 403)
+	CodeRefused        Code = "refused"           // the pipeline refused it otherwise (Refused with another status)
+	CodeUpstreamStatus Code = "upstream_status"   // the upstream answered a non-2xx status
+	CodeNotJSON        Code = "not_json"          // not a JSON content type, or not one valid JSON document
+	CodeTooLarge       Code = "too_large"         // the body exceeded the call's max_body
+	CodeUnavailable    Code = "unavailable"       // the upstream could not be reached
 	CodeDependency     Code = "dependency_failed" // a call it depends on failed, so it did not run
-	CodeCancelled      Code = "cancelled" // the client went away, or a required call failed first
-	CodeBadInput       Code = "bad_input"        // a template value from the caller (claim, parameter, query) is missing or unusable
-	CodeBadResult      Code = "bad_result_value" // a template value from a dependency's result is missing or unusable
+	CodeCancelled      Code = "cancelled"         // the client went away, or a required call failed first
+	CodeBadInput       Code = "bad_input"         // a template value from the caller (claim, parameter, query) is missing or unusable
+	CodeBadResult      Code = "bad_result_value"  // a template value from a dependency's result is missing or unusable
 )
 
 // Cancellation causes, so an ended context says why.

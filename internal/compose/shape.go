@@ -330,6 +330,9 @@ func appendFloat(buf []byte, f float64) ([]byte, error) {
 	return strconv.AppendFloat(buf, f, 'g', -1, 64), nil
 }
 
+// lowerHex is encoding/json's spelling of \u escapes.
+const lowerHex = "0123456789abcdef"
+
 // appendString writes s as a JSON string, escaping as encoding/json does
 // (including <, >, & and U+2028/9, so the answer is safe to embed), and
 // replacing invalid UTF-8 with U+FFFD.
@@ -354,7 +357,7 @@ func appendString(buf []byte, s string) []byte {
 			case '\t':
 				buf = append(buf, '\\', 't')
 			default:
-				buf = append(buf, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&15])
+				buf = append(buf, '\\', 'u', '0', '0', lowerHex[c>>4], lowerHex[c&15])
 			}
 			i++
 			start = i

@@ -314,12 +314,47 @@ func (t *template) expandPath(v *values, routePath string, prefix bool) (string,
 	// (no segment added, removed or resolved), and it must stay in the route.
 	clean, err := proxy.CleanPath(escaped)
 	if err != nil || clean != string(dec) {
-		return "", &failure{code: CodeBadInput, placeholder: t.firstPlaceholder(), reason: "cannot be used as one path segment"}
+		return "", t.culprit(v, "cannot be used as one path segment")
 	}
 	if prefix && !strings.HasPrefix(clean, routePath) || !prefix && clean != routePath {
-		return "", &failure{code: CodeBadInput, placeholder: t.firstPlaceholder(), reason: "leaves the route's path"}
+		return "", t.culprit(v, "leaves the route's path")
 	}
 	return clean, nil
+}
+
+// culprit finds the placeholder whose value alone is not one clean segment
+// (on the error path only, so the check costs nothing when values are fine);
+// when each is fine alone but their combination is not ("{a}{b}" with "."
+// twice), it blames the first placeholder.
+func (t *template) culprit(v *values, reason string) *failure {
+	var first *part
+	for i := range t.parts {
+		p := &t.parts[i]
+		if p.kind == litPart {
+			continue
+		}
+		if first == nil {
+			first = p
+		}
+		s, _ := p.value(v)
+		seg := "/" + escapeSegment(s)
+		if clean, err := proxy.CleanPath(seg); err != nil || clean != "/"+s {
+			return p.fail(reason)
+		}
+	}
+	return first.fail(reason)
+}
+
+func escapeSegment(s string) string {
+	b := make([]byte, 0, len(s)*3)
+	for j := 0; j < len(s); j++ {
+		if c := s[j]; unreserved(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigit[c>>4], hexDigit[c&15])
+		}
+	}
+	return string(b)
 }
 
 // expandQuery fills a query-value template.
@@ -350,15 +385,6 @@ func (t *template) expandQuery(v *values) (string, *failure) {
 		b.WriteString(s)
 	}
 	return b.String(), nil
-}
-
-func (t *template) firstPlaceholder() string {
-	for _, p := range t.parts {
-		if p.kind != litPart {
-			return p.raw
-		}
-	}
-	return ""
 }
 
 const hexDigit = "0123456789ABCDEF"
