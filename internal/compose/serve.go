@@ -200,7 +200,8 @@ type Report struct {
 	Status int
 	// Error is the composite's error code ("" on success): composite_call_failed,
 	// composite_call_denied, composite_call_refused, composite_bad_input,
-	// composite_shape_failed, method_not_allowed, client_closed_request.
+	// composite_shape_failed, method_not_allowed, composite_misconfigured,
+	// client_closed_request.
 	Error string
 	// FailedCall names the required call that failed the composite.
 	FailedCall string
@@ -220,6 +221,12 @@ func (c *Composite) Serve(w http.ResponseWriter, r *http.Request, in *Input) *Re
 		w.Header().Set("Allow", c.method)
 		rep.Status, rep.Error = http.StatusMethodNotAllowed, "method_not_allowed"
 		writeError(w, rep.Status, rep.Error, "composite "+strconv.Quote(c.name)+" answers "+c.method+" only", "", "")
+		rep.Duration = time.Since(start)
+		return rep
+	}
+	if in.Doer == nil { // a wiring mistake; refuse rather than panic mid-request
+		rep.Status, rep.Error = http.StatusInternalServerError, "composite_misconfigured"
+		writeError(w, rep.Status, rep.Error, "composite "+strconv.Quote(c.name)+" has no route pipeline to call through", "", "")
 		rep.Duration = time.Since(start)
 		return rep
 	}

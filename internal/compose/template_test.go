@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -220,4 +221,33 @@ func FuzzTemplate(f *testing.F) {
 			t.Fatalf("query value %q came back as %v (%v)", qv, got, err)
 		}
 	})
+}
+
+func TestExactRouteAndPathParameters(t *testing.T) {
+	me := newUpstream(t, jsonAnswer(map[string]string{"sub": "u-1"}))
+	billing := newUpstream(t, jsonAnswer(map[string]any{"total": 12}))
+	p := &pipe{routes: map[string]*upstream{"me": me, "billing": billing}}
+	set := mustCompile(t, Spec{Name: "order", Path: "/api/orders/{id}/summary", Calls: []CallSpec{
+		{Name: "me", Route: "me"},
+		{Name: "o", Route: "billing", Path: "/orders/{param.id}", Query: map[string]string{"for": "{user.sub}", "v": "2"}},
+	}, Shape: `{"id": param.id, "total": o.total, "who": me.sub}`})
+	w, _ := serve(t, context.Background(), set, "/api/orders/o-9/summary", &Input{Doer: p, Claims: map[string]any{"sub": "u-1"}})
+	if w.Code != 200 || w.Body.String() != `{"id":"o-9","total":12,"who":"u-1"}` {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if s := me.seen(); len(s) != 1 || s[0].Path != "/api/me" {
+		t.Errorf("me saw %+v", s)
+	}
+	if s := billing.seen(); len(s) != 1 || s[0].Path != "/api/billing/orders/o-9" || s[0].Query.Encode() != "for=u-1&v=2" {
+		t.Errorf("billing saw %+v", s)
+	}
+}
+
+func TestServeWithoutDoerRefuses(t *testing.T) {
+	set := mustCompile(t, Spec{Name: "c", Path: "/api/c", Calls: []CallSpec{{Name: "a", Route: "profile", Path: "/x"}}})
+	c, _ := set.Match("/api/c")
+	w := httptest.NewRecorder()
+	if rep := c.Serve(w, httptest.NewRequest("GET", "/api/c", nil), &Input{}); w.Code != 500 || rep.Error != "composite_misconfigured" {
+		t.Errorf("%d %+v", w.Code, rep)
+	}
 }
