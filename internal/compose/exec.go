@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -144,12 +143,21 @@ func ctxCode(ctx context.Context, otherwise Code) Code {
 	return CodeCancelled
 }
 
+// isJSONType reports whether a Content-Type is application/json or
+// application/<x>+json, parameters ignored. (mime.ParseMediaType would
+// allocate a parameter map per call for the same answer.)
 func isJSONType(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	const app = "application/"
+	if len(mt) <= len(app) || !strings.EqualFold(mt[:len(app)], app) {
 		return false
 	}
-	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+	sub := mt[len(app):]
+	if strings.ContainsAny(sub, " \t/\"") {
+		return false
+	}
+	return strings.EqualFold(sub, "json") || len(sub) > 5 && strings.EqualFold(sub[len(sub)-5:], "+json")
 }
 
 // decodeJSON parses exactly one JSON document. Numbers become int64 when they

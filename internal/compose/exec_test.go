@@ -356,3 +356,16 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Errorf("%d %v %+v", w.Code, w.Header(), rep)
 	}
 }
+
+func TestJSONContentTypes(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/json": true, "application/json; charset=utf-8": true, "Application/JSON": true,
+		"application/problem+json": true, "application/vnd.api+json;v=1": true, " application/json ": true,
+		"text/json": false, "text/html": false, "application/jsonx": false, "application/+json": false,
+		"application/x/json": false, "": false, "application/": false, "json": false, "application/ json": false,
+	} {
+		if got := isJSONType(ct); got != want {
+			t.Errorf("isJSONType(%q) = %v", ct, got)
+		}
+	}
+}
