@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -260,13 +261,17 @@ func (g *flights) leave(key string, f *flight) {
 	}
 }
 
-// flightKey identifies a call for de-duplication: caller, route, method and URL.
-func flightKey(caller, route, path string, q url.Values) string {
+// flightKey identifies a GET call for de-duplication: caller, route, URL,
+// and the body limit (calls of two composites may differ in it).
+func flightKey(caller, route string, maxBody int64, path string, q url.Values) string {
 	var b strings.Builder
-	b.Grow(len(caller) + len(route) + len(path) + 3 + 16*len(q))
+	b.Grow(len(caller) + len(route) + len(path) + 24 + 16*len(q))
 	b.WriteString(caller)
 	b.WriteByte(0)
 	b.WriteString(route)
+	b.WriteByte(0)
+	var n [20]byte
+	b.Write(strconv.AppendInt(n[:0], maxBody, 10))
 	b.WriteByte(0)
 	b.WriteString(path)
 	if len(q) > 0 {
@@ -293,7 +298,7 @@ func (c *Composite) execCall(ctx context.Context, in *Input, k *call, path strin
 	if in.CallerKey != "" && k.method == http.MethodGet {
 		var shared bool
 		var from string
-		f, from, shared = c.set.flights.do(cctx, flightKey(in.CallerKey, k.route, path, q), in.CorrelationID,
+		f, from, shared = c.set.flights.do(cctx, flightKey(in.CallerKey, k.route, k.maxBody, path, q), in.CorrelationID,
 			func(fctx context.Context) fetched { return fetch(fctx, in.Doer, k, path, q) })
 		if shared {
 			out.SharedFrom = from

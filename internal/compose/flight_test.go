@@ -46,7 +46,7 @@ func TestIdenticalInFlightCallsOfOneCallerAreMadeOnce(t *testing.T) {
 	})
 	p := &pipe{routes: map[string]*upstream{"profile": up}}
 	spec := Spec{Name: "c", Path: "/api/c", Calls: []CallSpec{{Name: "me", Route: "profile", Path: "/me"}}}
-	key := flightKey("caller-1", "profile", "/api/profile/me", nil)
+	key := flightKey("caller-1", "profile", DefaultMaxBody, "/api/profile/me", nil)
 
 	start := func(set *Set, ctx context.Context, caller, corr string) chan flightRun {
 		ch := make(chan flightRun, 1)
@@ -123,7 +123,7 @@ func TestIdenticalInFlightCallsOfOneCallerAreMadeOnce(t *testing.T) {
 		a := start(set, context.Background(), "caller-1", "corr-a")
 		waitRefs(t, set, key, 1)
 		b := start(set, context.Background(), "caller-2", "corr-b")
-		waitRefs(t, set, flightKey("caller-2", "profile", "/api/profile/me", nil), 1)
+		waitRefs(t, set, flightKey("caller-2", "profile", DefaultMaxBody, "/api/profile/me", nil), 1)
 		release <- struct{}{}
 		release <- struct{}{}
 		ra, rb := <-a, <-b
