@@ -45,6 +45,7 @@ type Refused struct {
 	Code   string
 }
 
+// Error says the pipeline refused the call; it carries no request value.
 func (r *Refused) Error() string {
 	return fmt.Sprintf("call refused by the route pipeline: %d %s", r.Status, r.Code)
 }

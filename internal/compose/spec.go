@@ -118,6 +118,7 @@ func (p Problem) String() string {
 // Errors is the error Compile returns: every problem found.
 type Errors struct{ Problems []Problem }
 
+// Error prints one problem per line.
 func (e *Errors) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {
