@@ -159,6 +159,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		HTTPClient:            idpClient,
 		Clock:                 opts.Now,
 		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
+		CSRFHeader:            cfg.CSRF.Header,
 		Logger:                g.log.With("component", "oidc"),
 		Auditor:               evAudit,
 	}, g.log.With("component", "oidc"))
@@ -185,7 +186,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, fmt.Errorf("build routes: %w", err)
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
-	evAudit.onSessionEnd = g.proxy.ForgetSession
+	// Every per-session cache is dropped here, whatever ended the session
+	// (logout, back-channel, revocation, refused refresh, expiry, another
+	// instance).
+	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
@@ -291,33 +295,26 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{
-		Token: g.cfg.Admin.Token, Sessions: &revoker{m: g.sessions, p: g.proxy},
+		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
 	})
 	return mux
 }
 
-// revoker drops per-session caches along with the session.
-type revoker struct {
-	m *session.Manager
-	p *proxy.Proxy
-}
+// revoker ends sessions for the admin API with cause EndRevoked.
+type revoker struct{ m *session.Manager }
 
-func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
+func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
 	return r.m.List(ctx, sub)
 }
 
-func (r *revoker) Delete(ctx context.Context, id string) error {
-	r.p.ForgetSession(id)
-	return r.m.Delete(ctx, id)
+func (r revoker) Delete(ctx context.Context, id string) error {
+	return r.m.End(ctx, id, session.EndRevoked)
 }
 
-func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	infos, _ := r.m.List(ctx, sub)
-	for _, in := range infos {
-		r.p.ForgetSession(in.ID)
-	}
-	return r.m.DeleteBySubject(ctx, sub)
+func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	ids, err := r.m.EndBySubject(ctx, sub, session.EndRevoked)
+	return len(ids), err
 }
 
 // PublicHandler is the public listener's handler (tests drive it in-process).
@@ -331,6 +328,10 @@ func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
 
 // AdminAddr is the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
+
+// ExchangeCached reports whether this instance caches an exchanged token for
+// the session (tests: every session end must drop them).
+func (g *Gateway) ExchangeCached(sessionID string) bool { return g.proxy.ExchangeCached(sessionID) }
 
 // Sessions exposes the session manager (tests, demo).
 func (g *Gateway) Sessions() *session.Manager { return g.sessions }

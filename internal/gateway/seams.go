@@ -204,25 +204,18 @@ func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {
 	return a.log.Log(ctx, a.record(ctx, ev))
 }
 
-// eventAuditor passes the OIDC client's security events to the audit log,
-// counts them in the metrics, and tells the proxy when a session ended so
-// caches keyed by session (exchanged tokens) are dropped.
+// eventAuditor passes the OIDC client's security events to the audit log
+// and counts them in the metrics. It is a sink only: session ends reach the
+// per-session caches through session.Manager.OnEnd.
 type eventAuditor struct {
-	log          *audit.Logger
-	client       string
-	metrics      *telemetry.Metrics
-	onSessionEnd func(id string)
+	log     *audit.Logger
+	client  string
+	metrics *telemetry.Metrics
 }
 
 func (e *eventAuditor) Log(ctx context.Context, rec audit.Record) error {
 	if rec.Client == "" {
 		rec.Client = e.client
-	}
-	switch rec.Event {
-	case audit.EventLogout, audit.EventRefreshFailed, audit.EventSessionExpired, audit.EventBackchannelLogout:
-		if rec.Session != "" && e.onSessionEnd != nil {
-			e.onSessionEnd(rec.Session)
-		}
 	}
 	e.metrics.Event(string(rec.Event), string(rec.Outcome))
 	return e.log.Log(ctx, rec)

@@ -173,6 +173,10 @@ func (p *Proxy) Prefixes() []string { return slices.Clone(p.prefixes) }
 // the session ends (logout, back-channel logout, revocation).
 func (p *Proxy) ForgetSession(sessionID string) { p.exchanges.forget(sessionID) }
 
+// ExchangeCached reports whether an exchanged token is cached for the
+// session (tests and diagnostics: every session end must drop them).
+func (p *Proxy) ExchangeCached(sessionID string) bool { return p.exchanges.holds(sessionID) }
+
 // Close releases idle upstream connections.
 func (p *Proxy) Close() {
 	for _, rt := range p.all {
