@@ -143,47 +143,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
 	}
 	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
-	g.idp = newLazyIdP(oidc.Options{
-		Issuer:                cfg.Identity.Issuer,
-		ClientID:              cfg.Identity.ClientID,
-		ClientSecret:          cfg.Identity.ClientSecret,
-		ClientAuth:            string(cfg.Identity.ClientAuth),
-		Scopes:                cfg.Identity.Scopes,
-		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
-		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
-		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
-		CookieName:            cfg.EffectiveCookieName(),
-		CookieSameSite:        cfg.Session.SameSite,
-		CookieKeys:            keys,
-		Sessions:              g.sessions,
-		HTTPClient:            idpClient,
-		Clock:                 opts.Now,
-		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
-		CSRFHeader:            cfg.CSRF.Header,
-		Logger:                g.log.With("component", "oidc"),
-		Auditor:               evAudit,
-	}, g.log.With("component", "oidc"))
-
-	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
-	for i := range cfg.Routes {
-		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
+	oo := g.oidcOptions(keys, idpClient, evAudit)
+	// Refused now, not retried in the background for ever (issue 9).
+	if err := oidc.ValidateOptions(oo); err != nil {
+		return nil, err
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	g.proxy, err = proxy.New(specs, proxy.Options{
-		PublicURL:      cfg.PublicURL,
-		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
-		TrustedProxies: cfg.TrustedProxies,
-		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: g.sessions},
-		UserTokens:     &userTokens{idp: g.idp},
-		Exchanger:      &exchanger{idp: g.idp},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
-		Transport:      transport,
-		WrapTransport:  g.tracing.Transport,
-		Logger:         g.log.With("component", "proxy"),
-		Now:            opts.Now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("build routes: %w", err)
+	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
+
+	if g.proxy, err = g.buildProxy(authz); err != nil {
+		return nil, err
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
 	// Every per-session cache is dropped here, whatever ended the session
@@ -202,6 +170,119 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	return g, nil
+}
+
+// oidcOptions maps the configuration onto the OIDC client's options.
+func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAudit oidc.Auditor) oidc.Options {
+	cfg := g.cfg
+	return oidc.Options{
+		Issuer:                cfg.Identity.Issuer,
+		ClientID:              cfg.Identity.ClientID,
+		ClientSecret:          cfg.Identity.ClientSecret,
+		ClientAuth:            string(cfg.Identity.ClientAuth),
+		Scopes:                cfg.Identity.Scopes,
+		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
+		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
+		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
+		CookieName:            cfg.EffectiveCookieName(),
+		CookieSameSite:        cfg.Session.SameSite,
+		CookieKeys:            keys,
+		Sessions:              g.sessions,
+		HTTPClient:            idpClient,
+		Clock:                 g.opts.Now,
+		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
+		CSRFHeader:            cfg.CSRF.Header,
+		Logger:                g.log.With("component", "oidc"),
+		Auditor:               evAudit,
+	}
+}
+
+// buildProxy builds the route table and the proxy. Route problems come back
+// at the route's file:line.
+func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy, error) {
+	cfg, opts := g.cfg, g.opts
+	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if g.tracing != nil {
+		wrap = g.tracing.Transport
+	}
+	p, err := proxy.New(specs, proxy.Options{
+		PublicURL:      cfg.PublicURL,
+		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
+		TrustedProxies: cfg.TrustedProxies,
+		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: g.sessions},
+		UserTokens:     &userTokens{idp: g.idp},
+		Exchanger:      &exchanger{idp: g.idp},
+		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
+		Transport:      transport,
+		WrapTransport:  wrap,
+		Logger:         g.log.With("component", "proxy"),
+		Now:            opts.Now,
+	})
+	if err != nil {
+		return nil, routeProblems(cfg, err)
+	}
+	return p, nil
+}
+
+// routeProblems turns the proxy's route errors into config problems at
+// each route's position; other errors pass through.
+func routeProblems(cfg *config.Config, err error) error {
+	var probs []config.Problem
+	var rest []error
+	for _, e := range flatten(err) {
+		var re *proxy.RouteError
+		if errors.As(e, &re) && re.Index >= 0 && re.Index < len(cfg.Routes) {
+			r := cfg.Routes[re.Index]
+			probs = append(probs, r.Pos.Problem(r.Key, re.Err.Error()))
+			continue
+		}
+		rest = append(rest, e)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("build routes: %w", errors.Join(append(rest, (&config.Errors{Problems: probs}).ErrOrNil())...))
+	}
+	return (&config.Errors{Problems: probs}).ErrOrNil()
+}
+
+// flatten lists the errors an errors.Join holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Check builds what New builds that needs no listener, store, audit file or
+// network — policies, the OIDC client's options, the cookie keys, the route
+// table — with the same constructors New calls, and returns what New would
+// refuse (config problems at file:line). `gatehouse check` calls it, so check
+// and serve agree.
+func Check(cfg *config.Config) error {
+	g := &Gateway{cfg: cfg, log: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}, metrics: telemetry.NewMetrics()}
+	authz, err := BuildPolicies(cfg, nil, nil)
+	if err != nil {
+		return err
+	}
+	keys, err := cfg.Session.CookieKeyRing()
+	if err != nil {
+		return fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	// No store is opened: the options only need a session manager named.
+	oo := g.oidcOptions(keys, nil, nil)
+	if err := oidc.ValidateOptions(oo); err != nil {
+		return err
+	}
+	p, err := g.buildProxy(authz)
+	if err != nil {
+		return err
+	}
+	p.Close()
+	return nil
 }
 
 // urlString is u as text, or "" when it is not set.

@@ -288,6 +288,11 @@ func (o *Options) defaults() error {
 	return nil
 }
 
+// ValidateOptions reports what New would refuse in o without contacting the
+// IdP (`gatehouse check`, and the gateway before it starts retrying
+// discovery in the background).
+func ValidateOptions(o Options) error { return o.defaults() }
+
 // Tokens returns the token service the proxy uses.
 func (h *Handler) Tokens() *Tokens { return h.tokens }
 

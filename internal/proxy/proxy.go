@@ -114,14 +114,14 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		base = http.DefaultTransport.(*http.Transport)
 	}
 	names := map[string]bool{}
-	for _, spec := range routes {
+	for i, spec := range routes {
 		rt, err := buildRoute(spec, &p.opts)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &RouteError{Index: i, Err: err})
 			continue
 		}
 		if names[rt.name] {
-			errs = append(errs, fmt.Errorf("route %q: name used twice", rt.name))
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: name used twice", rt.name)})
 			continue
 		}
 		names[rt.name] = true
@@ -130,12 +130,12 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			m = p.routes.prefix
 		}
 		if other, dup := m[rt.path]; dup {
-			errs = append(errs, fmt.Errorf("route %q: path %s is already routed to %q", rt.name, rt.path, other.name))
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: path %s is already routed to %q", rt.name, rt.path, other.name)})
 			continue
 		}
 		m[rt.path] = rt
 		if !rt.anonymous && opts.Authenticator == nil {
-			errs = append(errs, fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name))
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name)})
 		}
 		if rt.credNorm != "" {
 			p.credNames[rt.credNorm] = struct{}{}
@@ -152,6 +152,20 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 	}
 	return p, nil
 }
+
+// RouteError is a problem with one route spec; Index is its place in the
+// list given to New, so callers can point at the route's position in the
+// configuration file.
+type RouteError struct {
+	Index int
+	Err   error
+}
+
+// Error returns the problem, naming the route.
+func (e *RouteError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying problem.
+func (e *RouteError) Unwrap() error { return e.Err }
 
 // mountPrefix is the first path segment of a route as a subtree pattern
 // ("/api/profile/" -> "/api/"), or the route path itself for a one-segment
