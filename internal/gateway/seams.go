@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -20,12 +21,6 @@ import (
 
 // This file adapts the packages to the proxy's consumer-side seams. Each
 // adapter is a thin translation; the behaviour lives in the packages.
-
-// sessionRef travels in proxy.Identity.Session back to the token adapter.
-type sessionRef struct {
-	h session.Handle
-	s *session.Session
-}
 
 // cookieAuth finds the session behind the session cookie.
 type cookieAuth struct {
@@ -49,22 +44,21 @@ func (a *cookieAuth) Authenticate(ctx context.Context, r *http.Request) (*proxy.
 	case err != nil:
 		return nil, err
 	}
-	return &proxy.Identity{SessionID: s.ID, Subject: s.Subject, Claims: s.Claims, Session: &sessionRef{h: h, s: s}}, nil
+	return &proxy.Identity{Kind: pipeline.SessionCookie, SessionID: s.ID, Subject: s.Subject, Claims: s.Claims, Handle: h, Session: s}, nil
 }
 
 // userTokens hands the proxy the user's access token, refreshed on demand.
 type userTokens struct{ idp *lazyIdP }
 
 func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secret.Secret, error) {
-	ref, ok := id.Session.(*sessionRef)
-	if !ok {
+	if id.Session == nil {
 		return secret.Secret{}, errors.New("identity carries no session")
 	}
 	t, err := u.idp.tokens()
 	if err != nil {
 		return secret.Secret{}, err
 	}
-	tok, err := t.AccessToken(ctx, ref.h, ref.s)
+	tok, err := t.AccessToken(ctx, id.Handle, id.Session)
 	if errors.Is(err, oidc.ErrSessionEnded) {
 		return secret.Secret{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
 	}
@@ -121,8 +115,7 @@ func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (
 	}
 	if in.Identity != nil {
 		pin.User = in.Identity.Claims
-		if ref, ok := in.Identity.Session.(*sessionRef); ok {
-			s := ref.s
+		if s := in.Identity.Session; s != nil {
 			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: a.now().Sub(s.Created)}
 		}
 	}
@@ -174,12 +167,6 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 		rec.Reason = ev.Reason
 	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
-	switch ev.Code {
-	case "upstream_unavailable", "upstream_timeout", "upstream_unauthorized", "upstream_forbidden":
-		a.metrics.UpstreamError(ev.Route, strings.TrimPrefix(ev.Code, "upstream_"))
-	case "token_exchange_failed", "client_credentials_failed", "credential_failed":
-		a.metrics.UpstreamError(ev.Route, "credential")
-	}
 	return rec
 }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	Exchanger Exchanger
 	// Auditor is required.
 	Auditor Auditor
+	// Counter counts refusals and upstream failures by code and route
+	// (optional).
+	Counter pipeline.Counter
 
 	// ExchangeSkew is how long before expiry a cached exchanged token is
 	// replaced (default 30s).
@@ -208,7 +212,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// path: cleaned once; this exact path is matched, authorized and forwarded.
 	path, err := cleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
 	if err != nil {
-		p.deny(ctx, w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusBadRequest, Code: "bad_path", Message: err.Error() + ": request the canonical path"}, true)
 		return
 	}
 	ev.Path = path
@@ -216,28 +220,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// route: longest prefix; the query never takes part.
 	rt := p.routes.match(path)
 	if rt == nil {
-		p.deny(ctx, w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusNotFound, Code: "no_route", Message: "no API route matches this path"}, true)
 		return
 	}
 	ev.Route, ev.Credential, ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
 	if !slices.Contains(rt.methods, r.Method) {
-		w.Header().Set("Allow", rt.allow)
-		p.deny(ctx, w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
+			Header: http.Header{"Allow": {rt.allow}}}, true)
 		return
 	}
 	upgrade := hasUpgrade(r.Header)
 	if upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
-		p.deny(ctx, w, &ev, http.StatusForbidden, "upgrade_not_allowed", "route "+rt.name+" does not accept protocol upgrades")
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusForbidden, Code: "upgrade_not_allowed", Message: "route " + rt.name + " does not accept protocol upgrades"}, true)
 		return
 	}
 	if rt.maxBody >= 0 && r.ContentLength > rt.maxBody {
-		p.deny(ctx, w, &ev, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody))
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)}, true)
 		return
 	}
 
 	// csrf: cookie-borne and anonymous requests alike.
 	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
-		p.deny(ctx, w, &ev, http.StatusForbidden, code, msg)
+		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusForbidden, Code: code, Message: msg}, true)
 		return
 	}
 
@@ -247,55 +251,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id, err = p.opts.Authenticator.Authenticate(ctx, r)
 		switch {
 		case errors.Is(err, ErrNoSession) || (err == nil && id == nil):
-			p.deny(ctx, w, &ev, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
+			p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "sign in first (/bff/login)"}, true)
 			return
 		case err != nil:
 			p.log.ErrorContext(ctx, "session lookup failed", "route", rt.name, "err", err)
-			p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "session_unavailable", "the session store is unavailable; try again shortly")
+			p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "session_unavailable", Message: "the session store is unavailable; try again shortly"}, true)
 			return
 		}
 		ev.Subject, ev.SessionID = id.Subject, id.SessionID
 	}
 
-	// authorize: the route's policy; errors deny.
+	// authorize → credential → audit reservation: the post-identify half,
+	// which Call runs too.
 	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header,
 		Identity: id, ClientIP: ev.ClientIP, RequestID: ev.RequestID}
-	allow, err := rt.authz.Authorize(ctx, &in)
-	ev.Reason = in.Reason
-	if err != nil {
-		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
-		p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
-		return
-	}
-	if !allow {
-		p.deny(ctx, w, &ev, http.StatusForbidden, "policy_denied", "the route's policy does not allow this request")
-		return
-	}
-
-	// credential: exactly the route's one kind.
-	cred, err := p.credential(ctx, rt, id)
-	if err != nil {
-		if errors.Is(err, ErrNoSession) {
-			p.deny(ctx, w, &ev, http.StatusUnauthorized, "session_expired", "the session has ended; sign in again (/bff/login)")
-			return
-		}
-		code, msg := "credential_failed", "the route's credential could not be obtained"
-		var ce *credError
-		if errors.As(err, &ce) {
-			code, msg = ce.code, ce.msg
-		}
-		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
-		p.deny(ctx, w, &ev, http.StatusBadGateway, code, msg)
-		return
-	}
-
-	// audit: reserved before forwarding, so nothing is served unaudited.
-	ev.Decision = "allow"
-	res, err := p.opts.Auditor.Reserve(ctx, &ev)
-	if err != nil {
-		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
-		ev.Decision = "deny"
-		writeError(w, &ev, http.StatusServiceUnavailable, "audit_unavailable", "the audit log is unavailable; try again shortly")
+	cred, res, ref, audit := p.admit(ctx, rt, &ev, &in, id)
+	if ref != nil {
+		p.refuse(ctx, w, &ev, ref, audit)
 		return
 	}
 
@@ -311,18 +283,75 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardingKey{}, st)))
 }
 
-// deny answers with an error and records the refusal.
-func (p *Proxy) deny(ctx context.Context, w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
+// admit runs authorize, credential and the audit reservation for an
+// identified request. On refusal, audit says whether the refusal can still
+// be recorded (not when the audit log itself refused).
+func (p *Proxy) admit(ctx context.Context, rt *route, ev *AuditEvent, in *AuthzInput, id *Identity) (cred secret.Secret, res Reservation, ref *pipeline.Refusal, audit bool) {
+	// authorize: the route's policy; errors deny.
+	allow, err := rt.authz.Authorize(ctx, in)
+	ev.Reason = in.Reason
+	if err != nil {
+		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
+		return cred, nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "policy_unavailable", Message: "the policy could not be evaluated; try again shortly", Err: err}, true
+	}
+	if !allow {
+		return cred, nil, &pipeline.Refusal{Status: http.StatusForbidden, Code: "policy_denied", Message: "the route's policy does not allow this request"}, true
+	}
+
+	// credential: exactly the route's one kind.
+	cred, err = p.credential(ctx, rt, id)
+	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			return cred, nil, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "session_expired", Message: "the session has ended; sign in again (/bff/login)", Err: err}, true
+		}
+		code, msg := "credential_failed", "the route's credential could not be obtained"
+		var ce *credError
+		if errors.As(err, &ce) {
+			code, msg = ce.code, ce.msg
+		}
+		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
+		p.upstreamFailed(rt.name, "credential")
+		return cred, nil, &pipeline.Refusal{Status: http.StatusBadGateway, Code: code, Message: msg, Err: err}, true
+	}
+
+	// audit: reserved before forwarding, so nothing is served unaudited.
+	ev.Decision = "allow"
+	res, err = p.opts.Auditor.Reserve(ctx, ev)
+	if err != nil {
+		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
+		return cred, nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "audit_unavailable", Message: "the audit log is unavailable; try again shortly", Err: err}, false
+	}
+	return cred, res, nil, false
+}
+
+// refuse writes a refusal and accounts for it.
+func (p *Proxy) refuse(ctx context.Context, w http.ResponseWriter, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
+	ref.Write(w)
+	p.account(ctx, ev, ref, audit)
+}
+
+// account is the one place a refusal is audited and counted, whether it
+// was answered over HTTP (refuse) or returned to Go code (Call). audit is
+// false only when the audit log itself refused (audit_unavailable).
+func (p *Proxy) account(ctx context.Context, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
 	ev.Decision = "deny"
-	writeError(w, ev, status, code, msg)
+	ev.Status, ev.Code = ref.Status, ref.Code
+	if p.opts.Counter != nil {
+		p.opts.Counter.Refused(ev.Route, ref.Code, ref.Status)
+	}
+	if !audit {
+		return
+	}
 	if err := p.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
 		p.log.ErrorContext(ctx, "audit record failed", "route", ev.Route, "err", err)
 	}
 }
 
-func writeError(w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
-	ev.Status, ev.Code = status, code
-	apierror.Write(w, status, code, msg)
+// upstreamFailed counts a failed upstream round trip or credential.
+func (p *Proxy) upstreamFailed(route, kind string) {
+	if p.opts.Counter != nil {
+		p.opts.Counter.UpstreamError(route, kind)
+	}
 }
 
 // clientIP is the peer's address, or, when the peer is a trusted proxy, the
@@ -520,24 +549,30 @@ func modifyResponse(rt *route, res *http.Response) error {
 // upstreamError answers for a request whose forwarding failed.
 func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request, err error) {
 	st := forwardingOf(r.Context())
-	status, code, msg := http.StatusBadGateway, "upstream_unavailable", "the upstream of route "+rt.name+" could not be reached"
+	// kind is the upstream-failure metric's label; "" when the upstream is
+	// not at fault (the client went away, or sent too much).
+	status, code, kind, msg := http.StatusBadGateway, "upstream_unavailable", "unavailable", "the upstream of route "+rt.name+" could not be reached"
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
 	case errors.Is(err, errUpstreamUnauthorized):
-		code, msg = "upstream_unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
+		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
-		status, code, msg = http.StatusForbidden, "upstream_forbidden", "the upstream of route "+rt.name+" refused the request"
+		status, code, kind, msg = http.StatusForbidden, "upstream_forbidden", "forbidden", "the upstream of route "+rt.name+" refused the request"
 	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
-		status, code, msg = http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
+		status, code, kind, msg = http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
-		code, msg = "client_closed_request", "the client closed the request"
+		code, kind, msg = "client_closed_request", "", "the client closed the request"
 	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		status, code, msg = http.StatusGatewayTimeout, "upstream_timeout", "the upstream of route "+rt.name+" did not answer in time"
+		status, code, kind, msg = http.StatusGatewayTimeout, "upstream_timeout", "timeout", "the upstream of route "+rt.name+" did not answer in time"
 	}
-	if code != "client_closed_request" && code != "body_too_large" {
+	if kind != "" {
 		p.log.WarnContext(r.Context(), "upstream request failed", "route", rt.name, "code", code, "err", err)
+		p.upstreamFailed(rt.name, kind)
+	}
+	if p.opts.Counter != nil {
+		p.opts.Counter.Refused(rt.name, code, status)
 	}
 	if st != nil {
 		st.status, st.code = status, code
