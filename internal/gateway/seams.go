@@ -11,41 +11,14 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
-	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
-	"github.com/gatehouse-dev/gatehouse/internal/session"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
 // This file adapts the packages to the proxy's consumer-side seams. Each
 // adapter is a thin translation; the behaviour lives in the packages.
-
-// cookieAuth finds the session behind the session cookie.
-type cookieAuth struct {
-	name     string
-	sessions *session.Manager
-}
-
-func (a *cookieAuth) Authenticate(ctx context.Context, r *http.Request) (*proxy.Identity, error) {
-	c, err := r.Cookie(a.name)
-	if err != nil || c.Value == "" {
-		return nil, proxy.ErrNoSession
-	}
-	h, err := session.ParseHandle(c.Value)
-	if err != nil {
-		return nil, proxy.ErrNoSession
-	}
-	s, err := a.sessions.Load(ctx, h, true)
-	switch {
-	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrInvalidHandle):
-		return nil, proxy.ErrNoSession
-	case err != nil:
-		return nil, err
-	}
-	return &proxy.Identity{Kind: pipeline.SessionCookie, SessionID: s.ID, Subject: s.Subject, Claims: s.Claims, Handle: h, Session: s}, nil
-}
 
 // userTokens hands the proxy the user's access token, refreshed on demand.
 type userTokens struct{ idp *lazyIdP }

@@ -41,6 +41,9 @@ type Options struct {
 	Exchanger Exchanger
 	// Auditor is required.
 	Auditor Auditor
+	// Stages is the request path, in order (internal/gateway/stages.go
+	// writes the frontend's). Default: DefaultStages(Authenticator).
+	Stages []Stage
 	// Counter counts refusals and upstream failures by code and route
 	// (optional).
 	Counter pipeline.Counter
@@ -73,6 +76,7 @@ type Proxy struct {
 	exchanges *exchangeCache
 	prefixes  []string
 	buffers   bufferPool
+	stages    []Stage
 	credNames map[string]struct{} // normalised header-credential names
 	// fwdHost is public_url's host, the only X-Forwarded-Host upstreams
 	// see: the Host header is the client's to choose.
@@ -109,6 +113,10 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		errs = append(errs, err)
 	}
 	p.csrf = csrf
+	p.stages = opts.Stages
+	if p.stages == nil {
+		p.stages = DefaultStages(opts.Authenticator)
+	}
 	if opts.Auditor == nil {
 		errs = append(errs, errors.New("no auditor: every decision must be audited"))
 	}
@@ -138,7 +146,7 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			continue
 		}
 		m[rt.path] = rt
-		if !rt.anonymous && opts.Authenticator == nil {
+		if !rt.anonymous && opts.Authenticator == nil && opts.Stages == nil {
 			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name)})
 		}
 		if rt.credNorm != "" {
@@ -202,126 +210,86 @@ func (p *Proxy) Close() {
 	}
 }
 
-// ServeHTTP runs the pipeline. Every check comes before any downstream is
-// contacted; the first one that fails answers with a JSON error.
+// ServeHTTP runs the stage list (Options.Stages). Every check comes before
+// any downstream is contacted; the first stage that refuses ends the
+// request, and its Refusal is written, audited and counted by refuse.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r), RequestID: newRequestID()}
-	w.Header()["X-Request-Id"] = []string{ev.RequestID}
-
-	// path: cleaned once; this exact path is matched, authorized and forwarded.
-	path, err := cleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
-	if err != nil {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusBadRequest, Code: "bad_path", Message: err.Error() + ": request the canonical path"}, true)
-		return
-	}
-	ev.Path = path
-
-	// route: longest prefix; the query never takes part.
-	rt := p.routes.match(path)
-	if rt == nil {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusNotFound, Code: "no_route", Message: "no API route matches this path"}, true)
-		return
-	}
-	ev.Route, ev.Credential, ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
-	if !slices.Contains(rt.methods, r.Method) {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
-			Header: http.Header{"Allow": {rt.allow}}}, true)
-		return
-	}
-	upgrade := hasUpgrade(r.Header)
-	if upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusForbidden, Code: "upgrade_not_allowed", Message: "route " + rt.name + " does not accept protocol upgrades"}, true)
-		return
-	}
-	if rt.maxBody >= 0 && r.ContentLength > rt.maxBody {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)}, true)
-		return
-	}
-
-	// csrf: cookie-borne and anonymous requests alike.
-	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
-		p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusForbidden, Code: code, Message: msg}, true)
-		return
-	}
-
-	// identify: the session behind the cookie (anonymous routes have none).
-	var id *Identity
-	if !rt.anonymous {
-		id, err = p.opts.Authenticator.Authenticate(ctx, r)
-		switch {
-		case errors.Is(err, ErrNoSession) || (err == nil && id == nil):
-			p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "sign in first (/bff/login)"}, true)
-			return
-		case err != nil:
-			p.log.ErrorContext(ctx, "session lookup failed", "route", rt.name, "err", err)
-			p.refuse(ctx, w, &ev, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "session_unavailable", Message: "the session store is unavailable; try again shortly"}, true)
-			return
+	x := exchangePool.Get().(*exchange)
+	x.w = w
+	x.req = pipeline.Request{HTTP: r, ID: newRequestID(), Start: p.now(), ClientIP: p.clientIP(r)}
+	x.req.Caller.IP = x.req.ClientIP
+	x.ev = AuditEvent{Time: x.req.Start, Method: r.Method, ClientIP: x.req.ClientIP, RequestID: x.req.ID}
+	w.Header()["X-Request-Id"] = []string{x.req.ID}
+	for _, s := range p.stages {
+		if ref := s.run(ctx, p, x); ref != nil {
+			p.refuse(ctx, w, &x.ev, ref, !x.noAudit)
+			break
 		}
-		ev.Subject, ev.SessionID = id.Subject, id.SessionID
 	}
-
-	// authorize → credential → audit reservation: the post-identify half,
-	// which Call runs too.
-	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header,
-		Identity: id, ClientIP: ev.ClientIP, RequestID: ev.RequestID}
-	cred, res, ref, audit := p.admit(ctx, rt, &ev, &in, id)
-	if ref != nil {
-		p.refuse(ctx, w, &ev, ref, audit)
-		return
-	}
-
-	// forward, then complete the audit record with the outcome.
-	st := &forwarding{path: upstreamPath(rt, path), cred: cred, requestID: ev.RequestID, status: http.StatusBadGateway}
-	defer func() {
-		ev.Status, ev.Code = st.status, st.code
-		res.Commit(context.WithoutCancel(ctx), &ev)
-	}()
-	if rt.maxBody >= 0 && r.Body != nil && r.Body != http.NoBody {
-		st.limited = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}
-	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardingKey{}, st)))
+	*x = exchange{}
+	exchangePool.Put(x)
 }
 
 // admit runs authorize, credential and the audit reservation for an
-// identified request. On refusal, audit says whether the refusal can still
-// be recorded (not when the audit log itself refused).
+// identified request (Call). On refusal, audit says whether the refusal can
+// still be recorded (not when the audit log itself refused).
 func (p *Proxy) admit(ctx context.Context, rt *route, ev *AuditEvent, in *AuthzInput, id *Identity) (cred secret.Secret, res Reservation, ref *pipeline.Refusal, audit bool) {
-	// authorize: the route's policy; errors deny.
+	if ref = p.authorize(ctx, rt, ev, in); ref != nil {
+		return cred, nil, ref, true
+	}
+	if cred, ref = p.obtain(ctx, rt, id); ref != nil {
+		return cred, nil, ref, true
+	}
+	if res, ref = p.reserve(ctx, rt, ev); ref != nil {
+		return cred, nil, ref, false
+	}
+	return cred, res, nil, false
+}
+
+// authorize evaluates the route's policy; errors deny.
+func (p *Proxy) authorize(ctx context.Context, rt *route, ev *AuditEvent, in *AuthzInput) *pipeline.Refusal {
 	allow, err := rt.authz.Authorize(ctx, in)
 	ev.Reason = in.Reason
 	if err != nil {
 		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
-		return cred, nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "policy_unavailable", Message: "the policy could not be evaluated; try again shortly", Err: err}, true
+		return &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "policy_unavailable", Message: "the policy could not be evaluated; try again shortly", Err: err}
 	}
 	if !allow {
-		return cred, nil, &pipeline.Refusal{Status: http.StatusForbidden, Code: "policy_denied", Message: "the route's policy does not allow this request"}, true
+		return &pipeline.Refusal{Status: http.StatusForbidden, Code: "policy_denied", Message: "the route's policy does not allow this request"}
 	}
+	return nil
+}
 
-	// credential: exactly the route's one kind.
-	cred, err = p.credential(ctx, rt, id)
-	if err != nil {
-		if errors.Is(err, ErrNoSession) {
-			return cred, nil, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "session_expired", Message: "the session has ended; sign in again (/bff/login)", Err: err}, true
-		}
-		code, msg := "credential_failed", "the route's credential could not be obtained"
-		var ce *credError
-		if errors.As(err, &ce) {
-			code, msg = ce.code, ce.msg
-		}
-		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
-		p.upstreamFailed(rt.name, "credential")
-		return cred, nil, &pipeline.Refusal{Status: http.StatusBadGateway, Code: code, Message: msg, Err: err}, true
+// obtain gets exactly the route's one credential.
+func (p *Proxy) obtain(ctx context.Context, rt *route, id *Identity) (secret.Secret, *pipeline.Refusal) {
+	cred, err := p.credential(ctx, rt, id)
+	if err == nil {
+		return cred, nil
 	}
+	if errors.Is(err, ErrNoSession) {
+		return cred, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "session_expired", Message: "the session has ended; sign in again (/bff/login)", Err: err}
+	}
+	code, msg := "credential_failed", "the route's credential could not be obtained"
+	var ce *credError
+	if errors.As(err, &ce) {
+		code, msg = ce.code, ce.msg
+	}
+	p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
+	p.upstreamFailed(rt.name, "credential")
+	return cred, &pipeline.Refusal{Status: http.StatusBadGateway, Code: code, Message: msg, Err: err}
+}
 
-	// audit: reserved before forwarding, so nothing is served unaudited.
+// reserve reserves the audit record before forwarding, so nothing is
+// served unaudited.
+func (p *Proxy) reserve(ctx context.Context, rt *route, ev *AuditEvent) (Reservation, *pipeline.Refusal) {
 	ev.Decision = "allow"
-	res, err = p.opts.Auditor.Reserve(ctx, ev)
+	res, err := p.opts.Auditor.Reserve(ctx, ev)
 	if err != nil {
 		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
-		return cred, nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "audit_unavailable", Message: "the audit log is unavailable; try again shortly", Err: err}, false
+		return nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "audit_unavailable", Message: "the audit log is unavailable; try again shortly", Err: err}
 	}
-	return cred, res, nil, false
+	return res, nil
 }
 
 // refuse writes a refusal and accounts for it.
