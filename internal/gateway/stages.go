@@ -56,16 +56,16 @@ func (c *cookieIdentifier) CookieBorne() bool { return true }
 func (c *cookieIdentifier) Identify(ctx context.Context, r *pipeline.Request) *pipeline.Refusal {
 	ck, err := r.HTTP.Cookie(c.name)
 	if err != nil || ck.Value == "" {
-		return unauthenticated
+		return unauthenticated()
 	}
 	h, err := session.ParseHandle(ck.Value)
 	if err != nil {
-		return unauthenticated
+		return unauthenticated()
 	}
 	s, err := c.sessions.Load(ctx, h, true)
 	switch {
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrInvalidHandle):
-		return unauthenticated
+		return unauthenticated()
 	case err != nil:
 		return &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "session_unavailable", Message: "the session store is unavailable; try again shortly", Err: err}
 	}
@@ -74,5 +74,6 @@ func (c *cookieIdentifier) Identify(ctx context.Context, r *pipeline.Request) *p
 	return nil
 }
 
-// unauthenticated is shared: refusals are read-only once built.
-var unauthenticated = &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "sign in first (/bff/login)"}
+func unauthenticated() *pipeline.Refusal {
+	return &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "sign in first (/bff/login)"}
+}

@@ -74,9 +74,6 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	}()
 
 	u := &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: upstreamPath(rt, clean), RawQuery: rawQuery}
-	if rt.maxBody >= 0 && body != nil {
-		body = io.LimitReader(body, rt.maxBody+1)
-	}
 	out, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
 		return nil, &pipeline.Refusal{Status: status, Code: code, Message: "the upstream request could not be built", Err: err}

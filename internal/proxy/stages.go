@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -39,8 +38,6 @@ type exchange struct {
 	// audit is false once the audit log itself refused (audit_unavailable).
 	noAudit bool
 }
-
-var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
 
 // Route cleans the path (once: this exact path is matched, authorized and
 // forwarded) and matches the route (longest prefix; the query never takes
