@@ -178,6 +178,8 @@ type envOpts struct {
 	secret *secret.Value // default: a static client secret
 	// cacheTTL is the session Manager's CacheTTL (0: its default; negative: off).
 	cacheTTL time.Duration
+	// csrfHeader is Options.CSRFHeader (default X-CSRF).
+	csrfHeader string
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -240,6 +242,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		Clock:        e.clock.Now,
 		Logger:       logger,
 		Auditor:      e.audit,
+		CSRFHeader:   eo.csrfHeader,
 	})
 	if err != nil {
 		t.Fatalf("oidc.New: %v", err)

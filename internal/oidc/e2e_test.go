@@ -782,3 +782,27 @@ func TestLoginFailsClosedWhenAuditIsDown(t *testing.T) {
 		t.Errorf("unaudited login left %d sessions (%v)", len(n), err)
 	}
 }
+
+// The configured CSRF header (not a hard-coded X-CSRF) marks an XHR that
+// gets JSON errors from /bff endpoints, even when it also accepts HTML.
+func TestConfiguredCSRFHeaderMeansJSON(t *testing.T) {
+	e := newEnv(t, envOpts{csrfHeader: "X-Requested-By"})
+	for _, tc := range []struct {
+		header   string
+		wantJSON bool
+	}{{"X-Requested-By", true}, {"X-CSRF", false}} {
+		req, _ := http.NewRequest("GET", e.gw.URL+"/bff/callback?code=x&state=y", nil)
+		req.Header.Set(tc.header, "1")
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		isJSON := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
+		if resp.StatusCode < 400 || isJSON != tc.wantJSON {
+			t.Errorf("%s: %d %s, want JSON %v", tc.header, resp.StatusCode, resp.Header.Get("Content-Type"), tc.wantJSON)
+		}
+	}
+}
