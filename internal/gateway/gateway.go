@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -410,6 +412,14 @@ func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
 
 // AdminAddr is the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
+
+// Call runs the post-identify half of the pipeline (authorize, credential,
+// forward, audit) of route for an identified caller and returns the
+// upstream's response; refusals are *pipeline.Refusal errors. See
+// proxy.Proxy.Call.
+func (g *Gateway) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
+	return g.proxy.Call(ctx, caller, route, method, path, rawQuery, body)
+}
 
 // ExchangeCached reports whether this instance caches an exchanged token for
 // the session (tests: every session end must drop them).
