@@ -175,6 +175,9 @@ type Route struct {
 	MaxBody        int64         // bytes; default 10 MiB
 	WebSocket      bool
 	AllowSetCookie bool
+	// MaxIdleConns is how many idle keep-alive connections to the upstream
+	// are kept for reuse; default DefaultMaxIdleConns.
+	MaxIdleConns int
 }
 
 // Expr is an expression kept with its position so that the stage compiling

@@ -300,7 +300,7 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
 	spec := proxy.RouteSpec{
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
-		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
+		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody, MaxIdleConns: r.MaxIdleConns,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
 		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
 	}

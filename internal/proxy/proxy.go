@@ -424,6 +424,17 @@ func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
 	if tr.TLSHandshakeTimeout == 0 || tr.TLSHandshakeTimeout > rt.timeout {
 		tr.TLSHandshakeTimeout = rt.timeout
 	}
+	// Keep as many idle keep-alive connections as the route may have
+	// requests in flight: with Go's default of 2 per host, every request
+	// above the second concurrent one opens a new connection and leaves one
+	// in TIME_WAIT, which on a real network exhausts ephemeral ports. Each
+	// route has its own transport, so the per-host and total caps are the
+	// same number.
+	tr.MaxIdleConnsPerHost = rt.maxIdle
+	tr.MaxIdleConns = rt.maxIdle
+	if tr.IdleConnTimeout == 0 {
+		tr.IdleConnTimeout = 90 * time.Second
+	}
 	rt.transport = tr
 	var rtp http.RoundTripper = tr
 	if p.opts.WrapTransport != nil {
