@@ -715,8 +715,10 @@ func checkRoutePath(p string) string {
 		return "must be written decoded and with / only (no %-escapes, no backslashes)"
 	case strings.Contains(p, "//"):
 		return "contains an empty segment (//); write it clean"
-	case p == "/bff" || strings.HasPrefix(p, "/bff/"):
+	case underReserved(p, "/bff"):
 		return "is under /bff, which Gatehouse reserves for its own endpoints"
+	case underReserved(p, "/.well-known"):
+		return "is under /.well-known, which Gatehouse reserves for its discovery documents"
 	}
 	for _, c := range p {
 		if c <= ' ' || c == 0x7f {
@@ -729,6 +731,12 @@ func checkRoutePath(p string) string {
 		}
 	}
 	return ""
+}
+
+// underReserved reports whether p is root or below it, in any letter case
+// (so /BFF/x cannot be routed past case-insensitive upstreams either).
+func underReserved(p, root string) bool {
+	return len(p) >= len(root) && strings.EqualFold(p[:len(root)], root) && (len(p) == len(root) || p[len(root)] == '/')
 }
 
 // isName reports whether s can name a route or client: it appears in

@@ -254,15 +254,7 @@ func (g *Gateway) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
+	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is

@@ -154,6 +154,8 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 		bad("path %q is not clean (no dot segments, //, escapes, ; or backslashes)", spec.Path)
 	} else if spec.Path == "/" {
 		bad("path / would proxy everything: give the API its own prefix such as /api/")
+	} else if reservedPath(spec.Path) {
+		bad("path %s is reserved for Gatehouse's own endpoints (/bff, /.well-known)", spec.Path)
 	}
 	r.prefix = strings.HasSuffix(spec.Path, "/")
 	if u := spec.Upstream; u == nil {
@@ -306,4 +308,36 @@ func validHeaderName(s string) bool {
 func isCleanPath(p string) bool {
 	clean, err := CleanPath((&url.URL{Path: p}).EscapedPath())
 	return err == nil && clean == p
+}
+
+// reservedPath reports whether a route path lies in a space Gatehouse keeps
+// for itself: /bff (its endpoints) and /.well-known (its discovery
+// documents), compared case-insensitively so no spelling of them can be
+// routed to an upstream.
+func reservedPath(p string) bool {
+	for _, r := range [...]string{"/bff", "/.well-known"} {
+		if len(p) >= len(r) && strings.EqualFold(p[:len(r)], r) && (len(p) == len(r) || p[len(r)] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// Owns reports whether a request path (escaped or cleaned) belongs to the
+// proxy: it lies below a prefix route's first segment ("/api/" for
+// "/api/profile/"), or it is exactly a one-segment route or a mount point
+// without its slash ("/api"). A one-segment exact route such as "/b" owns
+// "/b" only, never "/bff/login" or "/b/x": comparing bare string prefixes
+// would hand Gatehouse's own endpoints to the proxy.
+func (p *Proxy) Owns(path string) bool {
+	for _, pre := range p.prefixes {
+		if strings.HasSuffix(pre, "/") {
+			if strings.HasPrefix(path, pre) || path+"/" == pre {
+				return true
+			}
+		} else if path == pre {
+			return true
+		}
+	}
+	return false
 }
