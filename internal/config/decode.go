@@ -698,6 +698,12 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	if v, ok := d.boolean(f.get(d, "allow_set_cookie"), key+".allow_set_cookie"); ok {
 		r.AllowSetCookie = v
 	}
+	if v, ok := d.boolean(f.get(d, "allow_caching"), key+".allow_caching"); ok {
+		r.AllowCaching = v
+	}
+	if v, ok := d.boolean(f.get(d, "allow_method_override"), key+".allow_method_override"); ok {
+		r.AllowMethodOverride = v
+	}
 	if r.Anonymous && (r.Credential.Kind == CredUserToken || r.Credential.Kind == CredTokenExchange) {
 		d.errf(an, key+".anonymous", "an anonymous route has no signed-in user, so it cannot use credential %s; use client_credentials, header or none", r.Credential.Kind)
 	}

@@ -180,6 +180,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		WrapTransport:  g.tracing.Transport,
 		Logger:         g.log.With("component", "proxy"),
 		Now:            opts.Now,
+		// The session cookie and the OIDC client's login-state cookie
+		// (oidc names it CookieName+"-login").
+		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build routes: %w", err)
@@ -214,6 +217,7 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
 		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
 	}
 	switch c := r.Credential; c.Kind {

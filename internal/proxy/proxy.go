@@ -56,6 +56,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ProtectedCookies are the names of Gatehouse's own cookies (session,
+	// login state). On allow_set_cookie routes an upstream's Set-Cookie for
+	// any spelling of them (case, __Host-/__Secure- prefix) is dropped.
+	ProtectedCookies []string
 }
 
 // Proxy serves API routes. Build it with New; it is safe for concurrent use.
@@ -70,6 +74,8 @@ type Proxy struct {
 	prefixes  []string
 	buffers   bufferPool
 	credNames map[string]struct{} // normalised header-credential names
+	fold      foldIndex           // routes by folded path (route confusion)
+	resp      responseRules       // response hygiene shared by all routes
 	// fwdHost is public_url's host, the only X-Forwarded-Host upstreams
 	// see: the Host header is the client's to choose.
 	fwdHost []string
@@ -85,7 +91,9 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		now:       opts.Now,
 		buffers:   newBufferPool(),
 		credNames: map[string]struct{}{},
+		fold:      newFoldIndex(),
 	}
+	p.resp = newResponseRules(p.credNames, opts.ProtectedCookies)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +142,10 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			continue
 		}
 		m[rt.path] = rt
+		if err := p.fold.add(rt); err != nil {
+			errs = append(errs, err)
+		}
+		rt.resp = &p.resp
 		if !rt.anonymous && opts.Authenticator == nil {
 			errs = append(errs, fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name))
 		}
@@ -185,7 +197,10 @@ func (p *Proxy) Close() {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r), RequestID: newRequestID()}
-	w.Header()["X-Request-Id"] = []string{ev.RequestID}
+	// One slice for the answer's and the upstream request's header: neither
+	// is appended to in place, and it saves an allocation per request.
+	rid := []string{ev.RequestID}
+	w.Header()["X-Request-Id"] = rid
 
 	// path: cleaned once; this exact path is matched, authorized and forwarded.
 	path, err := cleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
@@ -202,9 +217,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Route, ev.Credential, ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
+	if p.fold.confused(path, rt) {
+		p.deny(ctx, w, &ev, http.StatusBadRequest, "ambiguous_path", "this path names another route to upstreams that ignore case, trailing dots or spaces, or Unicode forms; request the route's exact path")
+		return
+	}
 	if !slices.Contains(rt.methods, r.Method) {
 		w.Header().Set("Allow", rt.allow)
 		p.deny(ctx, w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
+		return
+	}
+	if status, code, msg := checkMethodOverride(rt, r); status != 0 {
+		if status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rt.allow)
+		}
+		p.deny(ctx, w, &ev, status, code, msg)
 		return
 	}
 	upgrade := hasUpgrade(r.Header)
@@ -282,7 +308,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// forward, then complete the audit record with the outcome.
-	st := &forwarding{path: upstreamPath(rt, path), cred: cred, requestID: ev.RequestID, status: http.StatusBadGateway}
+	st := &forwarding{path: upstreamPath(rt, path), cred: cred, requestID: rid, status: http.StatusBadGateway}
 	defer func() {
 		ev.Status, ev.Code = st.status, st.code
 		res.Commit(context.WithoutCancel(ctx), &ev)
@@ -361,7 +387,7 @@ func upstreamPath(rt *route, clean string) string {
 // ReverseProxy hooks.
 type forwarding struct {
 	path      string
-	requestID string
+	requestID []string // X-Request-Id's value
 	cred      secret.Secret
 	limited   *limitedBody
 	status    int
@@ -435,9 +461,10 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	// Request trailers would arrive after the header checks below: a client
 	// could smuggle any header through them.
 	out.Trailer = nil
-	scrubRequestHeaders(out.Header, p.credNames)
-	p.setForwarded(pr)
-	out.Header["X-Request-Id"] = []string{st.requestID}
+	trusted := p.trustedPeer(pr.In)
+	scrubRequestHeaders(out.Header, p.credNames, scrubOpts{methodOverride: rt.methodOverride, trace: trusted})
+	p.setForwarded(pr, trusted)
+	out.Header["X-Request-Id"] = st.requestID
 	switch rt.cred.Kind {
 	case CredentialNone:
 	case CredentialHeader:
@@ -454,11 +481,7 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 // links, redirects or password-reset URLs from it would point users at an
 // attacker's host. Gatehouse serves one frontend at one origin, so
 // public_url's host is the only right answer.
-func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
-	trusted := false
-	if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
-		trusted = p.trusted(ap.Addr().Unmap())
-	}
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest, trusted bool) {
 	if trusted {
 		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = slices.Clone(prior)
@@ -490,7 +513,7 @@ func modifyResponse(rt *route, res *http.Response) error {
 	case res.StatusCode == http.StatusForbidden && len(res.Header["Www-Authenticate"]) > 0:
 		return errUpstreamForbidden
 	}
-	scrubResponseHeaders(res.Header, rt.setCookie)
+	scrubResponseHeaders(res.Header, rt)
 	// The client already has Gatehouse's request id.
 	delete(res.Header, "X-Request-Id")
 	if st := forwardingOf(res.Request.Context()); st != nil {

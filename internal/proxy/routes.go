@@ -79,6 +79,15 @@ type RouteSpec struct {
 	AllowSetCookie bool
 	// Anonymous routes need no session (CSRF still applies).
 	Anonymous bool
+	// AllowCaching keeps the upstream's Cache-Control on authenticated
+	// answers (made private: never "public" or "s-maxage"). By default they
+	// get "Cache-Control: no-store". Both get "Vary: Cookie".
+	AllowCaching bool
+	// AllowMethodOverride forwards X-HTTP-Method-Override, X-Method-Override,
+	// X-HTTP-Method and accepts a _method query parameter, as long as each
+	// names a method of Methods. By default the headers are dropped and the
+	// parameter refused (400).
+	AllowMethodOverride bool
 	// Credential is the one credential attached upstream.
 	Credential Credential
 	// Authorizer decides each request (required; AllowAll for the default
@@ -102,6 +111,12 @@ type route struct {
 	websocket  bool
 	setCookie  bool
 	anonymous  bool
+	// allowCaching and methodOverride are RouteSpec.AllowCaching and
+	// AllowMethodOverride.
+	allowCaching   bool
+	methodOverride bool
+	// resp is the proxy's response hygiene, shared by all routes.
+	resp       *responseRules
 	cred       Credential
 	credHeader string // canonical header name for CredentialHeader
 	credNorm   string // normalised header name dropped from client headers
@@ -146,6 +161,7 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 		name: spec.Name, path: spec.Path, keepPrefix: spec.KeepPrefix,
 		timeout: spec.Timeout, maxBody: spec.MaxBodyBytes, websocket: spec.WebSocket,
 		setCookie: spec.AllowSetCookie, anonymous: spec.Anonymous, cred: spec.Credential,
+		allowCaching: spec.AllowCaching, methodOverride: spec.AllowMethodOverride,
 		authz: spec.Authorizer,
 	}
 	if spec.Path == "" || spec.Path[0] != '/' {
