@@ -290,6 +290,9 @@ func (r *requestVal) headerMap() map[string]string {
 	}
 	m := make(map[string]string, len(r.r.Header))
 	for k, vs := range r.r.Header {
+		if notForwarded(k) {
+			continue
+		}
 		lk := lowerASCII(k)
 		v := strings.Join(vs, ", ")
 		if prev, dup := m[lk]; dup { // non-canonical duplicates set directly on the map
@@ -303,33 +306,41 @@ func (r *requestVal) headerMap() map[string]string {
 
 // header looks one lower-case name up without building the whole map: the
 // common `request.headers["x-tenant"]` costs no conversion of the others.
-func (r *requestVal) header(name string) (string, bool) {
-	if r.headers != nil {
-		v, ok := r.headers[name]
-		return v, ok
-	}
+// A header sent in more than one field line (or under two spellings of its
+// name) is an error when read this way: the policy would see one value,
+// or the values joined, while an upstream may act on either one alone.
+func (r *requestVal) header(name string) (string, bool, error) {
 	if lowerASCII(name) != name {
-		return "", false // the map's keys are all lower case
+		return "", false, nil // the map's keys are all lower case
 	}
 	var val string
 	found := false
 	for k, vs := range r.r.Header {
-		if !equalLowerASCII(k, name) {
+		if !equalLowerASCII(k, name) || notForwarded(k) {
 			continue
 		}
-		v := strings.Join(vs, ", ")
-		if found { // non-canonical duplicates: rare, fall back to the full map
-			v, ok := r.headerMap()[name]
-			return v, ok
+		if found || len(vs) > 1 {
+			return "", false, errRepeatedHeader
 		}
-		val, found = v, true
+		if len(vs) == 1 {
+			val, found = vs[0], true
+		}
 	}
-	return val, found
+	return val, found, nil
 }
 
-// queryMap keeps the first value of each parameter. A query string that does
-// not parse cleanly is an evaluation error (so the request is denied) rather
-// than a partial map a policy could be fooled by.
+// notForwarded reports whether the proxy drops a header name before
+// forwarding whatever it is (internal/proxy scrubRequestHeaders): names
+// with "_", which CGI-style upstreams read as "-". Policies do not see them,
+// so what a policy reads is what the upstream receives.
+func notForwarded(name string) bool { return strings.IndexByte(name, '_') >= 0 }
+
+// queryMap maps each parameter to its value. A query string that does not
+// parse cleanly, or that repeats a parameter (?tenant=mine&tenant=victim,
+// also as TENANT= or %74enant=), is an evaluation error, so the request is
+// denied, rather than a map a policy could be fooled by: upstreams differ
+// on which of the repeated values they use (first, last, all joined) and
+// some match names case-insensitively.
 func (r *requestVal) queryMap() (any, error) {
 	if !r.parsedQ {
 		r.parsedQ = true
@@ -338,12 +349,21 @@ func (r *requestVal) queryMap() (any, error) {
 			r.queryErr = errMalformedQuery
 		} else {
 			m := make(map[string]string, len(vs))
+			folded := make(map[string]struct{}, len(vs))
 			for k, v := range vs {
+				lk := strings.ToLower(k)
+				if _, dup := folded[lk]; dup || len(v) > 1 {
+					r.queryErr = errRepeatedQuery
+					break
+				}
+				folded[lk] = struct{}{}
 				if len(v) > 0 {
 					m[k] = v[0]
 				}
 			}
-			r.query = m
+			if r.queryErr == nil {
+				r.query = m
+			}
 		}
 	}
 	if r.queryErr != nil {
@@ -359,6 +379,8 @@ func (e constError) Error() string { return string(e) }
 const (
 	errMalformedQuery = constError("request query string is malformed")
 	errTooManyHeaders = constError("request has too many header fields for a policy to read")
+	errRepeatedQuery  = constError("request query repeats a parameter; policies refuse ambiguous queries")
+	errRepeatedHeader = constError("request repeats the header the policy reads; policies refuse ambiguous headers")
 	maxPolicyHeaders  = 1000
 )
 
@@ -411,9 +433,9 @@ func (h *headerMapVal) full() traits.Mapper {
 
 // FindStringKey is the interpreter's fast path for constant keys.
 func (h *headerMapVal) FindStringKey(key string) (any, bool) {
-	v, ok := h.r.header(key)
-	if !ok {
-		return nil, false
+	v, ok, err := h.r.header(key)
+	if err != nil || !ok {
+		return nil, false // Find reports the error
 	}
 	return types.String(v), true
 }
@@ -424,7 +446,10 @@ func (h *headerMapVal) Find(key ref.Val) (ref.Val, bool) {
 	if !ok {
 		return h.full().Find(key) // consistent errors for non-string keys
 	}
-	v, found := h.r.header(string(k))
+	v, found, err := h.r.header(string(k))
+	if err != nil {
+		return types.NewErr("%s", err.Error()), false
+	}
 	if !found {
 		return nil, false
 	}
