@@ -275,7 +275,7 @@ func (g *Gateway) publicHandler() http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 	h = server.SecurityHeaders(h, !g.cfg.Development())
-	return g.tracing.Handler(h, "gatehouse")
+	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 
 func (g *Gateway) adminHandler() http.Handler {

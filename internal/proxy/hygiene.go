@@ -103,6 +103,9 @@ var traceHeaders = map[string]struct{}{
 	"traceparent": {},
 	"tracestate":  {},
 	"baggage":     {},
+	// B3 and Jaeger propagation, read by upstreams' own tracing libraries.
+	"b3": {}, "x-b3-traceid": {}, "x-b3-spanid": {}, "x-b3-parentspanid": {}, "x-b3-sampled": {}, "x-b3-flags": {},
+	"uber-trace-id": {},
 }
 
 // isDropped reports whether a normalised header name is never forwarded,
