@@ -34,10 +34,15 @@ type RequestInfo struct {
 	Method string
 	// Path is the cleaned path the route matched (and that is forwarded).
 	Path string
-	// RawQuery is the query without '?'; policies see the first value of each key.
+	// RawQuery is the query without '?'. Policies see each parameter's
+	// value; a query that repeats a parameter (in any letter case) makes
+	// `request.query` an evaluation error, so the request is denied: an
+	// upstream might act on the other copy.
 	RawQuery string
-	// Header is the client's request header; policies see lower-cased names
-	// and repeated values joined with ", ".
+	// Header is the client's request header. Policies see lower-cased
+	// names; reading by name a header sent in more than one field line is
+	// an evaluation error (deny), and names containing "_" are invisible,
+	// as the proxy never forwards them.
 	Header http.Header
 	// RemoteIP is the client address after trusted-proxy resolution.
 	RemoteIP string
