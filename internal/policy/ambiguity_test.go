@@ -26,10 +26,17 @@ func TestPolicyRefusesAmbiguousQueryAndHeaders(t *testing.T) {
 			t.Errorf("?%s allowed", q)
 		}
 	}
-	// A repeated parameter anywhere makes request.query ambiguous: the
-	// policy fails closed rather than guessing.
-	if eval(tenantQ, "tenant=mine&other=1&other=2", nil) {
-		t.Error("request.query with a repeated parameter allowed")
+	// Only the parameters a policy reads must be unambiguous: a repeated
+	// list parameter elsewhere is fine, and reading it denies.
+	if !eval(tenantQ, "tenant=mine&ids=1&ids=2", nil) {
+		t.Error("repeated parameter the policy does not read denied")
+	}
+	for _, expr := range []string{`request.query.ids == "1"`, `"ids" in request.query`, `has(request.query.ids)`,
+		`request.query == {"tenant": "mine", "ids": "1"}`, `size(request.query) == 2`,
+		`request.query.exists(k, k == "ids" && request.query[k] == "1")`, `request.query["IDS"] == "3"`} {
+		if eval(mustCompile(t, env, expr), "tenant=mine&ids=1&ids=2&IDS=3", nil) {
+			t.Errorf("%s allowed on a repeated parameter", expr)
+		}
 	}
 	if !eval(tenantQ, "tenant=mine&page=2", nil) {
 		t.Error("plain query denied")
