@@ -33,17 +33,8 @@ var droppedExact = map[string]struct{}{
 	"remote-groups":          {},
 	"remote-name":            {},
 	"x-user":                 {},
-	"x-userid":               {},
-	"x-username":             {},
 	"x-email":                {},
-	"x-roles":                {},
-	"x-role":                 {},
-	"x-groups":               {},
-	"x-group":                {},
-	"x-permissions":          {},
 	"x-scopes":               {},
-	"x-principal":            {},
-	"x-identity":             {},
 	"x-subject":              {},
 	"x-auth-user":            {},
 	"x-authenticated-user":   {},
@@ -78,13 +69,15 @@ var droppedExact = map[string]struct{}{
 // cloud load balancers and identity-aware proxies (AWS ALB X-Amzn-Oidc-* and
 // X-Amzn-Mtls-*, Google IAP X-Goog-Authenticated-User-*, Azure
 // X-Ms-Client-Principal*, Kong X-Consumer-*, Cloudflare Access Cf-Access-*,
-// Pomerium, authentik), user-claim families (X-User-Id/-Name/-Roles/...),
+// Pomerium, authentik), user-claim families (X-User-Id, X-Username,
+// X-Roles, X-Groups, X-Permissions, X-Identity, X-Principal, ...),
 // and mTLS results (X-Ssl-Client-*, Ssl-Client-*, X-Tls-Client-*, X-Mtls-*,
 // X-Client-Cert-*), which an upstream may trust when deployed behind them.
 var droppedPrefixes = [...]string{"x-forwarded-", "x-original-", "x-auth-request-", "x-remote-",
 	"x-amzn-oidc-", "x-amzn-mtls-", "x-goog-authenticated-user-", "x-goog-iap-", "x-ms-client-principal",
 	"x-consumer-", "cf-access-", "x-pomerium-", "x-authentik-", "x-authenticated-", "x-user-", "x-auth-",
-	"x-ssl-", "ssl-client-", "x-tls-client-", "x-mtls-", "x-client-cert", "x-client-ssl-", "x-envoy-"}
+	"x-ssl-", "ssl-client-", "x-tls-client-", "x-mtls-", "x-client-cert", "x-client-ssl-", "x-envoy-",
+	"x-user", "x-role", "x-group", "x-permission", "x-identity", "x-principal"}
 
 // methodOverrides are headers (normalised) that make frameworks treat a
 // request as another method: a POST-only route would serve DELETE. They

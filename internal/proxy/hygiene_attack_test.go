@@ -16,7 +16,7 @@ func TestIdentityAndMTLSHeadersNeverReachUpstreams(t *testing.T) {
 		"X-Groups", "X-Role", "X-Ssl-Client-Cert", "X-Ssl-Client-Verify", "X-Ssl-Client-S-Dn", "X_SSL_CLIENT_CERT", "Ssl-Client-Cert",
 		"X-Ssl-Cert", "Cf-Access-Jwt-Assertion", "Cf-Access-Authenticated-User-Email", "CF_ACCESS_CLIENT_ID", "X-Client-Cert",
 		"X-Client-Cert-Chain", "X-Client-Verify", "X-Client-Dn", "X-Forwarded-Client-Cert", "X-Arr-Clientcert", "X-Amzn-Mtls-Clientcert",
-		"X-Tls-Client-Cert", "X-Mtls-Client-Cert", "X-Jwt-Assertion", "X-Pomerium-Jwt-Assertion", "X-Authentik-Username",
+		"X-Tls-Client-Cert", "X-Mtls-Client-Cert", "X-Username", "X-Permissions", "X-Identity", "X-Principal-Name", "X-Group-Ids", "X-Jwt-Assertion", "X-Pomerium-Jwt-Assertion", "X-Authentik-Username",
 		"X-Http-Method-Override", "X-HTTP-Method-Override", "X_Http_Method_Override", "X-Method-Override", "X-Http-Method",
 		"Traceparent", "Tracestate", "Baggage",
 	}
