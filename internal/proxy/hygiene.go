@@ -233,11 +233,12 @@ func overrideQueryKey(key string) bool {
 		}
 		key = k
 	}
+	key = strings.TrimSpace(key)
 	if len(key) > 64 {
-		return false
+		return false // longer than any override name
 	}
 	var buf [64]byte
-	n := normInto(&buf, strings.TrimSpace(key))
+	n := normInto(&buf, key)
 	if string(n) == "-method" {
 		return true
 	}

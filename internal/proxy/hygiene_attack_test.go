@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -243,6 +244,28 @@ func FuzzSetsProtectedCookie(f *testing.F) {
 		c, err := http.ParseSetCookie(v)
 		if err == nil && !got && strings.EqualFold(cookieBase(c.Name), "gh") {
 			t.Fatalf("%q sets %q but passed", v, c.Name)
+		}
+	})
+}
+
+// FuzzMethodOverrideQuery checks that no spelling of a method-override
+// parameter that a standard query parser would decode escapes the scan.
+func FuzzMethodOverrideQuery(f *testing.F) {
+	for _, s := range []string{"_method=DELETE", "a=1;%5Fmethod=PUT", "X_HTTP_METHOD_OVERRIDE=x", "_m%65thod", "q=%zz", "a=b&c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		found := false
+		methodOverrideQuery(raw, func(string) bool { found = true; return false })
+		vs, err := url.ParseQuery(strings.ReplaceAll(raw, ";", "&"))
+		if err != nil || found {
+			return
+		}
+		for k := range vs {
+			n := strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
+			if _, mo := methodOverrides[n]; mo || n == "-method" {
+				t.Fatalf("query %q: parameter %q not seen as a method override", raw, k)
+			}
 		}
 	})
 }
