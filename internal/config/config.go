@@ -175,6 +175,12 @@ type Route struct {
 	MaxBody        int64         // bytes; default 10 MiB
 	WebSocket      bool
 	AllowSetCookie bool
+	// AllowCaching keeps the upstream's (private) caching of authenticated
+	// answers instead of Cache-Control: no-store. Default false.
+	AllowCaching bool
+	// AllowMethodOverride forwards method-override headers and _method
+	// naming one of Methods. Default false (dropped / refused).
+	AllowMethodOverride bool
 	// MaxIdleConns is how many idle keep-alive connections to the upstream
 	// are kept for reuse; default DefaultMaxIdleConns.
 	MaxIdleConns int

@@ -706,6 +706,12 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	if v, ok := d.boolean(f.get(d, "allow_set_cookie"), key+".allow_set_cookie"); ok {
 		r.AllowSetCookie = v
 	}
+	if v, ok := d.boolean(f.get(d, "allow_caching"), key+".allow_caching"); ok {
+		r.AllowCaching = v
+	}
+	if v, ok := d.boolean(f.get(d, "allow_method_override"), key+".allow_method_override"); ok {
+		r.AllowMethodOverride = v
+	}
 	if n := f.get(d, "max_idle_conns"); n != nil {
 		if v, ok := d.integer(n, key+".max_idle_conns"); ok {
 			if v < 1 || v > 65536 {
@@ -732,8 +738,10 @@ func checkRoutePath(p string) string {
 		return "must be written decoded and with / only (no %-escapes, no backslashes)"
 	case strings.Contains(p, "//"):
 		return "contains an empty segment (//); write it clean"
-	case p == "/bff" || strings.HasPrefix(p, "/bff/"):
+	case underReserved(p, "/bff"):
 		return "is under /bff, which Gatehouse reserves for its own endpoints"
+	case underReserved(p, "/.well-known"):
+		return "is under /.well-known, which Gatehouse reserves for its discovery documents"
 	}
 	for _, c := range p {
 		if c <= ' ' || c == 0x7f {
@@ -746,6 +754,12 @@ func checkRoutePath(p string) string {
 		}
 	}
 	return ""
+}
+
+// underReserved reports whether p is root or below it, in any letter case
+// (so /BFF/x cannot be routed past case-insensitive upstreams either).
+func underReserved(p, root string) bool {
+	return len(p) >= len(root) && strings.EqualFold(p[:len(root)], root) && (len(p) == len(root) || p[len(root)] == '/')
 }
 
 // isName reports whether s can name a route or client: it appears in

@@ -109,6 +109,12 @@ func errorClassCases() []errorClassCase {
 			`t.yaml:8: routes[0].path: "/api/../admin/" contains a . or .. segment; write it clean`},
 		{"path under /bff", head + "routes:\n  - name: a\n    path: /bff/user\n    upstream: http://a.internal/\n    credential: none\n",
 			`t.yaml:8: routes[0].path: "/bff/user" is under /bff, which Gatehouse reserves for its own endpoints`},
+		{"path under /BFF in another case", head + "routes:\n  - name: a\n    path: /BFF/\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/BFF/" is under /bff, which Gatehouse reserves for its own endpoints`},
+		{"path /bff itself", head + "routes:\n  - name: a\n    path: /bff\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/bff" is under /bff, which Gatehouse reserves for its own endpoints`},
+		{"path under /.well-known", head + "routes:\n  - name: a\n    path: /.well-known/oauth-protected-resource\n    upstream: http://a.internal/\n    credential: none\n",
+			`t.yaml:8: routes[0].path: "/.well-known/oauth-protected-resource" is under /.well-known, which Gatehouse reserves for its discovery documents`},
 		{"path with query", head + "routes:\n  - name: a\n    path: /api/a?x=1\n    upstream: http://a.internal/\n    credential: none\n",
 			`t.yaml:8: routes[0].path: "/api/a?x=1" must be a path only: routes match the path, never the query`},
 

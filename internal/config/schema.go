@@ -19,7 +19,7 @@ var schema = map[string][]string{
 	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
 	"csrf":          {"header", "allowed_origins"},
 	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
-		"timeout", "max_body", "websocket", "allow_set_cookie", "max_idle_conns"},
+		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override", "max_idle_conns"},
 	"credential":                    credentialKinds,
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},

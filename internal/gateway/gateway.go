@@ -225,6 +225,9 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
 		Now:            opts.Now,
+		// The session cookie and the OIDC client's login-state cookie
+		// (oidc names it CookieName+"-login").
+		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
 	})
 	if err != nil {
 		return nil, routeProblems(cfg, err)
@@ -302,6 +305,7 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
 		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody, MaxIdleConns: r.MaxIdleConns,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
 	}
 	switch c := r.Credential; c.Kind {
@@ -342,15 +346,7 @@ func (g *Gateway) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
+	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
@@ -367,7 +363,7 @@ func (g *Gateway) publicHandler() http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 	h = server.SecurityHeaders(h, !g.cfg.Development())
-	return g.tracing.Handler(h, "gatehouse")
+	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 
 func (g *Gateway) adminHandler() http.Handler {
