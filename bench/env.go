@@ -22,7 +22,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 )
 
-const clientSecret = "bench-client-secret-0123456789"
+const (
+	clientSecret = "bench-client-secret-0123456789"
+	// adminToken opens Gatehouse's /admin/debug/pprof/ for -profile.
+	adminToken = "bench-admin-token-0123456789"
+)
 
 // environment is what every scenario shares: the binaries, one upstream and
 // one OpenID Provider, all on loopback.
@@ -119,6 +123,7 @@ type child struct {
 	cmd     *exec.Cmd
 	url     string // where requests go
 	metrics string // its Prometheus endpoint
+	admin   string // Gatehouse's admin listener base URL ("" for the bare proxy)
 	out     *bytes.Buffer
 	done    chan error
 }
@@ -197,6 +202,9 @@ func (e *environment) startGatehouse(ctx context.Context, dir string, gc gatehou
 	if err := os.WriteFile(filepath.Join(dir, "client-secret"), []byte(clientSecret), 0o600); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte(adminToken), 0o600); err != nil {
+		return nil, err
+	}
 	store := "  store: bolt\n  bolt: { path: sessions.db }\n"
 	if gc.store == "redis" {
 		store = "  store: redis\n  redis: { url: \"" + gc.redisURL + "\" }\n"
@@ -216,7 +224,9 @@ session:
 ` + store + `  cookie_name: gatehouse
   idle_timeout: 2h
   absolute_timeout: 12h
-` + audit + `telemetry:
+` + audit + `admin:
+  token: ${file:admin-token}
+telemetry:
   log_level: error
 routes:
   - name: profile
@@ -235,6 +245,7 @@ routes:
 	if err != nil {
 		return nil, err
 	}
+	c.admin = "http://" + admin
 	if err := waitHTTP(ctx, "http://"+admin+"/readyz", 30*time.Second); err != nil {
 		_ = c.stop()
 		return nil, fmt.Errorf("gatehouse: %w\n%s", err, c.out.String())

@@ -40,13 +40,16 @@ import (
 )
 
 type flags struct {
-	duration time.Duration
-	rounds   int
-	conns    int
-	only     string
-	jsonOut  string
-	sessions int
-	verbose  bool
+	duration     time.Duration
+	rounds       int
+	conns        int
+	only         string
+	jsonOut      string
+	sessions     int
+	stored       int
+	profile      string
+	loadFraction float64
+	verbose      bool
 }
 
 func main() {
@@ -61,6 +64,9 @@ func main() {
 	flag.StringVar(&f.only, "only", "", "comma-separated scenario names to run (default: all)")
 	flag.StringVar(&f.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.IntVar(&f.sessions, "sessions", 100_000, "sessions in the many-sessions scenario")
+	flag.IntVar(&f.stored, "stored-sessions", 200_000, "sessions in the stored-sessions scenario (the issue's figure is 1000000: about 1 minute more)")
+	flag.StringVar(&f.profile, "profile", "", "after each side-by-side scenario, run one more Gatehouse round and save its CPU and allocation profiles in this directory")
+	flag.Float64Var(&f.loadFraction, "half-peak-fraction", 0.5, "the half-peak scenario's offered load as a fraction of the lower closed-loop peak")
 	flag.BoolVar(&f.verbose, "v", false, "print progress and the children's logs")
 	flag.Parse()
 

@@ -55,6 +55,8 @@ func scenarios() []scenario {
 			defer stop()
 			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)", gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
 		}},
+		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
+		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
 		{"idle-conns", func(ctx context.Context, e *environment) ([]result, error) { return e.idleConnections(ctx) }},
 	}
@@ -78,63 +80,143 @@ func mixed(cookies []string) workload {
 	}
 }
 
+// pair is a started Gatehouse and bare proxy with the cookies to use.
+type pair struct {
+	gh, bare *child
+	cookies  []string
+}
+
+func (p *pair) stop() {
+	if p.bare != nil {
+		_ = p.bare.stop()
+	}
+	if p.gh != nil {
+		_ = p.gh.stop()
+	}
+}
+
+// startPair starts Gatehouse (with sessions: one signed in at the OP, or n
+// seeded into its bolt file) and a bare proxy.
+func (e *environment) startPair(ctx context.Context, name string, gc gatehouseConfig, sessions int) (*pair, error) {
+	dir := filepath.Join(e.dir, name)
+	p := &pair{}
+	if sessions > 1 {
+		var err error
+		if p.cookies, err = seedSessions(ctx, filepath.Join(dir, "sessions.db"), sessions); err != nil {
+			return nil, fmt.Errorf("seed %d sessions: %w", sessions, err)
+		}
+		for i := range p.cookies {
+			p.cookies[i] = "gatehouse=" + p.cookies[i]
+		}
+	}
+	var err error
+	if p.gh, err = e.startGatehouse(ctx, dir, gc); err != nil {
+		return nil, err
+	}
+	if sessions <= 1 {
+		c, err := e.login(ctx)
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		p.cookies = []string{c}
+	}
+	if p.bare, err = e.startBare(ctx); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // sideBySide measures Gatehouse and the bare proxy on one workload in
 // alternating rounds. The bare proxy gets the same requests (it ignores the
 // cookie and the CSRF header) on the same path: its upstream path keeps the
 // /api/profile prefix, Gatehouse strips it, which the upstream does not mind.
 func (e *environment) sideBySide(ctx context.Context, name, what string, gc gatehouseConfig, sessions int, mk func([]string) workload) ([]result, error) {
-	dir := filepath.Join(e.dir, name)
-	var cookies []string
-	if sessions > 1 {
-		var err error
-		if cookies, err = seedSessions(ctx, filepath.Join(dir, "sessions.db"), sessions); err != nil {
-			return nil, fmt.Errorf("seed %d sessions: %w", sessions, err)
-		}
-	}
-	gh, err := e.startGatehouse(ctx, dir, gc)
+	p, err := e.startPair(ctx, name, gc, sessions)
 	if err != nil {
 		return nil, err
 	}
-	defer gh.stop()
-	if sessions <= 1 {
-		c, err := e.login(ctx)
-		if err != nil {
-			return nil, err
-		}
-		cookies = []string{c}
-	} else {
-		for i := range cookies {
-			cookies[i] = "gatehouse=" + cookies[i]
-		}
-	}
-	bare, err := e.startBare(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer bare.stop()
-	w := mk(cookies)
+	defer p.stop()
+	w := mk(p.cookies)
 	var bareRounds, ghRounds []round
 	for i := 0; i < e.f.rounds; i++ {
-		r, err := drive(ctx, e, bare, e.f.conns, e.f.duration, w)
+		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
 		if err != nil {
 			return nil, err
 		}
 		bareRounds = append(bareRounds, r)
-		r, err = drive(ctx, e, gh, e.f.conns, e.f.duration, w)
+		r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w)
 		if err != nil {
 			return nil, err
 		}
 		ghRounds = append(ghRounds, r)
 	}
 	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if g.Non2xx > 0 || g.Errors > 0 {
-		return nil, fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
 	}
 	res := result{Scenario: name, What: what, Bare: &b, Gatehouse: g}
 	if b.RPS > 0 {
 		res.Ratio = g.RPS / b.RPS
 	}
+	if e.f.profile != "" {
+		if err := e.profileRound(ctx, name, p.gh, w); err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+	}
 	return []result{res}, nil
+}
+
+func successesOnly(gh *child, g summary) error {
+	if g.Non2xx > 0 || g.Errors > 0 {
+		return fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
+	}
+	return nil
+}
+
+// halfPeakLatency finds both targets' peak (one closed-loop round each),
+// then offers half of the lower peak as an open-loop, fixed-rate load to
+// each in alternating rounds: the latency a request adds when the machine
+// is not saturated.
+func (e *environment) halfPeakLatency(ctx context.Context) ([]result, error) {
+	p, err := e.startPair(ctx, "half-peak", gatehouseConfig{store: "bolt"}, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	w := getSmall(p.cookies)
+	rb, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
+	if err != nil {
+		return nil, err
+	}
+	rg, err := drive(ctx, e, p.gh, e.f.conns, e.f.duration, w)
+	if err != nil {
+		return nil, err
+	}
+	peakB, peakG := float64(rb.requests)/rb.elapsed.Seconds(), float64(rg.requests)/rg.elapsed.Seconds()
+	rate := min(peakB, peakG) * e.f.loadFraction
+	var bareRounds, ghRounds []round
+	for i := 0; i < e.f.rounds; i++ {
+		r, err := driveOpen(ctx, e, p.bare, rate, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		bareRounds = append(bareRounds, r)
+		r, err = driveOpen(ctx, e, p.gh, rate, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		ghRounds = append(ghRounds, r)
+	}
+	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
+	}
+	return []result{{Scenario: "half-peak", What: fmt.Sprintf("open loop at %.2f of the lower closed-loop peak (%.0f req/s; peaks %.0f bare, %.0f gatehouse), authenticated GET, bolt; latency counted from each request's scheduled start", e.f.loadFraction, rate, peakB, peakG),
+		Bare: &b, Gatehouse: g, Ratio: g.RPS / b.RPS,
+		Extra: map[string]any{"rate": rate, "peak_bare": peakB, "peak_gatehouse": peakG,
+			"added_p50_us": g.P50us - b.P50us, "added_p99_us": g.P99us - b.P99us}}}, nil
 }
 
 func tail(b []byte) string {
