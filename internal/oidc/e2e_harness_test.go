@@ -133,6 +133,8 @@ type env struct {
 	wire   *wire
 	secret *secret.Value
 	par    *parShim
+	// writes counts the store writes Gatehouse makes through Options.Sessions.
+	writes *countingSessions
 	// lastCallback is the callback URL of the last login (it holds the code).
 	lastCallback string
 }
@@ -186,6 +188,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	e.store = session.NewMemoryStore(e.clock.Now)
 	e.mgr = session.NewManager(e.store, session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1, CacheTTL: eo.cacheTTL})
 	t.Cleanup(func() { _ = e.mgr.Close() })
+	e.writes = &countingSessions{Sessions: e.mgr}
 	e.secret = eo.secret
 	if e.secret == nil {
 		e.secret = secret.Static(clientSecret)
@@ -201,7 +204,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		PublicURL:    e.gw.URL,
 		CookieName:   cookieName,
 		CookieKeys:   keys,
-		Sessions:     e.mgr,
+		Sessions:     e.writes,
 		Clock:        e.clock.Now,
 		Logger:       logger,
 		Auditor:      e.audit,
@@ -405,4 +408,32 @@ func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		next.ServeHTTP(w, r)
 	}
+}
+
+// countingSessions is the real session manager, counting the calls that
+// write something to the store (a new session, an update, a one-time key, a
+// lock).
+type countingSessions struct {
+	oidc.Sessions
+	n atomic.Int64
+}
+
+func (c *countingSessions) Create(ctx context.Context, s *session.Session) (session.Handle, error) {
+	c.n.Add(1)
+	return c.Sessions.Create(ctx, s)
+}
+
+func (c *countingSessions) Update(ctx context.Context, h session.Handle, s *session.Session) error {
+	c.n.Add(1)
+	return c.Sessions.Update(ctx, h, s)
+}
+
+func (c *countingSessions) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	c.n.Add(1)
+	return c.Sessions.Once(ctx, key, ttl)
+}
+
+func (c *countingSessions) Lock(ctx context.Context, name string, ttl time.Duration) (func(), error) {
+	c.n.Add(1)
+	return c.Sessions.Lock(ctx, name, ttl)
 }

@@ -1,0 +1,138 @@
+package oidc_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// Logout CSRF, from the attacker's side: a cross-site link or image to
+// /bff/logout, with the session cookie (SameSite=Lax) or without it (Strict
+// hides it on cross-site requests), and with no, an empty, a guessed or a
+// repeated sid. None of them ends the session, none of them sets any
+// cookie (a cookie-clearing Set-Cookie is a logout too), none is audited as
+// a logout.
+func TestLogoutCSRFChangesNothing(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	victim := e.browser()
+	e.login(victim, "alice", "wonderland")
+	_, s := e.session(victim)
+
+	noCookie := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		path   string
+	}{
+		{"no cookie, no sid", noCookie, "/bff/logout"},
+		{"no cookie, no sid, returnUrl", noCookie, "/bff/logout?returnUrl=/bye"},
+		{"no cookie, guessed sid", noCookie, "/bff/logout?sid=guess"},
+		{"no cookie, the real sid", noCookie, "/bff/logout?sid=" + s.ID},
+		{"cookie, no sid", victim, "/bff/logout"},
+		{"cookie, empty sid", victim, "/bff/logout?sid="},
+		{"cookie, guessed sid", victim, "/bff/logout?sid=guess"},
+		{"cookie, repeated sid", victim, "/bff/logout?sid=guess&sid=" + s.ID},
+	} {
+		resp, body := e.get(c.client, c.path, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Accept", "text/html")
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d %s, want 400 or 403", c.name, resp.StatusCode, body)
+		}
+		if sc := resp.Header.Values("Set-Cookie"); len(sc) != 0 {
+			t.Errorf("%s: the response sets cookies %q: a cross-site link must change nothing", c.name, sc)
+		}
+		if resp, _ := e.get(victim, "/bff/user"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: the victim's session ended: /bff/user %d", c.name, resp.StatusCode)
+		}
+	}
+	if e.audit.has(audit.EventLogout) {
+		t.Errorf("a rejected logout was audited as a logout:\n%s", e.audit)
+	}
+}
+
+// Re-login: signing in again on a browser that still has a session ends the
+// earlier session, also when SameSite keeps the session cookie from the IdP's
+// cross-site redirect to /bff/callback (the attacker's case: a stolen copy of
+// the earlier cookie must die when the user signs in again).
+func TestReloginEndsTheEarlierSessionEvenWhenTheCookieIsHidden(t *testing.T) {
+	for _, hidden := range []bool{true, false} {
+		e := newEnv(t, envOpts{})
+		b := e.browser()
+		e.login(b, "alice", "wonderland")
+		oldH, _ := e.session(b)
+		stolen := e.sessionCookie(b).Value
+
+		cb := e.authorize(b, e.startLogin(b, "/app"), "alice", "wonderland")
+		if hidden {
+			// What SameSite=Strict does on the IdP's redirect: the session
+			// cookie is not sent to the callback (the Lax login-state cookie is).
+			gw, _ := url.Parse(e.gw.URL)
+			b.Jar.SetCookies(gw, []*http.Cookie{{Name: cookieName, Value: "", Path: "/", MaxAge: -1}})
+		}
+		if resp, body := e.get(b, cb); resp.StatusCode != http.StatusFound {
+			t.Fatalf("hidden=%v: callback %d %s", hidden, resp.StatusCode, body)
+		}
+		newH, _ := e.session(b)
+		if newH.ID() == oldH.ID() {
+			t.Fatalf("hidden=%v: the new login reused the old session", hidden)
+		}
+		if _, err := e.mgr.Load(context.Background(), oldH, false); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("hidden=%v: the earlier session is still alive after re-login (err %v)", hidden, err)
+		}
+		thief := e.browser()
+		gw, _ := url.Parse(e.gw.URL)
+		thief.Jar.SetCookies(gw, []*http.Cookie{{Name: cookieName, Value: stolen}})
+		if resp, _ := e.get(thief, "/bff/user"); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("hidden=%v: the earlier cookie still works: %d", hidden, resp.StatusCode)
+		}
+	}
+}
+
+// Login and callback floods write nothing to the session store: every
+// callback that fails (no login state, wrong state, an IdP error, a forged
+// code) is refused before any store write, and /bff/login writes nothing.
+func TestLoginAndCallbackFloodsDoNotWriteToTheStore(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	iss := "&iss=" + url.QueryEscape(e.op.Issuer())
+	before := e.writes.n.Load()
+	for i := range 10 {
+		for _, forged := range []string{
+			"&code=forged-code-" + strconv.Itoa(i) + iss,
+			"&code=forged-code-" + strconv.Itoa(i),
+			"&error=access_denied" + iss,
+			"&code=forged-code&code=twice" + iss,
+			"&code=forged-code&state=twice" + iss,
+		} {
+			b := e.browser()
+			auth, _ := url.Parse(e.startLogin(b, "/app"))
+			state := auth.Query().Get("state")
+			if state == "" {
+				t.Fatal("no state in the authorization URL")
+			}
+			if resp, _ := e.get(b, "/bff/callback?state="+url.QueryEscape(state)+forged); resp.StatusCode < 400 {
+				t.Fatalf("forged callback %q: %d", forged, resp.StatusCode)
+			}
+			b = e.browser()
+			e.startLogin(b, "/app")
+			if resp, _ := e.get(b, "/bff/callback?state=wrong"+forged); resp.StatusCode < 400 {
+				t.Fatalf("callback with a wrong state: %d", resp.StatusCode)
+			}
+			if resp, _ := e.get(e.browser(), "/bff/callback?state="+url.QueryEscape(state)+forged); resp.StatusCode < 400 {
+				t.Fatalf("callback without login state: %d", resp.StatusCode)
+			}
+		}
+	}
+	if n := e.writes.n.Load() - before; n != 0 {
+		t.Fatalf("the flood made %d store writes, want 0", n)
+	}
+	// A real login still works and writes.
+	e.login(e.browser(), "alice", "wonderland")
+	if e.writes.n.Load() == before {
+		t.Fatal("the counting wrapper saw no write for a real login")
+	}
+}
