@@ -293,8 +293,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	admin.Register(mux, admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: &revoker{m: g.sessions, p: g.proxy},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
+		ListenAddr: g.cfg.AdminListen,
 	})
-	return mux
+	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
 // revoker drops per-session caches along with the session.
@@ -307,9 +308,9 @@ func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) 
 	return r.m.List(ctx, sub)
 }
 
-func (r *revoker) Delete(ctx context.Context, id string) error {
+func (r *revoker) Revoke(ctx context.Context, id string) (bool, error) {
 	r.p.ForgetSession(id)
-	return r.m.Delete(ctx, id)
+	return r.m.Revoke(ctx, id)
 }
 
 func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {

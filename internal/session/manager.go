@@ -463,13 +463,21 @@ func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
 // Delete ends the session with public id id. Deleting a session that no
 // longer exists is not an error.
 func (m *Manager) Delete(ctx context.Context, id string) error {
+	_, err := m.Revoke(ctx, id)
+	return err
+}
+
+// Revoke ends session id like Delete and reports whether it existed, so
+// that an operator revoking an unknown id hears so (and nothing is audited).
+func (m *Manager) Revoke(ctx context.Context, id string) (bool, error) {
 	m.cache.drop(id)
-	if _, err := m.store.Delete(ctx, id); err != nil {
-		return m.storeErr(ctx, "delete session", err)
+	existed, err := m.store.Delete(ctx, id)
+	if err != nil {
+		return false, m.storeErr(ctx, "delete session", err)
 	}
 	m.cache.drop(id)
 	m.publish(ctx, id)
-	return nil
+	return existed, nil
 }
 
 // DeleteBySubject ends every session of subject sub and returns how many.
