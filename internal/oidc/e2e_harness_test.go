@@ -338,6 +338,14 @@ type parShim struct {
 	requests map[string]url.Values
 	pushed   int
 	direct   int // authorization requests that did not use a request_uri
+	paths    map[string]int
+}
+
+// hits returns how many requests reached the OP at path.
+func (p *parShim) hits(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paths[path]
 }
 
 func (p *parShim) set(h http.Handler) {
@@ -349,6 +357,10 @@ func (p *parShim) set(h http.Handler) {
 func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	next := p.next
+	if p.paths == nil {
+		p.paths = map[string]int{}
+	}
+	p.paths[r.URL.Path]++
 	p.mu.Unlock()
 	switch {
 	case r.URL.Path == "/.well-known/openid-configuration":

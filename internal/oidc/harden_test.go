@@ -2,13 +2,21 @@ package oidc_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
@@ -135,4 +143,82 @@ func TestLoginAndCallbackFloodsDoNotWriteToTheStore(t *testing.T) {
 	if e.writes.n.Load() == before {
 		t.Fatal("the counting wrapper saw no write for a real login")
 	}
+}
+
+// Forged back-channel logout tokens, each naming a key id the OP never
+// published, make Gatehouse fetch the OP's JWKS at most once per refresh
+// interval (counted at the real OP), not once per token; the valid token
+// afterwards still works.
+func TestForgedLogoutTokensDoNotEachFetchTheJWKS(t *testing.T) {
+	e := newEnv(t, envOpts{par: true})
+	b := e.browser()
+	e.login(b, "alice", "wonderland")
+	_, s := e.session(b)
+	jwksPath := jwksURIPath(t, e)
+	if e.par.hits(jwksPath) == 0 {
+		t.Fatal("the login did not fetch the JWKS (wrong path?)")
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(i int) string {
+		kid := fmt.Sprintf("attacker-kid-%d", i)
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+			(&jose.SignerOptions{}).WithType("logout+jwt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := e.clock.Now()
+		claims, _ := json.Marshal(map[string]any{"iss": e.op.Issuer(), "aud": clientID, "sub": "user-alice", "sid": s.IdPSessionID,
+			"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": kid,
+			"events": map[string]any{idp.BackChannelLogoutEvent: map[string]any{}}})
+		jws, err := sig.Sign(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := jws.CompactSerialize()
+		return tok
+	}
+	for round := range 3 {
+		before := e.par.hits(jwksPath)
+		for i := range 30 {
+			if resp, body := e.backchannel(forge(round*100 + i)); resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("forged token: %d %s", resp.StatusCode, body)
+			}
+		}
+		if n := e.par.hits(jwksPath) - before; n > 1 {
+			t.Fatalf("round %d: 30 forged tokens caused %d JWKS fetches, want at most 1", round, n)
+		}
+		e.clock.Advance(61 * time.Second) // next interval: one more fetch is allowed
+	}
+	if resp, _ := e.get(b, "/bff/user?slide=false"); resp.StatusCode != http.StatusOK {
+		t.Fatal("a forged token ended the session")
+	}
+	tok, err := e.op.LogoutToken(idp.LogoutTokenClaims{Subject: "user-alice", SessionID: s.IdPSessionID, IssuedAt: e.clock.Now(), Expiry: e.clock.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := e.backchannel(tok); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the OP's real logout token: %d %s", resp.StatusCode, body)
+	}
+}
+
+func jwksURIPath(t *testing.T, e *env) string {
+	t.Helper()
+	resp, body := e.get(http.DefaultClient, e.op.Issuer()+"/.well-known/openid-configuration")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatal("discovery")
+	}
+	var doc struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(doc.JWKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Path
 }

@@ -79,6 +79,9 @@ type Options struct {
 	RefreshBeforeExpiry time.Duration
 	// LoginStateTTL bounds the time between /bff/login and /bff/callback; default 10m.
 	LoginStateTTL time.Duration
+	// KeyRefreshInterval is the least time between two fetches of the IdP's
+	// JWKS prompted by a token whose key we do not know; default 1m.
+	KeyRefreshInterval time.Duration
 
 	// Logger receives operational messages (never a token or secret); default slog.Default().
 	Logger *slog.Logger
@@ -121,6 +124,8 @@ type providerMeta struct {
 	EndSessionEndpoint string   `json:"end_session_endpoint"`
 	CodeChallenge      []string `json:"code_challenge_methods_supported"`
 	AuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+	JWKSURI            string   `json:"jwks_uri"`
+	IDTokenAlgs        []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // Handler serves the /bff management endpoints and owns the token service.
@@ -182,8 +187,15 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	} else {
 		h.endpoint.AuthStyle = oauth2.AuthStyleInHeader
 	}
-	h.verifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, Now: o.Clock})
-	h.logoutVerifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true})
+	if h.meta.JWKSURI == "" {
+		return nil, fmt.Errorf("the discovery document of %s has no jwks_uri", o.Issuer)
+	}
+	// One key set for ID and logout tokens: a forged token's unknown kid
+	// re-fetches the JWKS at most once per KeyRefreshInterval.
+	keys := &keySet{url: h.meta.JWKSURI, client: o.HTTPClient, now: o.Clock, interval: o.KeyRefreshInterval}
+	algs := signingAlgs(h.meta.IDTokenAlgs)
+	h.verifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, Now: o.Clock, SupportedSigningAlgs: algs})
+	h.logoutVerifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	h.tokens = &Tokens{h: h}
 	return h, nil
 }
@@ -265,6 +277,9 @@ func (o *Options) defaults() error {
 	}
 	if o.LoginStateTTL <= 0 {
 		o.LoginStateTTL = 10 * time.Minute
+	}
+	if o.KeyRefreshInterval <= 0 {
+		o.KeyRefreshInterval = defaultKeyRefreshInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
