@@ -527,3 +527,20 @@ func (b *bufferWriter) WriteHeader(code int) {
 	}
 }
 func (b *bufferWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
+
+// UpdateUser replaces the account with u.ID (matched by ID; the username may
+// change too), as when a directory changes a user's e-mail or name. Tokens
+// issued afterwards, and userinfo answers, carry the new values.
+func (p *Provider) UpdateUser(u User) error {
+	s := p.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.usersByID[u.ID]
+	if !ok {
+		return fmt.Errorf("idp: no user %q", u.ID)
+	}
+	delete(s.usersByName, old.Username)
+	s.usersByID[u.ID] = u
+	s.usersByName[u.Username] = u
+	return nil
+}

@@ -156,34 +156,19 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token claims cannot be read")
 		return
 	}
-	if h.provider.UserInfoEndpoint() != "" {
-		ui, err := h.provider.UserInfo(idpCtx, oauth2.StaticTokenSource(tok))
-		if err != nil {
-			h.log.WarnContext(ctx, "userinfo request failed") // the error may hold the IdP's body
-			h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
-			return
-		}
-		if ui.Subject != idt.Subject {
+	if err := h.mergeUserinfo(ctx, claims, idt.Subject, tok); err != nil {
+		if errors.Is(err, errUserinfoSubject) {
 			h.loginFailed(w, r, http.StatusBadRequest, "userinfo_subject_mismatch", "userinfo describes a different user than the ID token")
 			return
 		}
-		extra := map[string]any{}
-		if err := ui.Claims(&extra); err == nil {
-			for k, v := range extra {
-				if _, ok := claims[k]; !ok { // ID token claims win: they are signed
-					claims[k] = v
-				}
-			}
-		}
-	}
-	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
-		delete(claims, k)
+		h.log.WarnContext(ctx, "userinfo request failed")
+		h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
+		return
 	}
 
 	now := h.opts.Clock()
 	s := &session.Session{
 		Subject:           idt.Subject,
-		Claims:            claims,
 		AccessToken:       secret.New(tok.AccessToken),
 		RefreshToken:      secret.New(tok.RefreshToken),
 		IDToken:           secret.New(rawID),
@@ -192,19 +177,8 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		Created:           now,
 		LastSeen:          now,
 	}
-	s.IdPSessionID, _ = claims["sid"].(string)
+	applyClaims(s, claims)
 	s.Scope, _ = tok.Extra("scope").(string)
-	s.ACR, _ = claims["acr"].(string)
-	if at, ok := claims["auth_time"].(float64); ok {
-		s.AuthTime = time.Unix(int64(at), 0)
-	}
-	if amr, ok := claims["amr"].([]any); ok {
-		for _, v := range amr {
-			if str, ok := v.(string); ok {
-				s.AMR = append(s.AMR, str)
-			}
-		}
-	}
 
 	// The state is marked used only now, after the IdP accepted the code
 	// (which it issues once and binds to our PKCE verifier): a flood of

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,4 +222,45 @@ func jwksURIPath(t *testing.T, e *env) string {
 		t.Fatal(err)
 	}
 	return u.Path
+}
+
+// Stale claims: the directory changes alice's e-mail and name (think: a
+// role removed). After the next token refresh the session's claims, which
+// policies and /bff/user read, are the new ones, not those of the login.
+func TestClaimsAreRefreshedWithTheTokens(t *testing.T) {
+	e := newEnv(t, envOpts{accessTTL: 2 * time.Minute})
+	b := e.browser()
+	e.login(b, "alice", "wonderland")
+	h, s := e.session(b)
+	if s.Claims["email"] != "alice@example.com" {
+		t.Fatalf("login claims: %v", s.Claims)
+	}
+	u := idp.DefaultUsers()[0]
+	u.Email, u.Name = "alice@demoted.example", "Alice (read-only)"
+	if err := e.op.UpdateUser(u); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if _, err := e.h.Tokens().AccessToken(context.Background(), h, s); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if e.op.Count(idp.GrantRefreshToken) != 1 {
+		t.Fatal("no refresh happened")
+	}
+	_, s = e.session(b)
+	if s.Claims["email"] != "alice@demoted.example" || s.Claims["name"] != "Alice (read-only)" {
+		t.Errorf("claims after refresh are those of the login: email %v name %v", s.Claims["email"], s.Claims["name"])
+	}
+	if s.Claims["sub"] != "user-alice" {
+		t.Errorf("sub lost: %v", s.Claims)
+	}
+	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
+		if _, ok := s.Claims[k]; ok {
+			t.Errorf("token-binding claim %s kept", k)
+		}
+	}
+	resp, body := e.get(b, "/bff/user?slide=false")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "alice@demoted.example") {
+		t.Errorf("/bff/user after refresh: %d %s", resp.StatusCode, body)
+	}
 }

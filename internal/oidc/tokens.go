@@ -137,15 +137,28 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 	if sc, ok := tok.Extra("scope").(string); ok && sc != "" {
 		cur.Scope = sc
 	}
+	var newIDClaims map[string]any
 	if rawID, ok := tok.Extra("id_token").(string); ok && rawID != "" {
 		// OIDC Core 12.2: a refreshed ID token must be valid and be about the same user.
 		idt, err := t.h.verifier.Verify(t.h.idpContext(ctx), rawID)
+		if err == nil && idt.Subject == cur.Subject {
+			newIDClaims = map[string]any{}
+			err = idt.Claims(&newIDClaims)
+		}
 		if err != nil || idt.Subject != cur.Subject {
 			t.h.log.WarnContext(ctx, "refreshed ID token rejected", "session", cur.ID)
 			t.endSession(ctx, cur, "refreshed_id_token_invalid")
 			return secret.Secret{}, ErrSessionEnded
 		}
-		cur.IDToken = secret.New(rawID)
+	}
+	// Policies never read claims older than the last refresh.
+	if err := t.h.refreshClaims(ctx, cur, newIDClaims, tok); err != nil {
+		t.h.log.WarnContext(ctx, "userinfo after refresh names another user", "session", cur.ID)
+		t.endSession(ctx, cur, "userinfo_subject_mismatch")
+		return secret.Secret{}, ErrSessionEnded
+	}
+	if raw, ok := tok.Extra("id_token").(string); ok && raw != "" {
+		cur.IDToken = secret.New(raw)
 	}
 	if err := o.Sessions.Update(ctx, h, cur); err != nil {
 		return secret.Secret{}, fmt.Errorf("store refreshed tokens: %w", err)
