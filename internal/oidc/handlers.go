@@ -56,6 +56,11 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
 	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
 	if h.usePAR {
+		if status := h.parLimit.allow(r); status != 0 {
+			w.Header().Set("Retry-After", "10")
+			h.fail(w, r, status, "too_many_logins", "too many sign-ins were started; wait a moment and try again")
+			return
+		}
 		var err error
 		if target, err = h.pushAuthorizationRequest(h.idpContext(r.Context()), target); err != nil {
 			h.log.WarnContext(r.Context(), "pushed authorization request failed", "error", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -262,5 +263,39 @@ func TestClaimsAreRefreshedWithTheTokens(t *testing.T) {
 	resp, body := e.get(b, "/bff/user?slide=false")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "alice@demoted.example") {
 		t.Errorf("/bff/user after refresh: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A script hammering /bff/login does not make Gatehouse push one
+// authorization request to the IdP per hit: pushes are bounded per client
+// (the rest answer 429), and a user at another address still signs in.
+func TestLoginFloodDoesNotPushUnboundedPARRequests(t *testing.T) {
+	e := newEnv(t, envOpts{par: true})
+	attacker := e.browser()
+	limited := 0
+	for range 100 {
+		resp, _ := e.get(attacker, "/bff/login")
+		switch resp.StatusCode {
+		case http.StatusFound:
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("/bff/login: %d", resp.StatusCode)
+		}
+	}
+	e.par.mu.Lock()
+	pushed := e.par.pushed
+	e.par.mu.Unlock()
+	if pushed > 10 || limited < 90 {
+		t.Fatalf("100 anonymous /bff/login hits pushed %d authorization requests (%d limited), want at most 10", pushed, limited)
+	}
+	// Another client (another source address) is not affected.
+	user := e.browser()
+	user.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+	e.login(user, "alice", "wonderland")
+	// The flooding client gets its budget back with time.
+	e.clock.Advance(time.Minute)
+	if resp, _ := e.get(attacker, "/bff/login"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("after a minute: %d", resp.StatusCode)
 	}
 }

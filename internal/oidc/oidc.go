@@ -51,6 +51,8 @@ type Options struct {
 	Scopes []string
 	// PAR is PARAuto (default), PARAlways or PARNever.
 	PAR string
+	// PARLimits bounds how often /bff/login pushes an authorization request.
+	PARLimits PARLimits
 
 	// PublicURL is Gatehouse's external origin (https://app.example.com).
 	// The callback is PublicURL/bff/callback unless RedirectURL is set.
@@ -144,6 +146,7 @@ type Handler struct {
 	postLogout     string
 	log            *slog.Logger
 	tokens         *Tokens
+	parLimit       *parLimiter
 }
 
 // New discovers the IdP and builds the handler. It fails when discovery
@@ -197,6 +200,7 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	h.verifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, Now: o.Clock, SupportedSigningAlgs: algs})
 	h.logoutVerifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	h.tokens = &Tokens{h: h}
+	h.parLimit = newPARLimiter(o.PARLimits, o.Clock)
 	return h, nil
 }
 
