@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
@@ -147,6 +149,10 @@ type envOpts struct {
 	secret *secret.Value // default: a static client secret
 	// cacheTTL is the session Manager's CacheTTL (0: its default; negative: off).
 	cacheTTL time.Duration
+	// privateKey switches Gatehouse to private_key_jwt with this PEM key;
+	// the OP's client then has no secret, only clientKeys.
+	privateKey *secret.Value
+	clientKeys []jose.JSONWebKey
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -161,9 +167,13 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		m.ServeHTTP(w, r)
 	})))
 	t.Cleanup(e.gw.Close)
+	opSecret := clientSecret
+	if eo.privateKey != nil {
+		opSecret = ""
+	}
 	opOpts := idp.Options{
 		Clients: []idp.Client{{
-			ID: clientID, Secret: clientSecret,
+			ID: clientID, Secret: opSecret, Keys: eo.clientKeys,
 			RedirectURIs:           []string{e.gw.URL + "/bff/callback"},
 			PostLogoutRedirectURIs: []string{e.gw.URL + "/"},
 			BackChannelLogoutURI:   e.gw.URL + "/bff/backchannel",
@@ -190,17 +200,23 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	t.Cleanup(func() { _ = e.mgr.Close() })
 	e.writes = &countingSessions{Sessions: e.mgr}
 	e.secret = eo.secret
-	if e.secret == nil {
+	if e.secret == nil && eo.privateKey == nil {
 		e.secret = secret.Static(clientSecret)
 	}
 	keys, err := secret.NewKeyRing(secret.New("login-state-cookie-key-0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	clientAuth := ""
+	if eo.privateKey != nil {
+		clientAuth = oidc.AuthPrivateKeyJWT
+	}
 	e.h, err = oidc.New(context.Background(), oidc.Options{
 		Issuer:       e.op.Issuer(),
 		ClientID:     clientID,
 		ClientSecret: e.secret,
+		ClientAuth:   clientAuth,
+		PrivateKey:   eo.privateKey,
 		PublicURL:    e.gw.URL,
 		CookieName:   cookieName,
 		CookieKeys:   keys,
@@ -339,6 +355,27 @@ type parShim struct {
 	pushed   int
 	direct   int // authorization requests that did not use a request_uri
 	paths    map[string]int
+	// posts records the forms and Authorization headers of POSTs to the OP.
+	posts []postedForm
+}
+
+type postedForm struct {
+	Path          string
+	Form          url.Values
+	Authorization string
+}
+
+// postsTo returns the recorded POSTs to path.
+func (p *parShim) postsTo(path string) []postedForm {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []postedForm
+	for _, f := range p.posts {
+		if f.Path == path {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // hits returns how many requests reached the OP at path.
@@ -362,6 +399,14 @@ func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.paths[r.URL.Path]++
 	p.mu.Unlock()
+	if r.Method == http.MethodPost {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		p.mu.Lock()
+		p.posts = append(p.posts, postedForm{Path: r.URL.Path, Form: form, Authorization: r.Header.Get("Authorization")})
+		p.mu.Unlock()
+	}
 	switch {
 	case r.URL.Path == "/.well-known/openid-configuration":
 		rec := httptest.NewRecorder()
@@ -380,6 +425,11 @@ func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ok {
 			id, _ = url.QueryUnescape(id)
 			sec, _ = url.QueryUnescape(sec)
+		}
+		// private_key_jwt: this shim only checks the assertion is there; the
+		// real OP verifies assertions at its token and revocation endpoints.
+		if r.PostFormValue("client_assertion") != "" && r.PostFormValue("client_id") == clientID {
+			id, sec, ok = clientID, clientSecret, true
 		}
 		if !ok || id != clientID || sec != clientSecret {
 			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)

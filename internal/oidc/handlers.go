@@ -113,7 +113,13 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	idpCtx := h.idpContext(ctx)
-	tok, err := h.oauthConfig().Exchange(idpCtx, code, oauth2.VerifierOption(ls.Verifier))
+	authOpts, err := h.authCodeOptions()
+	if err != nil {
+		h.log.ErrorContext(ctx, "client authentication", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "client_auth_unavailable", "Gatehouse cannot authenticate to the identity provider; see its log")
+		return
+	}
+	tok, err := h.oauthConfig().Exchange(idpCtx, code, append(authOpts, oauth2.VerifierOption(ls.Verifier))...)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {

@@ -44,8 +44,16 @@ type Options struct {
 	// read on every use so a rotated secret takes effect without restart.
 	ClientID     string
 	ClientSecret *secret.Value
-	// ClientAuth is AuthClientSecretBasic (default) or AuthClientSecretPost.
+	// ClientAuth is AuthClientSecretBasic (default), AuthClientSecretPost or
+	// AuthPrivateKeyJWT.
 	ClientAuth string
+	// PrivateKey is the PEM private key for AuthPrivateKeyJWT (then
+	// ClientSecret is not needed). It is read on every use, so a rotated
+	// key file takes effect without a restart.
+	PrivateKey *secret.Value
+	// PrivateKeyID is the kid of the client assertions; default the key's
+	// RFC 7638 JWK thumbprint.
+	PrivateKeyID string
 	// Scopes requested at login; default openid, profile, email, offline_access.
 	// "openid" is added when missing.
 	Scopes []string
@@ -147,6 +155,7 @@ type Handler struct {
 	log            *slog.Logger
 	tokens         *Tokens
 	parLimit       *parLimiter
+	clientSigner   *clientSigner
 }
 
 // New discovers the IdP and builds the handler. It fails when discovery
@@ -155,7 +164,13 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	h := &Handler{opts: o, log: o.Logger}
+	h := &Handler{opts: o, log: o.Logger, clientSigner: &clientSigner{}}
+	if o.ClientAuth == AuthPrivateKeyJWT {
+		// Fail at start, not at the first login, when the key is unusable.
+		if _, err := h.assertionSigner(); err != nil {
+			return nil, fmt.Errorf("oidc options: %w", err)
+		}
+	}
 	pub, _ := url.Parse(o.PublicURL)
 	h.secureCookies = pub.Scheme == "https"
 	h.loginCookie = o.CookieName + "-login"
@@ -185,7 +200,7 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 		return nil, fmt.Errorf("IdP %s requires pushed authorization requests but oidc.par is %q", o.Issuer, PARNever)
 	}
 	h.endpoint = p.Endpoint()
-	if o.ClientAuth == AuthClientSecretPost {
+	if o.ClientAuth == AuthClientSecretPost || o.ClientAuth == AuthPrivateKeyJWT {
 		h.endpoint.AuthStyle = oauth2.AuthStyleInParams
 	} else {
 		h.endpoint.AuthStyle = oauth2.AuthStyleInHeader
@@ -212,15 +227,19 @@ func (o *Options) defaults() error {
 	if o.ClientID == "" {
 		problems = append(problems, "client_id is required")
 	}
-	if o.ClientSecret == nil || o.ClientSecret.Get().IsZero() {
-		problems = append(problems, "client_secret is required (Gatehouse is a confidential client)")
-	}
 	switch o.ClientAuth {
 	case "":
 		o.ClientAuth = AuthClientSecretBasic
-	case AuthClientSecretBasic, AuthClientSecretPost:
+	case AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT:
 	default:
-		problems = append(problems, fmt.Sprintf("client_auth %q is not supported: use %s or %s", o.ClientAuth, AuthClientSecretBasic, AuthClientSecretPost))
+		problems = append(problems, fmt.Sprintf("client_auth %q is not supported: use %s, %s or %s", o.ClientAuth, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT))
+	}
+	if o.ClientAuth == AuthPrivateKeyJWT {
+		if o.PrivateKey == nil || o.PrivateKey.Get().IsZero() {
+			problems = append(problems, "private_key is required with client_auth private_key_jwt")
+		}
+	} else if o.ClientSecret == nil || o.ClientSecret.Get().IsZero() {
+		problems = append(problems, "client_secret is required (Gatehouse is a confidential client)")
 	}
 	switch o.PAR {
 	case "":
@@ -316,11 +335,20 @@ func (h *Handler) Ready(ctx context.Context) error {
 func (h *Handler) oauthConfig() *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     h.opts.ClientID,
-		ClientSecret: h.opts.ClientSecret.Get().Reveal(),
+		ClientSecret: h.clientSecret(),
 		Endpoint:     h.endpoint,
 		RedirectURL:  h.opts.RedirectURL,
 		Scopes:       h.opts.Scopes,
 	}
+}
+
+// clientSecret is the current client secret; empty with private_key_jwt
+// (x/oauth2 then sends only client_id, and we add the assertion).
+func (h *Handler) clientSecret() string {
+	if h.opts.ClientAuth == AuthPrivateKeyJWT || h.opts.ClientSecret == nil {
+		return ""
+	}
+	return h.opts.ClientSecret.Get().Reveal()
 }
 
 // idpContext makes x/oauth2 and go-oidc use the configured HTTP client.
