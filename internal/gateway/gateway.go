@@ -148,6 +148,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
 		ClientAuth:            string(cfg.Identity.ClientAuth),
+		PrivateKey:            cfg.Identity.PrivateKey,
+		PrivateKeyID:          cfg.Identity.PrivateKeyID,
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),

@@ -118,7 +118,7 @@ func TestPrivateKeyJWTAgainstTheRealOPWithRotation(t *testing.T) {
 		}
 		var c struct {
 			Iss, Sub, Aud, Jti string
-			Iat, Exp          int64
+			Iat, Exp           int64
 		}
 		if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c); err != nil {
 			t.Fatal(err)
