@@ -150,6 +150,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		ClientAuth:            string(cfg.Identity.ClientAuth),
 		PrivateKey:            cfg.Identity.PrivateKey,
 		PrivateKeyID:          cfg.Identity.PrivateKeyID,
+		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),

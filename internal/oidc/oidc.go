@@ -61,6 +61,9 @@ type Options struct {
 	PAR string
 	// PARLimits bounds how often /bff/login pushes an authorization request.
 	PARLimits PARLimits
+	// ClientIP names the client for per-client limits (after trusted-proxy
+	// resolution); default the peer address.
+	ClientIP func(*http.Request) string
 
 	// PublicURL is Gatehouse's external origin (https://app.example.com).
 	// The callback is PublicURL/bff/callback unless RedirectURL is set.
@@ -215,7 +218,7 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	h.verifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, Now: o.Clock, SupportedSigningAlgs: algs})
 	h.logoutVerifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	h.tokens = &Tokens{h: h}
-	h.parLimit = newPARLimiter(o.PARLimits, o.Clock)
+	h.parLimit = newPARLimiter(o.PARLimits, o.Clock, o.ClientIP)
 	return h, nil
 }
 

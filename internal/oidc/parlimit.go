@@ -36,12 +36,16 @@ type parLimiter struct {
 	lim    PARLimits
 	global *rate.Limiter
 	now    func() time.Time
+	client func(*http.Request) string
 
 	mu      sync.Mutex
 	clients map[string]*rate.Limiter
 }
 
-func newPARLimiter(l PARLimits, now func() time.Time) *parLimiter {
+func newPARLimiter(l PARLimits, now func() time.Time, client func(*http.Request) string) *parLimiter {
+	if client == nil {
+		client = peerAddr
+	}
 	if l.PerClient <= 0 {
 		l.PerClient = defaultPARPerClient
 	}
@@ -54,17 +58,22 @@ func newPARLimiter(l PARLimits, now func() time.Time) *parLimiter {
 	if l.GlobalBurst <= 0 {
 		l.GlobalBurst = defaultPARGlobalBurst
 	}
-	return &parLimiter{lim: l, global: rate.NewLimiter(l.Global, l.GlobalBurst), now: now, clients: map[string]*rate.Limiter{}}
+	return &parLimiter{lim: l, global: rate.NewLimiter(l.Global, l.GlobalBurst), now: now, client: client, clients: map[string]*rate.Limiter{}}
+}
+
+func peerAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // allow reports whether r's client may push one more authorization
 // request: 0 when it may, else the status to answer (429: this client,
 // 503: everyone is over the overall budget).
 func (p *parLimiter) allow(r *http.Request) int {
-	key, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		key = r.RemoteAddr
-	}
+	key := p.client(r)
 	now := p.now()
 	p.mu.Lock()
 	l, ok := p.clients[key]
