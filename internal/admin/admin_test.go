@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -220,4 +222,26 @@ func TestAdminRefusesForeignHostHeaders(t *testing.T) {
 			t.Errorf("Host %q: %d, want 200", host, code)
 		}
 	}
+}
+
+// FuzzHostCheck: whatever the Host header, the check never panics and
+// accepts only the configured host, localhost names or an IP literal.
+func FuzzHostCheck(f *testing.F) {
+	for _, s := range []string{"", "admin.internal:9090", "evil.example", "[::1]:9090", "127.0.0.1", "localhost.", "a.localhost", "[", "]:", "ADMIN.INTERNAL.", "1.2.3.4.nip.io"} {
+		f.Add(s)
+	}
+	ok := hostChecker("admin.internal:9090")
+	f.Fuzz(func(t *testing.T, host string) {
+		if !ok(host) {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
+		}
+		h = normHost(h)
+		if _, err := netip.ParseAddr(h); err != nil && h != "admin.internal" && h != "localhost" && !strings.HasSuffix(h, ".localhost") {
+			t.Fatalf("accepted Host %q", host)
+		}
+	})
 }
