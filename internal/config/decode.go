@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -255,16 +256,24 @@ func (d *decoder) identity(c *Config, top *fields) {
 	} else if s, ok := d.nonEmpty(n, "identity.client_id"); ok {
 		id.ClientID = s
 	}
-	if n := f.get(d, "client_secret"); n == nil {
-		d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME}")
-	} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
-		id.ClientSecret = v
-	}
-	if n := f.get(d, "client_auth"); n != nil {
-		if n.Kind == yaml.ScalarNode && n.Value == "private_key_jwt" {
-			d.errf(n, "identity.client_auth", "private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post")
-		} else if s, ok := d.enum(n, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost)); ok {
+	authNode := f.get(d, "client_auth")
+	if authNode != nil {
+		if s, ok := d.enum(authNode, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost), string(PrivateKeyJWT)); ok {
 			id.ClientAuth = ClientAuth(s)
+		}
+	}
+	if id.ClientAuth == PrivateKeyJWT {
+		d.privateKey(id, f)
+	} else {
+		for _, k := range []string{"private_key", "private_key_id"} {
+			if n := f.get(d, k); n != nil {
+				d.errf(n, "identity."+k, "is used only with client_auth: private_key_jwt; remove it or set client_auth")
+			}
+		}
+		if n := f.get(d, "client_secret"); n == nil {
+			d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME} (or use client_auth: private_key_jwt with private_key)")
+		} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
+			id.ClientSecret = v
 		}
 	}
 	if n := f.get(d, "scopes"); n != nil {
@@ -307,6 +316,29 @@ func (d *decoder) identity(c *Config, top *fields) {
 					id.PostLogoutRedirect = u
 				}
 			}
+		}
+	}
+}
+
+// privateKey reads identity.private_key (and private_key_id) for
+// private_key_jwt; client_secret is refused then (it would be unused).
+func (d *decoder) privateKey(id *Identity, f *fields) {
+	if n := f.get(d, "client_secret"); n != nil {
+		d.errf(n, "identity.client_secret", "is not used with client_auth: private_key_jwt; remove it")
+	}
+	if n := f.get(d, "private_key"); n == nil {
+		d.missing(f, "private_key", "add private_key: ${file:/path/to/key.pem} (a PEM private key whose public key is registered at the IdP)")
+	} else if v, ok := d.secretValue(n, "identity.private_key"); ok {
+		// A light check here (gatehouse check); the key itself is parsed at start.
+		if b, _ := pem.Decode([]byte(v.Get().Reveal())); b == nil || !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			d.errf(n, "identity.private_key", "is not a PEM private key (want -----BEGIN PRIVATE KEY-----, RSA or EC)")
+		} else {
+			id.PrivateKey = v
+		}
+	}
+	if n := f.get(d, "private_key_id"); n != nil {
+		if s, ok := d.nonEmpty(n, "identity.private_key_id"); ok {
+			id.PrivateKeyID = s
 		}
 	}
 }

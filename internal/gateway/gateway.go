@@ -182,6 +182,9 @@ func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAu
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
 		ClientAuth:            string(cfg.Identity.ClientAuth),
+		PrivateKey:            cfg.Identity.PrivateKey,
+		PrivateKeyID:          cfg.Identity.PrivateKeyID,
+		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
@@ -377,8 +380,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	admin.Register(mux, admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
+		ListenAddr: g.cfg.AdminListen,
 	})
-	return mux
+	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
 // revoker ends sessions for the admin API with cause EndRevoked.
@@ -388,8 +392,8 @@ func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
 	return r.m.List(ctx, sub)
 }
 
-func (r revoker) Delete(ctx context.Context, id string) error {
-	return r.m.End(ctx, id, session.EndRevoked)
+func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
+	return r.m.Revoke(ctx, id)
 }
 
 func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {

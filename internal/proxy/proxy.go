@@ -344,41 +344,9 @@ func (p *Proxy) upstreamFailed(route, kind string) {
 
 // clientIP is the peer's address, or, when the peer is a trusted proxy, the
 // nearest untrusted address it reports in X-Forwarded-For.
-func (p *Proxy) clientIP(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap()
-	if !p.trusted(ip) {
-		return ip
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return ip
-			}
-			a = a.Unmap()
-			if !p.trusted(a) {
-				return a
-			}
-			ip = a
-		}
-	}
-	return ip
-}
+func (p *Proxy) clientIP(r *http.Request) netip.Addr { return ClientIP(r, p.opts.TrustedProxies) }
 
-func (p *Proxy) trusted(ip netip.Addr) bool {
-	for _, pre := range p.opts.TrustedProxies {
-		if pre.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (p *Proxy) trusted(ip netip.Addr) bool { return isTrusted(ip, p.opts.TrustedProxies) }
 
 // upstreamPath is the path sent upstream for a cleaned request path.
 func upstreamPath(rt *route, clean string) string {
