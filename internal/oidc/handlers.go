@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"html"
 	"net/http"
@@ -232,48 +231,6 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
 	w.Header().Set("Cache-Control", "no-store")
 	redirect(w, ls.ReturnURL)
-}
-
-// userResponse is the /bff/user body: claims and session timing, never a token.
-type userResponse struct {
-	Claims    map[string]any `json:"claims"`
-	Session   userSession    `json:"session"`
-	LogoutURL string         `json:"logout_url"`
-}
-
-type userSession struct {
-	ExpiresIn     int64  `json:"expires_in"`
-	IdleExpiresIn int64  `json:"idle_expires_in"`
-	SID           string `json:"sid"`
-}
-
-// User answers GET /bff/user with the signed-in user's claims, or 401.
-// ?slide=false reads the session without extending its idle timeout.
-func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
-	slide := r.URL.Query().Get("slide") != "false"
-	s, err := h.sessionFromCookie(r.Context(), r, slide)
-	if err != nil {
-		h.sessionError(w, r, err)
-		return
-	}
-	now := h.opts.Clock()
-	claims := s.Claims
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	body := userResponse{
-		Claims: claims,
-		Session: userSession{
-			ExpiresIn:     secondsUntil(s.AbsoluteExpiry, now),
-			IdleExpiresIn: secondsUntil(s.IdleExpiry, now),
-			SID:           s.ID,
-		},
-		LogoutURL: "/bff/logout?sid=" + url.QueryEscape(s.ID),
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(body)
 }
 
 // Logout ends the session (GET /bff/logout?sid=<public id>&returnUrl=/path).

@@ -235,7 +235,7 @@ func TestAuditE2EChainTamperRestartInjectionAndSecrets(t *testing.T) {
 		t.Fatal("no session cookie after login")
 	}
 	_, u := e.user(alice)
-	logoutURL, _ := u["logout_url"].(string)
+	logoutURL := u.get("bff:logout_url")
 
 	reqs := []auRequest{
 		{client: alice, method: "GET", path: "/api/profile/me", want: 200},

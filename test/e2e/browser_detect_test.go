@@ -117,6 +117,14 @@ func tokenFieldIn(doc []byte) string {
 	walk = func(v any) string {
 		switch x := v.(type) {
 		case map[string]any:
+			// Duende's claims array names a member by its "type".
+			if typ, ok := x["type"].(string); ok {
+				for _, f := range tokenFields {
+					if strings.EqualFold(typ, f) {
+						return typ
+					}
+				}
+			}
 			for k, child := range x {
 				for _, f := range tokenFields {
 					if strings.EqualFold(k, f) {

@@ -52,12 +52,12 @@ function fmtDuration(s) {
 
 let countdownTimer = null;
 
-function startCountdown(session) {
+function startCountdown(user) {
   const t0 = Date.now();
   const tick = () => {
     const gone = (Date.now() - t0) / 1000;
-    const left = (session.expires_in || 0) - gone;
-    const idle = (session.idle_expires_in || 0) - gone;
+    const left = (claimValue(user, 'gatehouse:session_absolute_expires_in') || 0) - gone;
+    const idle = (claimValue(user, 'bff:session_expires_in') || 0) - gone;
     $('countdown').textContent = fmtDuration(left);
     $('idle-countdown').textContent = fmtDuration(idle);
     if (left <= 0 || idle <= 0) { clearInterval(countdownTimer); loadUser(); }
@@ -67,10 +67,17 @@ function startCountdown(session) {
   countdownTimer = setInterval(tick, 1000);
 }
 
-function renderClaims(claims) {
-  const rows = Object.keys(claims).sort().map((k) => {
-    const v = claims[k];
-    return el('tr', {}, el('th', {}, k), el('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)));
+// /bff/user answers Duende BFF's shape: an array of {type, value}; a claim with several
+// values appears once per value.
+function claimValue(user, type) {
+  const c = user.find((x) => x.type === type);
+  return c ? c.value : undefined;
+}
+
+function renderClaims(user) {
+  const rows = user.filter((c) => !c.type.startsWith('bff:') && !c.type.startsWith('gatehouse:')).map((c) => {
+    const v = c.value;
+    return el('tr', {}, el('th', {}, c.type), el('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)));
   });
   $('claims').replaceChildren(...rows);
 }
@@ -168,16 +175,18 @@ async function loadUser() {
     show('signed-in', false); show('who', false); show('signed-out', true);
     return;
   }
-  if (!r.ok || !r.body || typeof r.body !== 'object') {
+  if (!r.ok || !Array.isArray(r.body)) {
     $('error').textContent = `GET /bff/user answered HTTP ${r.status}`;
     show('error', true);
     return;
   }
-  const { claims = {}, session = {}, logout_url: logoutURL } = r.body;
-  $('who-name').textContent = claims.name || claims.preferred_username || claims.email || claims.sub;
+  const user = r.body;
+  const name = ['name', 'preferred_username', 'email', 'sub'].map((t) => claimValue(user, t)).find(Boolean);
+  $('who-name').textContent = name;
+  const logoutURL = claimValue(user, 'bff:logout_url');
   if (logoutURL) $('signout').setAttribute('href', logoutURL);
-  renderClaims(claims);
-  startCountdown(session);
+  renderClaims(user);
+  startCountdown(user);
   renderBrowserChecks();
   show('signed-out', false); show('signed-in', true); show('who', true);
   loadAudit();
