@@ -44,6 +44,8 @@ type Config struct {
 	Audit     Audit
 	Telemetry Telemetry
 	Admin     Admin
+	// SecurityHeaders overrides the response security headers (security_headers:).
+	SecurityHeaders SecurityHeaders
 
 	warnings []Problem
 }

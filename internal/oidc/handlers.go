@@ -29,12 +29,19 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	prompt := q.Get("prompt")
+	if prompt != "" && !slices.Contains(h.meta.PromptValues, prompt) {
+		h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
+		return
+	}
+	h.startLogin(w, r, ret, prompt)
+}
+
+// startLogin sends the browser to the IdP's authorization endpoint (or PAR)
+// with a fresh login state that returns to ret. prompt is sent when not "".
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ret, prompt string) {
 	opts := make([]oauth2.AuthCodeOption, 0, 4)
-	if prompt := q.Get("prompt"); prompt != "" {
-		if !slices.Contains(h.meta.PromptValues, prompt) {
-			h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
-			return
-		}
+	if prompt != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	ls := loginState{
@@ -98,6 +105,13 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if q.Get("error") != "" {
+		if ls.ReturnURL == silentCallbackPath {
+			// A silent login the IdP could not complete (login_required…)
+			// is an answer, not a failure: the iframe reports it to the SPA.
+			_ = h.audit(ctx, r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: "silent_login:" + safeErrorCode(q.Get("error")), Status: http.StatusFound})
+			redirect(w, silentCallbackPath)
+			return
+		}
 		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
 			safeErrorCode(q.Get("error")))
 		return
