@@ -7,6 +7,12 @@ import (
 	"strings"
 )
 
+// csrfStatus answers a request that fails the CSRF check: 401, as Duende BFF
+// does, so an SPA written for it treats a refused call like a lost session
+// (re-login) rather than an authorization decision. A forged cross-site
+// request cannot read the answer either way.
+const csrfStatus = http.StatusUnauthorized
+
 // CSRFOptions configures the CSRF check every API request passes.
 type CSRFOptions struct {
 	// Header must be present with Value on every request (default "X-CSRF"

@@ -16,7 +16,7 @@
 //	400 bad_path                    path cannot be cleaned unambiguously
 //	401 unauthenticated             no valid session (Authenticator: ErrNoSession)
 //	401 session_expired             UserTokens refused to refresh (ErrNoSession)
-//	403 csrf_*                      CSRF header, Origin or Sec-Fetch-Site check failed
+//	401 csrf_*                      CSRF header, Origin or Sec-Fetch-Site check failed (Duende's status)
 //	403 upgrade_not_allowed         protocol upgrade on a non-WebSocket route
 //	403 policy_denied               the route's Authorizer said no
 //	403 upstream_forbidden          upstream 403 carrying a WWW-Authenticate challenge

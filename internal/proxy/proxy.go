@@ -219,7 +219,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// csrf: cookie-borne and anonymous requests alike.
 	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
-		p.deny(ctx, w, &ev, http.StatusForbidden, code, msg)
+		p.deny(ctx, w, &ev, csrfStatus, code, msg)
 		return
 	}
 
