@@ -13,6 +13,14 @@ import (
 // request cannot read the answer either way.
 const csrfStatus = http.StatusUnauthorized
 
+// userCredential reports whether a route's credential is the user's (their
+// token, or one exchanged from it): an upstream refusing it answers 401 so
+// the SPA signs in again. Gatehouse's own credentials (client credentials,
+// a static header) are not the user's to renew: a refusal stays a 502.
+func userCredential(k CredentialKind) bool {
+	return k == CredentialUserToken || k == CredentialTokenExchange
+}
+
 // CSRFOptions configures the CSRF check every API request passes.
 type CSRFOptions struct {
 	// Header must be present with Value on every request (default "X-CSRF"
