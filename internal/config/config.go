@@ -216,6 +216,9 @@ func (e Expr) ProblemAt(line, col int, message string) Problem {
 	for i := len(e.segs) - 1; i >= 0; i-- {
 		if s := e.segs[i]; s.off <= off {
 			p.Line, p.Column = s.line, s.col+(off-s.off)
+			// Problems print file:line; an expression's problem also
+			// says where on the line, as CEL positions are precise.
+			p.Message = fmt.Sprintf("column %d: %s", p.Column, message)
 			return p
 		}
 	}

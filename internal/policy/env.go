@@ -202,6 +202,8 @@ func suggestion(msg string) string {
 		return name
 	}
 	switch {
+	case strings.Contains(msg, "did you mean"):
+		return "" // CEL suggested already
 	case strings.HasPrefix(msg, "undeclared reference to '"):
 		if best := nearest(quoted("undeclared reference to '"), policyVars); best != "" {
 			return fmt.Sprintf(" — did you mean '%s'?", best)
