@@ -244,8 +244,8 @@ func TestAuditE2EChainTamperRestartInjectionAndSecrets(t *testing.T) {
 		{client: alice, method: "GET", path: "/api/catalog/items", want: 200},
 		{client: anon, method: "GET", path: "/api/catalog/items", want: 200},
 		{client: alice, method: "GET", path: "/api/weather/today", want: 200},
-		{client: alice, method: "GET", path: "/api/profile/boom", want: 500}, // the upstream's 500 (outcome error)
-		{client: alice, method: "GET", path: "/api/admin/users", want: 403},  // policy
+		{client: alice, method: "GET", path: "/api/profile/boom", want: 500},             // the upstream's 500 (outcome error)
+		{client: alice, method: "GET", path: "/api/admin/users", want: 403},              // policy
 		{client: alice, method: "GET", path: "/api/profile/me", noCSRF: true, want: 401}, // CSRF (Duende's status)
 		{client: anon, method: "GET", path: "/api/profile/me", want: 401},
 		{client: alice, method: "DELETE", path: "/api/profile/me", want: 405},
