@@ -44,6 +44,8 @@ type Config struct {
 	Audit     Audit
 	Telemetry Telemetry
 	Admin     Admin
+	// SecurityHeaders overrides the response security headers (security_headers:).
+	SecurityHeaders SecurityHeaders
 
 	warnings []Problem
 }
@@ -228,6 +230,9 @@ func (e Expr) ProblemAt(line, col int, message string) Problem {
 	for i := len(e.segs) - 1; i >= 0; i-- {
 		if s := e.segs[i]; s.off <= off {
 			p.Line, p.Column = s.line, s.col+(off-s.off)
+			// Problems print file:line; an expression's problem also
+			// says where on the line, as CEL positions are precise.
+			p.Message = fmt.Sprintf("column %d: %s", p.Column, message)
 			return p
 		}
 	}

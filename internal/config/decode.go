@@ -85,6 +85,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.audit(c, top)
 	d.telemetry(c, top)
 	d.admin(c, top)
+	d.securityHeaders(c, top)
 	return c
 }
 

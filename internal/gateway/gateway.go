@@ -365,7 +365,7 @@ func (g *Gateway) publicHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	h = server.SecurityHeaders(h, !g.cfg.Development())
+	h = server.SecurityHeaders(h, headerSet(g.cfg))
 	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 

@@ -508,6 +508,9 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
+	case errors.Is(err, errUpstreamUnauthorized) && userCredential(rt.cred.Kind):
+		// The user's token was refused: the SPA re-logins on 401, as with Duende BFF.
+		status, code, msg = http.StatusUnauthorized, "upstream_unauthorized", "the upstream of route "+rt.name+" refused the user's token; sign in again (/bff/login)"
 	case errors.Is(err, errUpstreamUnauthorized):
 		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
