@@ -7,7 +7,7 @@
 // whose members always appear in this fixed order, written by a hand-rolled encoder (no reflection):
 //
 //	time, seq, event, outcome, reason, sub, session, actor, client, route, method, path,
-//	status, upstream, remote_ip, request_id, trace_id, prev, hash
+//	status, upstream, remote_ip, request_id, trace_id, detail, prev, hash
 //
 // time (RFC 3339, UTC, exactly three fractional digits, e.g. "2026-11-28T16:01:02.345Z"), seq,
 // event, prev and hash are always present; every other member is omitted when empty (status when
@@ -70,6 +70,8 @@ const (
 	EventRefreshFailed     Event = "refresh_failed"
 	EventTokenExchange     Event = "token_exchange"
 	EventAccess            Event = "access"
+	EventForward           Event = "forward"
+	EventAuditRepaired     Event = "audit_repaired"
 	EventAgentTokenIssued  Event = "agent_token_issued"
 	EventAgentTokenUsed    Event = "agent_token_used"
 	EventAgentTokenRevoked Event = "agent_token_revoked"
@@ -115,6 +117,9 @@ type Record struct {
 	// RequestID and TraceID correlate the record with logs and traces.
 	RequestID string
 	TraceID   string
+	// Detail is free text for records that need more than Reason (the repair marker); never a
+	// request value.
+	Detail string
 }
 
 // Head identifies the end of a chain: the seq and hash of its last record.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -306,5 +307,88 @@ func TestRotationFailureKeepsWriting(t *testing.T) {
 	}
 	if res, err := VerifyFiles(files...); err != nil || res.Records != 20 {
 		t.Fatalf("VerifyFiles = %+v, %v; want 20", res, err)
+	}
+}
+
+// TestDecisionIsOnDiskWhenItReturns: with durability sync, the decision record is in the file
+// (written and fsynced) before Decision returns, so a request forwarded after it cannot be lost
+// by a crash; with interval it returns without waiting for the writer.
+func TestDecisionIsOnDiskWhenItReturns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, func(o *Options) { o.Durability = "sync"; o.FsyncInterval = time.Hour })
+	defer l.Close()
+	for i := range 20 {
+		rec := sampleRecord(i)
+		rec.Event, rec.Status = EventForward, 0
+		if err := l.Decision(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"request_id":"req-`+strconv.Itoa(i)+`"`) {
+			t.Fatalf("decision %d returned before its record was written", i)
+		}
+	}
+}
+
+// TestDecisionsDoNotHoldSlots: any number of requests in flight (decided, not yet completed)
+// hold no buffer capacity, so slow requests cannot starve everyone else (issue: global DoS
+// through the audit buffer); completions may use the headroom decisions cannot.
+func TestDecisionsDoNotHoldSlots(t *testing.T) {
+	for _, durability := range []string{"sync", "interval"} {
+		t.Run(durability, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			l := openFile(t, path, func(o *Options) { o.Durability = durability; o.Buffer = 8 })
+			for i := range 50 { // far more in flight than the buffer has slots
+				for {
+					err := l.Decision(context.Background(), Record{Event: EventForward, Outcome: OutcomeAllow, RequestID: "r" + strconv.Itoa(i)})
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, errFull) || durability == "sync" {
+						t.Fatalf("decision %d: %v", i, err)
+					}
+					time.Sleep(time.Millisecond) // interval: the writer empties the buffer
+				}
+			}
+			for i := range 50 {
+				for l.Stats().Buffered >= l.Stats().Capacity { // the test completes faster than any server would
+					time.Sleep(time.Millisecond)
+				}
+				l.Completion(context.Background(), Record{Event: EventAccess, Outcome: OutcomeAllow, Status: 200, RequestID: "r" + strconv.Itoa(i)})
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if s := l.Stats(); s.Dropped != 0 || s.Written != 50+50+0 {
+				t.Fatalf("stats %+v", s)
+			}
+			res, err := VerifyFile(path)
+			if err != nil || res.Forwarded != 50 || res.UnfinishedCount != 0 {
+				t.Fatalf("verify %+v %v", res, err)
+			}
+		})
+	}
+}
+
+// TestVerifyReportsUnfinishedDecisions: a decision without its completion (the process was
+// killed while the request was in flight) is reported by request id, not as a broken chain.
+func TestVerifyReportsUnfinishedDecisions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := l.Decision(context.Background(), Record{Event: EventForward, Outcome: OutcomeAllow, RequestID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Completion(context.Background(), Record{Event: EventAccess, Outcome: OutcomeAllow, Status: 200, RequestID: "b"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyFile(path)
+	if err != nil || res.Forwarded != 3 || res.UnfinishedCount != 2 || strings.Join(res.Unfinished, ",") != "a,c" {
+		t.Fatalf("verify %+v %v", res, err)
 	}
 }

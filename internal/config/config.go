@@ -297,8 +297,11 @@ const (
 
 // Audit configures the hash-chained audit log.
 type Audit struct {
-	Sink          AuditSink
-	Path          string        // absolute; set when Sink is file
+	Sink AuditSink
+	Path string // absolute; set when Sink is file
+	// Durability is "sync" (default: a decision record is fsynced before the request is
+	// forwarded) or "interval" (records are fsynced every FsyncInterval).
+	Durability    string
 	FsyncInterval time.Duration // upper bound on unsynced records; default 1s
 	MaxSize       int64         // bytes before rotation; 0 means never rotate
 	OnFailure     AuditFailure

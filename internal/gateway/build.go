@@ -63,7 +63,7 @@ func openAudit(ctx context.Context, cfg *config.Config, opts Options) (*audit.Lo
 		onFailure = string(cfg.Audit.OnFailure)
 	}
 	ao := audit.Options{
-		Sink: string(cfg.Audit.Sink), Path: cfg.Audit.Path, FsyncInterval: cfg.Audit.FsyncInterval,
+		Sink: string(cfg.Audit.Sink), Path: cfg.Audit.Path, Durability: cfg.Audit.Durability, FsyncInterval: cfg.Audit.FsyncInterval,
 		MaxSize: cfg.Audit.MaxSize, OnFailure: onFailure, Now: opts.Now,
 		Logger: opts.Logger.With("component", "audit"),
 	}
