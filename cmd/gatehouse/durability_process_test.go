@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -232,7 +230,9 @@ func TestSIGKILLUnderLoadLosesNoRecordWithSyncDurability(t *testing.T) {
 	}
 	e := newProcEnv(t, buildBinary(t), procOptions{AuditExtra: "durability: sync"})
 	for round := range 10 {
+		began := time.Now()
 		p := e.start()
+		t.Logf("round %d: ready after %s", round, time.Since(began).Round(time.Millisecond))
 		stop := make(chan struct{})
 		wg := e.load(16, stop)
 		time.Sleep(150 * time.Millisecond)
@@ -252,19 +252,21 @@ func TestSIGKILLUnderLoadLosesNoRecordWithSyncDurability(t *testing.T) {
 
 // TestSIGKILLWithIntervalDurabilityLosesOnlyTheLastInterval: with durability interval, what
 // a SIGKILL loses is bounded by the documented window: every request the upstream saw more than
-// fsync_interval before the kill has its record.
+// fsync_interval before the kill has its record. (A SIGKILL loses only what the writer had not
+// written yet, normally the last milliseconds; the window is fsync_interval because that is
+// the bound documented for a power loss too, and a loaded test machine can delay the writer.)
 func TestSIGKILLWithIntervalDurabilityLosesOnlyTheLastInterval(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	const interval = 100 * time.Millisecond
-	e := newProcEnv(t, buildBinary(t), procOptions{AuditExtra: "durability: interval\nfsync_interval: 100ms"})
+	const interval = time.Second
+	e := newProcEnv(t, buildBinary(t), procOptions{AuditExtra: "durability: interval\nfsync_interval: 1s"})
 	lost := 0
 	for round := range 3 {
 		p := e.start()
 		stop := make(chan struct{})
 		wg := e.load(16, stop)
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
 		killAt := time.Now()
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
@@ -280,5 +282,57 @@ func TestSIGKILLWithIntervalDurabilityLosesOnlyTheLastInterval(t *testing.T) {
 	e.verify()
 }
 
-var _ = atomic.Int64{}
-var _ = context.Background
+// TestTornLastLineIsRepairedAtStart: the audit file's last line is torn (as a power loss or a
+// full disk leaves it); serve starts anyway, verify passes and reports the repair marker, and
+// the chain continues.
+func TestTornLastLineIsRepairedAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	e := newProcEnv(t, buildBinary(t), procOptions{})
+	p := e.start()
+	stop := make(chan struct{})
+	wg := e.load(4, stop)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs.String())
+	}
+	b, err := os.ReadFile(e.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := `{"time":"2026-12-01T10:00:00.000Z","seq":`
+	if err := os.WriteFile(e.audit, append(b, torn...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = e.start()
+	code, body := e.readyz()
+	if code != 200 {
+		t.Fatalf("readyz after repair: %d %s", code, body)
+	}
+	stop = make(chan struct{})
+	wg = e.load(4, stop)
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs.String())
+	}
+	if !strings.Contains(p.logs.String(), "cut an incomplete last line") {
+		t.Fatalf("no log line about the repair:\n%s", p.logs.String())
+	}
+	out := e.verify()
+	want := fmt.Sprintf("an incomplete last line of %d bytes was cut", len(torn))
+	if !strings.Contains(out, want) {
+		t.Fatalf("verify output does not report the repair (%q):\n%s", want, out)
+	}
+	recs := e.auditRecords()
+	last := recs[len(recs)-1]
+	if last["event"] == "audit_repaired" || len(recs) < 3 {
+		t.Fatalf("the chain did not continue after the marker: last %v", last)
+	}
+}

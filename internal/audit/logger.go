@@ -459,8 +459,14 @@ func (l *Logger) Close() error {
 	return l.closeErr
 }
 
-// Saturated reports whether decisions and events are being refused for lack of room.
-func (l *Logger) Saturated() bool { return l.reserved.Load() >= l.admit }
+// SaturatedErr reports (an error wrapping ErrUnavailable) when decisions and events are being
+// refused for lack of room.
+func (l *Logger) SaturatedErr() error {
+	if l.reserved.Load() >= l.admit {
+		return errFull
+	}
+	return nil
+}
 
 func (l *Logger) dropRecord(why string) {
 	if n := l.dropped.Add(1); n&(n-1) == 0 { // log the 1st, 2nd, 4th, ... drop

@@ -42,6 +42,7 @@ type Config struct {
 	Routes    []Route
 	Policy    Policy
 	Audit     Audit
+	Server    Server
 	Telemetry Telemetry
 	Admin     Admin
 
@@ -294,6 +295,22 @@ const (
 	// are lost while the sink fails.
 	AuditFailContinue AuditFailure = "continue"
 )
+
+// Server configures the listeners' limits and shutdown.
+type Server struct {
+	// ShutdownTimeout is how long in-flight requests get after SIGTERM; streams still open then
+	// are closed (their records written). Default 30s.
+	ShutdownTimeout time.Duration
+	// DrainDelay keeps accepting (with Connection: close, /readyz 503) after SIGTERM. Default 0.
+	DrainDelay time.Duration
+	// BodyReadTimeout is the idle timeout per request body read (408 when it passes). Default 10s.
+	BodyReadTimeout time.Duration
+	// MaxConnections caps the public listener's open connections; 0 derives it from the fd limit.
+	MaxConnections int
+	// ReadyRequiresIdP makes /readyz 503 while the IdP is unreachable. Default false: the IdP
+	// state is reported, but existing sessions still work, so the instance stays in rotation.
+	ReadyRequiresIdP bool
+}
 
 // Audit configures the hash-chained audit log.
 type Audit struct {

@@ -9,7 +9,7 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin", "server"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
@@ -29,6 +29,7 @@ var schema = map[string][]string{
 	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "on_failure"},
 	"telemetry":                     {"otlp_endpoint", "log_level"},
 	"admin":                         {"token"},
+	"server":                        {"shutdown_timeout", "drain_delay", "body_read_timeout", "max_connections", "ready_requires_idp"},
 }
 
 var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}

@@ -193,6 +193,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
+		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
 	if err != nil {
 		return nil, err
@@ -284,10 +286,16 @@ func (g *Gateway) publicHandler() http.Handler {
 
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	// The IdP only degrades the instance (existing sessions keep working) unless
+	// server.ready_requires_idp; audit_buffer reports saturation without pulling
+	// the instance (decisions are refused 503 meanwhile). g.server is built after
+	// this handler, hence the closure.
 	server.HealthHandlers(mux, []server.Check{
 		{Name: "session_store", Fn: g.sessions.Ready},
-		{Name: "identity_provider", Fn: g.idp.Ready},
+		{Name: "identity_provider", Fn: g.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP},
 		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+		{Name: "audit_buffer", Fn: func(context.Context) error { return g.audit.SaturatedErr() }, Degrades: true},
+		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{
