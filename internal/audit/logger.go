@@ -286,6 +286,24 @@ func (l *Logger) tryReserve(limit int64) error {
 	}
 }
 
+// reserveWaiting is tryReserve that, when the buffer is full for a moment (a burst), waits
+// for the writer to make room — at most syncWaitMax, and not while the sink is failing: a
+// waiting caller holds no slot, so waiting starves no one.
+func (l *Logger) reserveWaiting(ctx context.Context, limit int64) error {
+	err := l.tryReserve(limit)
+	if err != errFull {
+		return err
+	}
+	wait := 100 * time.Microsecond
+	deadline := time.Now().Add(syncWaitMax)
+	for err == errFull && !l.failing.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+		err = l.tryReserve(limit)
+	}
+	return err
+}
+
 // enqueue hands a record that holds a slot to the writer; false if the Logger has stopped.
 func (l *Logger) enqueue(e entry) bool {
 	l.stopMu.RLock()
@@ -319,7 +337,7 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 	if l.deny && failing {
 		return errFailing
 	}
-	if err := l.tryReserve(l.admit); err != nil {
+	if err := l.reserveWaiting(ctx, l.admit); err != nil {
 		if err == errFull && !l.deny {
 			l.dropRecord("buffer full while the audit sink is failing (on_failure: continue)")
 			return nil
@@ -358,13 +376,15 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 	}
 }
 
-// Completion records the outcome of a request whose Decision was recorded. It never waits and
-// never refuses: the request has already been answered. It may use the headroom of the buffer
-// that decisions cannot; a record that finds no room at all (the sink has been failing for a
-// long time) or arrives after Close is dropped and counted in Stats.Dropped — its decision
-// record is on disk.
+// Completion records the outcome of a request whose Decision was recorded. It never refuses
+// (the request has already been answered) and waits for I/O never, for room at most a bounded
+// moment. It may use the headroom of the buffer that decisions cannot; a record that finds no
+// room within that moment (the sink has been failing) or arrives after Close is dropped and
+// counted in Stats.Dropped — its decision record is on disk.
 func (l *Logger) Completion(ctx context.Context, rec Record) {
-	if err := l.tryReserve(l.capacity); err != nil {
+	// A burst of completions (many streams ending at once) may find the buffer full for a
+	// moment: wait for the writer, a bounded time, rather than drop the record.
+	if err := l.reserveWaiting(context.WithoutCancel(ctx), l.capacity); err != nil {
 		l.dropRecord("no room for a completion record (the audit sink is failing or the log is closed)")
 		return
 	}

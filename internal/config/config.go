@@ -321,6 +321,7 @@ type Audit struct {
 	Durability    string
 	FsyncInterval time.Duration // upper bound on unsynced records; default 1s
 	MaxSize       int64         // bytes before rotation; 0 means never rotate
+	Buffer        int           // records accepted but not yet written; default 4096
 	OnFailure     AuditFailure
 }
 

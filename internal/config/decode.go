@@ -947,6 +947,15 @@ func (d *decoder) audit(c *Config, top *fields) {
 	if v, ok := d.positive(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {
 		a.FsyncInterval = v
 	}
+	if n := f.get(d, "buffer"); n != nil {
+		if v, ok := d.integer(n, "audit.buffer"); ok {
+			if v < 4 {
+				d.errf(n, "audit.buffer", "must be at least 4 (default 4096)")
+			} else {
+				a.Buffer = v
+			}
+		}
+	}
 	if v, ok := d.size(f.get(d, "max_size"), "audit.max_size"); ok {
 		a.MaxSize = v
 	}

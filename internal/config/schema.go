@@ -26,7 +26,7 @@ var schema = map[string][]string{
 	"credential.header":             {"name", "value"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
-	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "on_failure"},
+	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},
 	"telemetry":                     {"otlp_endpoint", "log_level"},
 	"admin":                         {"token"},
 	"server":                        {"shutdown_timeout", "drain_delay", "body_read_timeout", "max_connections", "ready_requires_idp"},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
 // Options are the proxy's dependencies and global settings.
@@ -510,6 +511,10 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 		code, msg = "upstream_unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
 		status, code, msg = http.StatusForbidden, "upstream_forbidden", "the upstream of route "+rt.name+" refused the request"
+	case server.BodyTimedOut(r, err):
+		// The client stopped sending its body (server.body_read_timeout): its fault, not the
+		// upstream's. (Carry onto the new pipeline with the other refusals.)
+		status, code, msg = http.StatusRequestTimeout, "body_timeout", "the request body was not sent in time"
 	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
 		status, code, msg = http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -518,7 +523,7 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		status, code, msg = http.StatusGatewayTimeout, "upstream_timeout", "the upstream of route "+rt.name+" did not answer in time"
 	}
-	if code != "client_closed_request" && code != "body_too_large" {
+	if code != "client_closed_request" && code != "body_too_large" && code != "body_timeout" {
 		p.log.WarnContext(r.Context(), "upstream request failed", "route", rt.name, "code", code, "err", err)
 	}
 	if st != nil {

@@ -140,6 +140,8 @@ func BodyTimedOut(r *http.Request, err error) bool {
 	if errors.Is(err, ErrBodyTimeout) {
 		return true
 	}
-	b, ok := r.Body.(*progressBody)
+	b, ok := r.Context().Value(bodyKey{}).(*progressBody)
 	return ok && b.timedOut.Load()
 }
+
+type bodyKey struct{}

@@ -127,10 +127,23 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 		if s.draining.Load() {
 			w.Header().Set("Connection", "close")
 		}
-		if r.Body != nil && r.Body != http.NoBody && s.opts.BodyReadTimeout > 0 {
-			r.Body = &progressBody{body: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
+		if r.Body == nil || r.Body == http.NoBody || s.opts.BodyReadTimeout <= 0 {
+			next.ServeHTTP(w, r)
+			return
 		}
+		b := &progressBody{body: r.Body, rc: http.NewResponseController(w), idle: s.opts.BodyReadTimeout}
+		// The body is also in the context: wrappers further in (tracing) replace r.Body,
+		// and a timed-out read cancels the request context, so the proxy's error handler
+		// finds the cause here (BodyTimedOut).
+		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
+		r.Body = b
 		next.ServeHTTP(w, r)
+		if !b.done {
+			// A handler that answered without reading the whole body (a refusal) leaves the
+			// server to discard the rest before answering; bound that too, or a client that
+			// stops sending would hold the connection and its answer forever.
+			_ = b.rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+		}
 	})
 }
 
