@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -334,5 +335,182 @@ func TestTornLastLineIsRepairedAtStart(t *testing.T) {
 	last := recs[len(recs)-1]
 	if last["event"] == "audit_repaired" || len(recs) < 3 {
 		t.Fatalf("the chain did not continue after the marker: last %v", last)
+	}
+}
+
+// TestDrainOnSIGTERM: readiness turns 503 within 100 ms of SIGTERM, every in-flight request
+// completes, a stream still open at shutdown_timeout is ended with its record written, and the
+// process exits 0 with every forwarded request's completion on disk.
+func TestDrainOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	e := newProcEnv(t, buildBinary(t), procOptions{ServerExtra: "server:\n  shutdown_timeout: 1s",
+		Upstream: func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/stream") {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for {
+					if _, err := io.WriteString(w, "data: tick\n\n"); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}
+			time.Sleep(400 * time.Millisecond)
+			_, _ = io.WriteString(w, `{"slow":"done"}`)
+		}})
+	p := e.start()
+	const slow = 5
+	results := make(chan error, slow+1)
+	get := func(path string) {
+		req, _ := http.NewRequest("GET", "http://"+e.pub+path, nil)
+		req.Header.Set("X-CSRF", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			results <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if path == "/api/echo/stream" {
+			// Ended by the shutdown timeout: an error or EOF after some ticks is the point.
+			if !strings.Contains(string(b), "tick") {
+				err = fmt.Errorf("stream: %d %q %v", resp.StatusCode, b, err)
+			} else {
+				err = nil
+			}
+		} else if err == nil && (resp.StatusCode != 200 || string(b) != `{"slow":"done"}`) {
+			err = fmt.Errorf("in-flight request: %d %s", resp.StatusCode, b)
+		}
+		results <- err
+	}
+	go get("/api/echo/stream")
+	for range slow {
+		go get("/api/echo/slow")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.mu.Lock()
+		n := len(e.seen)
+		e.mu.Unlock()
+		if n == slow+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests reached the upstream", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		code, body := e.readyz()
+		if code == http.StatusServiceUnavailable {
+			if took := time.Since(sent); took > 100*time.Millisecond {
+				t.Fatalf("readiness turned 503 only %s after SIGTERM", took)
+			}
+			if !strings.Contains(body, `"shutdown":"unavailable"`) {
+				t.Fatalf("/readyz while draining: %s", body)
+			}
+			break
+		}
+		if time.Since(sent) > 100*time.Millisecond {
+			t.Fatalf("readiness still %d %s 100ms after SIGTERM", code, body)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for range slow + 1 {
+		if err := <-results; err != nil {
+			t.Fatalf("%v\n%s", err, p.logs.String())
+		}
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no exit after SIGTERM:\n%s", p.logs.String())
+	}
+	out := e.verify()
+	if !strings.Contains(out, fmt.Sprintf("%d forwarded requests; 0 without a completion record", slow+1)) {
+		t.Fatalf("records incomplete after the drain:\n%s", out)
+	}
+}
+
+// TestConnectionCapUnderALowFDLimit: Gatehouse runs with an open-file limit of 256 (lowered
+// for the child only) and derives its connection cap from it; 300 idle connections — more
+// than the limit — are opened: those beyond the cap are refused at once with a 503, and a
+// control client that was already connected keeps succeeding (its upstream round trips never
+// fail for lack of descriptors).
+func TestConnectionCapUnderALowFDLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	e := newProcEnv(t, buildBinary(t), procOptions{})
+	p := e.start(func(c *exec.Cmd) {
+		c.Args = []string{"/bin/sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, c.Path, "serve", "-c", e.cfgPath}
+		c.Path = "/bin/sh"
+	})
+	control := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+	call := func() error {
+		req, _ := http.NewRequest("GET", "http://"+e.pub+"/api/echo/control", nil)
+		req.Header.Set("X-CSRF", "1")
+		resp, err := control.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return nil
+	}
+	if err := call(); err != nil {
+		t.Fatal(err)
+	}
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for i := range 300 {
+		c, err := net.DialTimeout("tcp", e.pub, time.Second)
+		if err != nil {
+			t.Fatalf("connection %d: dial: %v", i, err)
+		}
+		idle = append(idle, c)
+		// A refused connection is answered at once; an accepted one says nothing.
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		b := make([]byte, 12)
+		if n, _ := io.ReadFull(c, b); n == 12 && string(b) == "HTTP/1.1 503" {
+			refused++
+		}
+		if i%25 == 0 {
+			if err := call(); err != nil {
+				t.Fatalf("control client failed after %d idle connections: %v\n%s", i, err, p.logs.String())
+			}
+		}
+	}
+	if refused < 300-130 {
+		t.Fatalf("only %d of 300 idle connections were refused; the cap for 256 descriptors is 96", refused)
+	}
+	for range 5 {
+		if err := call(); err != nil {
+			t.Fatalf("control client after the flood: %v", err)
+		}
+	}
+	if strings.Contains(p.logs.String(), "too many open files") {
+		t.Fatalf("the gateway ran out of descriptors:\n%s", p.logs.String())
 	}
 }
