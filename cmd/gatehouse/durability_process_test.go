@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -513,4 +514,93 @@ func TestConnectionCapUnderALowFDLimit(t *testing.T) {
 	if strings.Contains(p.logs.String(), "too many open files") {
 		t.Fatalf("the gateway ran out of descriptors:\n%s", p.logs.String())
 	}
+}
+
+// TestFullAuditDiskAtShutdown: the audit file can no longer grow (a full disk, made real with
+// RLIMIT_FSIZE on the child); a request answered before is recorded (its decision was on disk
+// before it was forwarded), new requests are refused 503 and reach no upstream, and SIGTERM
+// ends with a clear log line and exit code 3. The next start repairs what the failing write
+// left and the log verifies.
+func TestFullAuditDiskAtShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	release := make(chan struct{})
+	e := newProcEnv(t, buildBinary(t), procOptions{Upstream: func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/slow") {
+			<-release
+		}
+		_, _ = io.WriteString(w, "ok")
+	}})
+	p := e.start()
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+e.pub+"/api/echo/slow", nil)
+		req.Header.Set("X-CSRF", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	for {
+		e.mu.Lock()
+		n := len(e.seen)
+		e.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st, err := os.Stat(e.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("prlimit", "--pid", fmt.Sprint(p.cmd.Process.Pid), fmt.Sprintf("--fsize=%d", st.Size()+10)).CombinedOutput(); err != nil {
+		t.Skipf("prlimit: %v %s", err, out)
+	}
+	close(release)
+	if code := <-done; code != 200 {
+		t.Fatalf("the in-flight request: %d", code)
+	}
+	req, _ := http.NewRequest("GET", "http://"+e.pub+"/api/echo/after", nil)
+	req.Header.Set("X-CSRF", "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a request while the audit disk is full: %d, want 503", resp.StatusCode)
+	}
+	e.mu.Lock()
+	reached := len(e.seen)
+	e.mu.Unlock()
+	if reached != 1 {
+		t.Fatal("a request reached the upstream while its decision could not be recorded")
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	var exitErr *exec.ExitError
+	select {
+	case err := <-p.exited:
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 3 {
+			t.Fatalf("exit %v, want code 3\n%s", err, p.logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit:\n%s", p.logs.String())
+	}
+	if !strings.Contains(p.logs.String(), "audit records could not be written") {
+		t.Fatalf("no clear log line:\n%s", p.logs.String())
+	}
+	if miss, _ := e.missing(time.Now()); len(miss) != 0 {
+		t.Fatalf("the answered request has no record: %v", miss)
+	}
+	p = e.start()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		t.Fatalf("restart: %v\n%s", err, p.logs.String())
+	}
+	e.verify()
 }

@@ -136,6 +136,10 @@ const Genesis = "000000000000000000000000000000000000000000000000000000000000000
 // closed). A request must then be answered 503 and not forwarded.
 var ErrUnavailable = errors.New("audit log unavailable")
 
+// ErrRecordsLost means Close could not write (or sync) every record it was given: the sink
+// kept failing until the close timeout. gatehouse serve then exits with code 3.
+var ErrRecordsLost = errors.New("audit records lost")
+
 // BrokenError names the first line of a log that does not verify.
 type BrokenError struct {
 	File   string

@@ -219,7 +219,7 @@ func (w *writer) shutdown() {
 	if w.file != nil {
 		if w.dirty {
 			if err := w.file.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("fsync audit log: %w", err))
+				errs = append(errs, fmt.Errorf("fsync audit log: %w: %w", ErrRecordsLost, err))
 			} else {
 				w.release()
 			}
@@ -234,7 +234,7 @@ func (w *writer) shutdown() {
 	}
 	if lost := l.reserved.Swap(0); lost > 0 {
 		l.dropped.Add(uint64(lost))
-		errs = append(errs, fmt.Errorf("close audit log: %d reserved records were not written (never committed or the sink kept failing)", lost))
+		errs = append(errs, fmt.Errorf("close audit log: %w: %d records were not written (never committed, or the sink kept failing: disk full?)", ErrRecordsLost, lost))
 	}
 	h := l.Head()
 	l.log.Info("audit log closed", "seq", h.Seq, "hash", h.Hash, "written", l.written.Load())
