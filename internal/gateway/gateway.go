@@ -199,7 +199,34 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	if err != nil {
 		return nil, err
 	}
+	g.registerGauges()
 	return g, nil
+}
+
+// registerGauges exposes the state of what the instance depends on. The checks
+// are the readiness checks (cached or cheap: a scrape must not hang).
+func (g *Gateway) registerGauges() {
+	up := func(check func(context.Context) error) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}
+	}
+	m := g.metrics
+	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.sessions.Ready))
+	m.Gauge("gatehouse_idp_up", "1 when the IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(g.idp.Ready))
+	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
+	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
+	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
+	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
+	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
+	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
+	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
 }
 
 // urlString is u as text, or "" when it is not set.

@@ -29,8 +29,8 @@ func (e *gwEnv) readyzBody() (int, string) {
 }
 
 // TestIdPDownDegradesButKeepsTheInstanceReady: while the IdP is down, /readyz stays 200 and
-// reports the IdP as degraded (a load balancer must not pull every instance at once), and
-// existing sessions keep working.
+// reports the IdP as degraded (a load balancer must not pull every instance at once), the
+// gauges say so, and existing sessions keep working.
 func TestIdPDownDegradesButKeepsTheInstanceReady(t *testing.T) {
 	verifyNoLeaks(t)
 	prof := newRecorder(t, nil)
@@ -63,6 +63,18 @@ routes:
 	}
 	if code, body := e.api(b, "GET", "/api/profile/me", nil); code != http.StatusOK {
 		t.Fatalf("an existing session while the IdP is down: %d %s", code, body)
+	}
+	resp, err := http.Get(e.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"gatehouse_idp_up 0", "gatehouse_store_up 1", "gatehouse_audit_up 1", "gatehouse_audit_buffer_depth ",
+		"gatehouse_audit_buffer_capacity 4096", "gatehouse_audit_dropped_total 0", "gatehouse_open_connections ", "gatehouse_inflight_requests "} {
+		if !strings.Contains(string(m), "\n"+want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	if err := e.IdP.Resume(t.Context()); err != nil {
 		t.Fatal(err)
