@@ -61,8 +61,10 @@ const (
 // Logger writes audit records to one sink through a single writer goroutine, which assigns seq,
 // prev and hash in commit order.
 //
-// A request reserves a slot before it is forwarded (Reserve) and fills it after the response
-// (Commit). Reserve and Commit never wait for I/O. Because every committed record owns a slot
+// A forwarded request writes a decision record before it is forwarded (Decision; with
+// Durability "sync" it waits for the fsync) and a completion record after the response
+// (Completion); it holds no slot in between. Reserve and Commit (used by Log) hold a slot from
+// one to the other and never wait for I/O; do not hold a reservation across a forwarded request. Because every committed record owns a slot
 // in a bounded buffer, a record is never dropped for lack of room: when the buffer is full, or
 // the sink is failing, Reserve refuses and the request is answered 503 instead of being
 // served unaudited.
