@@ -82,7 +82,7 @@ func TestDiskFullDeniesRequests(t *testing.T) {
 		t.Fatalf("Reserve on a full disk = %v, want ErrUnavailable", err)
 	}
 	err := l.Close()
-	if err == nil || !strings.Contains(err.Error(), "1 reserved records were not written") {
+	if !errors.Is(err, ErrRecordsLost) || !strings.Contains(err.Error(), "1 records were not written") {
 		t.Fatalf("Close = %v, want it to report the unwritten record", err)
 	}
 	if st := l.Stats(); st.Dropped != 1 {
