@@ -86,7 +86,7 @@ type Logger struct {
 	capacity int64 // every record, completions included
 	admit    int64 // decisions, events and Reserve: capacity less the completion headroom
 
-	donePool sync.Pool // chan struct{} (buffer 1) for Decision waiters
+	donePool sync.Pool // chan bool (buffer 1) for Decision waiters: true durable, false the sink failed
 
 	ch       chan entry
 	reserved atomic.Int64
@@ -126,7 +126,7 @@ var (
 // the record is durable (Durability "sync").
 type entry struct {
 	rec  Record
-	done chan struct{}
+	done chan bool
 }
 
 // Pending is a reserved slot for one record. Exactly one of Commit or Cancel takes effect; later
@@ -196,7 +196,7 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Logger{
-		donePool: sync.Pool{New: func() any { return make(chan struct{}, 1) }},
+		donePool: sync.Pool{New: func() any { return make(chan bool, 1) }},
 		opts:     opts,
 		log:      opts.Logger,
 		now:      opts.Now,
@@ -356,7 +356,7 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 		}
 		return nil
 	}
-	done := l.donePool.Get().(chan struct{})
+	done := l.donePool.Get().(chan bool)
 	if !l.enqueue(entry{rec: rec, done: done}) {
 		l.donePool.Put(done)
 		return errClosed
@@ -364,8 +364,14 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 	t := time.NewTimer(syncWaitMax)
 	defer t.Stop()
 	select {
-	case <-done:
+	case durable := <-done:
 		l.donePool.Put(done)
+		if !durable && l.deny {
+			// The sink failed while this record waited: the request is refused. The record stays
+			// queued and is written on recovery; verify then lists it as a decision without a
+			// completion.
+			return errFailing
+		}
 		return nil
 	case <-ctx.Done():
 		// done is abandoned, not pooled: the writer may still signal it.

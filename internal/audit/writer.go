@@ -18,7 +18,7 @@ type writer struct {
 
 	buf     []byte          // encoded records not yet written
 	pending int             // records in buf
-	waiters []chan struct{} // Decision callers whose records are in buf or written but not yet synced
+	waiters []chan bool     // Decision callers whose records are in buf or written but not yet synced
 	seq     uint64
 	prev    [64]byte
 
@@ -49,7 +49,7 @@ func (w *writer) run() {
 			w.flush()
 			if l.sync {
 				// Group commit: one fsync for the whole batch, then every waiter is released.
-				w.sync()
+				w.commit()
 			}
 		case <-tick:
 			w.sync()
@@ -122,6 +122,9 @@ func (w *writer) write(b []byte, n int, head Head) bool {
 			break
 		}
 		l.setFailing(fmt.Errorf("write audit log: %w", err))
+		// Nobody waits for a failing disk: the requests waiting for these records are refused
+		// (deny) or served (continue) now; the records stay and are written on recovery.
+		w.answer(false)
 		if !w.wait(backoff) {
 			// Closing and out of time: the records stay reserved and are reported as lost.
 			return false
@@ -161,12 +164,22 @@ func (w *writer) wait(d time.Duration) bool {
 	return true
 }
 
+// sync runs at every fsync_interval tick: it also checks that the file is still in place.
 func (w *writer) sync() {
 	if w.file != nil {
 		w.checkPath()
+	}
+	w.commit()
+}
+
+// commit fsyncs what was written and releases the Decision callers waiting for it (the group
+// commit after every batch with Durability "sync").
+func (w *writer) commit() {
+	if w.file != nil {
 		if w.dirty {
 			if err := w.file.Sync(); err != nil {
 				w.l.setFailing(fmt.Errorf("fsync audit log: %w", err))
+				w.answer(false)
 				return
 			}
 			w.dirty = false
@@ -182,8 +195,14 @@ func (w *writer) release() {
 	if w.pending > 0 {
 		return
 	}
+	w.answer(true)
+}
+
+// answer tells every waiting Decision caller whether its record is durable. A waiter is
+// answered once: buffered 1, one value per entry, so it never blocks.
+func (w *writer) answer(durable bool) {
 	for i, c := range w.waiters {
-		c <- struct{}{} // buffered 1, one value per entry: never blocks
+		c <- durable
 		w.waiters[i] = nil
 	}
 	w.waiters = w.waiters[:0]
