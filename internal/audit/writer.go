@@ -16,9 +16,9 @@ type writer struct {
 	l   *Logger
 	enc *encoder
 
-	buf     []byte          // encoded records not yet written
-	pending int             // records in buf
-	waiters []chan bool     // Decision callers whose records are in buf or written but not yet synced
+	buf     []byte      // encoded records not yet written
+	pending int         // records in buf
+	waiters []chan bool // Decision callers whose records are in buf or written but not yet synced
 	seq     uint64
 	prev    [64]byte
 
