@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -390,5 +391,32 @@ func TestVerifyReportsUnfinishedDecisions(t *testing.T) {
 	res, err := VerifyFile(path)
 	if err != nil || res.Forwarded != 3 || res.UnfinishedCount != 2 || strings.Join(res.Unfinished, ",") != "a,c" {
 		t.Fatalf("verify %+v %v", res, err)
+	}
+}
+
+// TestSaturationIsReported: once decisions and events would be refused for lack of room,
+// SaturatedErr says so (the /readyz audit_buffer check), and stops saying so when room returns.
+func TestSaturationIsReported(t *testing.T) {
+	l := openStdout(t, io.Discard, func(o *Options) { o.Buffer = 4 })
+	defer l.Close()
+	var held []*Pending
+	for l.SaturatedErr() == nil {
+		p, err := l.Reserve(context.Background())
+		if err != nil {
+			t.Fatalf("Reserve before saturation: %v", err)
+		}
+		held = append(held, p)
+	}
+	if len(held) != l.Stats().Admit {
+		t.Fatalf("saturated after %d reservations, want %d", len(held), l.Stats().Admit)
+	}
+	if _, err := l.Reserve(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve when saturated = %v", err)
+	}
+	for _, p := range held {
+		p.Cancel()
+	}
+	if err := l.SaturatedErr(); err != nil {
+		t.Fatalf("still saturated after the slots were released: %v", err)
 	}
 }
