@@ -182,8 +182,14 @@ func errorClassCases() []errorClassCase {
 			`t.yaml:6: composites: not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section`},
 		{"agents not supported yet", head + "agents:\n  max_ttl: 15m\n",
 			`t.yaml:6: agents: not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section`},
-		{"private_key_jwt not supported yet", head + "  client_auth: private_key_jwt\n",
-			`t.yaml:6: identity.client_auth: private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post`},
+		{"private_key_jwt with a client secret", head + "  client_auth: private_key_jwt\n  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:5: identity.client_secret: is not used with client_auth: private_key_jwt; remove it`},
+		{"private_key_jwt without private_key", strings.Replace(head, "  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n", "  client_auth: private_key_jwt\n", 1),
+			`t.yaml:2: identity.private_key: required key is missing; add private_key: ${file:/path/to/key.pem}`},
+		{"private_key not PEM", strings.Replace(head, "  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n", "  client_auth: private_key_jwt\n  private_key: ${env:GH_TEST_CLIENT_SECRET}\n", 1),
+			`t.yaml:6: identity.private_key: is not a PEM private key`},
+		{"private_key without private_key_jwt", head + "  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
+			`t.yaml:6: identity.private_key: is used only with client_auth: private_key_jwt; remove it or set client_auth`},
 
 		// secrets
 		{"missing environment variable", strings.Replace(head, "GH_TEST_CLIENT_SECRET", "GH_TEST_SURELY_UNSET_VAR", 1),
