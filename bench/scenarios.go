@@ -56,6 +56,7 @@ func scenarios() []scenario {
 			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)", gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
 		}},
 		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
+		{"audit-sync", func(ctx context.Context, e *environment) ([]result, error) { return e.durability(ctx) }},
 		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
 		{"idle-conns", func(ctx context.Context, e *environment) ([]result, error) { return e.idleConnections(ctx) }},
@@ -173,6 +174,48 @@ func successesOnly(gh *child, g summary) error {
 		return fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
 	}
 	return nil
+}
+
+// durability compares audit durability sync (the default: a request's
+// decision record is fsynced before the upstream is contacted, group
+// commit) with interval (fsync every fsync_interval) on the same GET load.
+// Both need the run's one Gatehouse address (the OP's redirect URI), so
+// each round starts a fresh Gatehouse in the mode measured, alternating.
+func (e *environment) durability(ctx context.Context) ([]result, error) {
+	modes := []string{"interval", "sync"}
+	rounds := map[string][]round{}
+	for i := 0; i < e.f.rounds; i++ {
+		for _, mode := range modes {
+			gh, err := e.startGatehouse(ctx, filepath.Join(e.dir, "audit-"+mode), gatehouseConfig{store: "bolt", durability: mode})
+			if err != nil {
+				return nil, err
+			}
+			c, err := e.login(ctx)
+			if err != nil {
+				_ = gh.stop()
+				return nil, err
+			}
+			r, err := drive(ctx, e, gh, e.f.conns, e.f.duration, getSmall([]string{c}))
+			if err == nil && e.f.profile != "" && i == e.f.rounds-1 {
+				err = e.profileRound(ctx, "audit-"+mode, gh, getSmall([]string{c}))
+			}
+			_ = gh.stop()
+			if err != nil {
+				return nil, err
+			}
+			rounds[mode] = append(rounds[mode], r)
+		}
+	}
+	iv, sy := summarize("interval", rounds["interval"]), summarize("sync", rounds["sync"])
+	if sy.Non2xx > 0 || sy.Errors > 0 || iv.Non2xx > 0 || iv.Errors > 0 {
+		return nil, fmt.Errorf("non-2xx or errors: sync %d/%d, interval %d/%d", sy.Non2xx, sy.Errors, iv.Non2xx, iv.Errors)
+	}
+	res := result{Scenario: "audit-sync", What: "authenticated GET, bolt, audit durability sync (row 2) against interval (row 1), a fresh Gatehouse per round; ratio is sync ÷ interval",
+		Bare: &iv, Gatehouse: sy}
+	if iv.RPS > 0 {
+		res.Ratio = sy.RPS / iv.RPS
+	}
+	return []result{res}, nil
 }
 
 // halfPeakLatency finds both targets' peak (one closed-loop round each),
@@ -351,7 +394,9 @@ func (e *environment) loginThroughput(ctx context.Context) ([]result, error) {
 func (e *environment) idleConnections(ctx context.Context) ([]result, error) {
 	const n = 10_000
 	dir := filepath.Join(e.dir, "idle")
-	gh, err := e.startGatehouse(ctx, dir, gatehouseConfig{store: "bolt"})
+	// The default connection cap is half the open-file limit, which on a
+	// machine with 20 000 descriptors is just under n.
+	gh, err := e.startGatehouse(ctx, dir, gatehouseConfig{store: "bolt", extraYAML: "server:\n  max_connections: 15000\n"})
 	if err != nil {
 		return nil, err
 	}
