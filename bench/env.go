@@ -36,6 +36,7 @@ type environment struct {
 	log          *slog.Logger
 	gatehouseBin string
 	self         string
+	wrk          string // wrk's path when -wrk is set and it is installed
 
 	upstream *upstreamServer
 	op       *idp.Provider
@@ -256,6 +257,25 @@ routes:
 // login signs alice in at the real OP through Gatehouse and returns her
 // session cookie as a Cookie header value.
 func (e *environment) login(ctx context.Context) (string, error) {
+	// A Gatehouse that has just become ready can still answer a sign-in
+	// 503 for a moment (seen once right after a restart on the same
+	// address): retry a few times before giving up.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var c string
+		if c, err = e.loginOnce(ctx); err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return "", err
+}
+
+func (e *environment) loginOnce(ctx context.Context) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	base := "http://" + e.gatehouseAddr

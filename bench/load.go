@@ -36,6 +36,8 @@ type round struct {
 	latencies               []time.Duration
 	upConns, upReqs         int64
 	before, after           procStats
+	// wrk reports percentiles, not samples.
+	wrkP50, wrkP99, wrkP999 float64
 }
 
 // drive runs a closed loop of conns workers against base for d and returns
@@ -249,6 +251,12 @@ func summarize(target string, rounds []round) summary {
 	s.P50us = pct(s.latencies, 0.50)
 	s.P99us = pct(s.latencies, 0.99)
 	s.P999us = pct(s.latencies, 0.999)
+	if len(s.latencies) == 0 {
+		// wrk rounds: the worst round's percentiles.
+		for _, r := range rounds {
+			s.P50us, s.P99us, s.P999us = max(s.P50us, r.wrkP50), max(s.P99us, r.wrkP99), max(s.P999us, r.wrkP999)
+		}
+	}
 	s.CPUusPerReq = cpu * 1e6 / float64(s.Requests)
 	s.AllocsPerReq = mallocs / float64(s.Requests)
 	if upConns > 0 {

@@ -50,6 +50,7 @@ type flags struct {
 	profile      string
 	loadFraction float64
 	verbose      bool
+	useWrk       bool
 }
 
 func main() {
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&f.stored, "stored-sessions", 200_000, "sessions in the stored-sessions scenario (the issue's figure is 1000000: about 1 minute more)")
 	flag.StringVar(&f.profile, "profile", "", "after each side-by-side scenario, run one more Gatehouse round and save its CPU and allocation profiles in this directory")
 	flag.Float64Var(&f.loadFraction, "half-peak-fraction", 0.5, "the half-peak scenario's offered load as a fraction of the lower closed-loop peak")
+	flag.BoolVar(&f.useWrk, "wrk", false, "drive the single-path GET scenarios (get-bolt, get-redis) with wrk instead of the Go generator, when wrk is installed")
 	flag.BoolVar(&f.verbose, "v", false, "print progress and the children's logs")
 	flag.Parse()
 
@@ -103,6 +105,12 @@ func run(ctx context.Context, f flags) error {
 	fmt.Fprintln(os.Stderr, "done")
 	if env.self, err = os.Executable(); err != nil {
 		return err
+	}
+	if f.useWrk {
+		if env.wrk, err = exec.LookPath("wrk"); err != nil {
+			fmt.Fprintln(os.Stderr, "wrk is not installed (apt-get install wrk): using the Go generator")
+			env.wrk = ""
+		}
 	}
 	if err := env.startShared(ctx); err != nil {
 		return err

@@ -39,7 +39,7 @@ type scenario struct {
 func scenarios() []scenario {
 	return []scenario{
 		{"get-bolt", func(ctx context.Context, e *environment) ([]result, error) {
-			return e.sideBySide(ctx, "get-bolt", "authenticated GET, user token, full pipeline, bolt, one session", gatehouseConfig{store: "bolt"}, 1, getSmall)
+			return e.sideBySide(ctx, "get-bolt", "authenticated GET, user token, full pipeline, bolt, one session"+e.generator(true), gatehouseConfig{store: "bolt"}, 1, getSmall)
 		}},
 		{"get-bolt-many", func(ctx context.Context, e *environment) ([]result, error) {
 			return e.sideBySide(ctx, "get-bolt-many", fmt.Sprintf("the same, %d sessions in random order", e.f.sessions), gatehouseConfig{store: "bolt"}, e.f.sessions, getSmall)
@@ -53,7 +53,7 @@ func scenarios() []scenario {
 				return nil, err
 			}
 			defer stop()
-			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)", gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
+			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)"+e.generator(true), gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
 		}},
 		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
 		{"audit-sync", func(ctx context.Context, e *environment) ([]result, error) { return e.durability(ctx) }},
@@ -140,14 +140,20 @@ func (e *environment) sideBySide(ctx context.Context, name, what string, gc gate
 	}
 	defer p.stop()
 	w := mk(p.cookies)
+	one := func(target *child) (round, error) {
+		if e.wrk != "" && len(p.cookies) == 1 && name != "mixed-bolt" {
+			return wrkRound(ctx, e, target, e.f.conns, e.f.duration, "/api/profile/me", p.cookies[0])
+		}
+		return drive(ctx, e, target, e.f.conns, e.f.duration, w)
+	}
 	var bareRounds, ghRounds []round
 	for i := 0; i < e.f.rounds; i++ {
-		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
+		r, err := one(p.bare)
 		if err != nil {
 			return nil, err
 		}
 		bareRounds = append(bareRounds, r)
-		r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w)
+		r, err = one(p.gh)
 		if err != nil {
 			return nil, err
 		}
@@ -167,6 +173,14 @@ func (e *environment) sideBySide(ctx context.Context, name, what string, gc gate
 		}
 	}
 	return []result{res}, nil
+}
+
+// generator names the load generator of the single-path GET scenarios.
+func (e *environment) generator(wrkCapable bool) string {
+	if wrkCapable && e.wrk != "" {
+		return " (wrk)"
+	}
+	return ""
 }
 
 func successesOnly(gh *child, g summary) error {
@@ -366,7 +380,7 @@ func (e *environment) loginThroughput(ctx context.Context) ([]result, error) {
 		wg.Go(func() {
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
-				if _, err := e.login(ctx); err != nil {
+				if _, err := e.loginOnce(ctx); err != nil {
 					failed.Add(1)
 					continue
 				}
