@@ -39,8 +39,8 @@ fail() { echo "image check failed: $*" >&2; exit 1; }
 inspect() { buildah --storage-driver "$STORAGE_DRIVER" inspect --type image --format "$1" "$image"; }
 user=$(inspect '{{.OCIv1.Config.User}}')
 [ "$user" = "65532:65532" ] || fail "user is '$user', want 65532:65532 (non-root)"
-ep=$(inspect '{{json .OCIv1.Config.Entrypoint}}')
-[ "$ep" = '["/usr/local/bin/gatehouse"]' ] || fail "entrypoint is $ep"
+ep=$(inspect '{{range .OCIv1.Config.Entrypoint}}{{.}} {{end}}')
+[ "$ep" = "/usr/local/bin/gatehouse " ] || fail "entrypoint is '$ep', want /usr/local/bin/gatehouse"
 ports=$(inspect '{{range $p, $_ := .OCIv1.Config.ExposedPorts}}{{$p}} {{end}}')
 [ "$ports" = "8080/tcp 9090/tcp " ] || fail "exposed ports are '$ports', want 8080/tcp 9090/tcp"
 vols=$(inspect '{{range $v, $_ := .OCIv1.Config.Volumes}}{{$v}} {{end}}')

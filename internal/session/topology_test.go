@@ -195,6 +195,7 @@ func primaryLoss(t *testing.T, tp topology, failover func() func()) {
 	op := func(r *rand.Rand) {
 		mu.Lock()
 		kind := r.IntN(5)
+		nLive := len(live)
 		var h session.Handle
 		if len(live) > 0 {
 			h = live[r.IntN(len(live))]
@@ -221,7 +222,7 @@ func primaryLoss(t *testing.T, tp topology, failover func() func()) {
 				live = append(live, nh)
 				mu.Unlock()
 			}
-		case kind == 2 && len(live) > 10:
+		case kind == 2 && nLive > 10:
 			mu.Lock()
 			i := r.IntN(len(live))
 			h = live[i]
