@@ -9,7 +9,8 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin", "tls"},
+	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},

@@ -189,10 +189,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
+	tlsConf, err := publicTLS(cfg, g.log)
+	if err != nil {
+		return nil, err
+	}
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		TLS: tlsConf,
 	})
 	if err != nil {
 		return nil, err

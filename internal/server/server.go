@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,9 @@ type Options struct {
 	// listening on the addresses (tests pass :0 listeners).
 	PublicListener net.Listener
 	AdminListener  net.Listener
+
+	// TLS, when set, makes the public listener serve HTTPS (see tls.go).
+	TLS *tls.Config
 }
 
 // Server is the pair of HTTP servers.
@@ -77,6 +81,7 @@ func New(opts Options) (*Server, error) {
 		IdleTimeout:       opts.IdleTimeout,
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          errLog,
+		TLSConfig:         opts.TLS,
 	}
 	s.admin = &http.Server{
 		Handler:           opts.Admin,
@@ -117,7 +122,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		defer wg.Done()
 		s.opts.Logger.Info("listening", "listener", name, "addr", ln.Addr().String())
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serveMaybeTLS(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}
