@@ -46,6 +46,10 @@ type Config struct {
 	Admin     Admin
 	// TLS, when set, makes the public listener serve HTTPS itself.
 	TLS *TLS
+	// ShutdownDelay is how long, after a shutdown signal, /readyz answers
+	// 503 while both listeners keep serving, so load balancers stop sending
+	// before the listener closes. Default 0.
+	ShutdownDelay time.Duration
 
 	warnings []Problem
 }

@@ -76,6 +76,15 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.listeners(c, top)
 	d.publicURL(c, top)
 	d.tls(c, top)
+	if n := top.get(d, "shutdown_delay"); n != nil {
+		if v, ok := d.duration(n, "shutdown_delay"); ok {
+			if v < 0 || v > time.Minute {
+				d.errf(n, "shutdown_delay", "must be between 0s and 1m; a few seconds more than the load balancer's health-check interval")
+			} else {
+				c.ShutdownDelay = v
+			}
+		}
+	}
 	d.trustedProxies(c, top)
 	d.frontend(c, top)
 	d.identity(c, top)

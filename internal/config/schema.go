@@ -9,7 +9,7 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin", "tls"},
+		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin", "tls", "shutdown_delay"},
 	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",

@@ -73,3 +73,20 @@ func TestTLSKeys(t *testing.T) {
 		t.Fatalf("without tls: TLS = %+v, %v; want nil", c.TLS, err)
 	}
 }
+
+func TestShutdownDelay(t *testing.T) {
+	for src, want := range map[string]string{
+		"":                     "0s",
+		"shutdown_delay: 5s\n": "5s",
+		"shutdown_delay: 2m\n": "between 0s and 1m",
+		"shutdown_delay: x\n":  "shutdown_delay",
+	} {
+		c, err := parseString(t, head+src)
+		switch {
+		case err != nil && !strings.Contains(err.Error(), want):
+			t.Errorf("%q: %v, want %q", src, err, want)
+		case err == nil && c.ShutdownDelay.String() != want:
+			t.Errorf("%q: ShutdownDelay %s, want %s", src, c.ShutdownDelay, want)
+		}
+	}
+}

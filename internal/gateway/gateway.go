@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
-		TLS: tlsConf,
+		TLS: tlsConf, DrainDelay: cfg.ShutdownDelay,
 	})
 	if err != nil {
 		return nil, err
@@ -293,6 +293,7 @@ func (g *Gateway) adminHandler() http.Handler {
 		{Name: "session_store", Fn: g.sessions.Ready},
 		{Name: "identity_provider", Fn: g.idp.Ready},
 		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+		{Name: "shutdown", Fn: g.notDraining},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{

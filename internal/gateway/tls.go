@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -20,4 +22,15 @@ func publicTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 		return nil, err
 	}
 	return r.TLSConfig(), nil
+}
+
+// errDraining makes /readyz fail once a shutdown has begun.
+var errDraining = errors.New("shutting down")
+
+// notDraining is the readiness check that fails from the shutdown signal on.
+func (g *Gateway) notDraining(context.Context) error {
+	if g.server != nil && g.server.Draining() {
+		return errDraining
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +42,12 @@ type Options struct {
 
 	// TLS, when set, makes the public listener serve HTTPS (see tls.go).
 	TLS *tls.Config
+
+	// DrainDelay: after the shutdown signal, Draining reports true (so
+	// /readyz answers 503) while both listeners keep serving for this long;
+	// then the listeners close. Load balancers that poll readiness thus stop
+	// sending before any connection is refused. Default 0.
+	DrainDelay time.Duration
 }
 
 // Server is the pair of HTTP servers.
@@ -50,7 +57,12 @@ type Server struct {
 	admin  *http.Server
 	pubLn  net.Listener
 	admLn  net.Listener
+
+	draining atomic.Bool
 }
+
+// Draining reports whether a shutdown has begun (readiness must fail).
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // New prepares the servers and binds the listeners, so that a bad address is
 // reported before anything starts.
@@ -133,7 +145,18 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		s.draining.Store(true)
+		if d := s.opts.DrainDelay; d > 0 {
+			s.opts.Logger.Info("shutting down: readiness fails, still serving while load balancers stop sending", "delay", d.String())
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case runErr = <-errc:
+				t.Stop()
+			}
+		}
 	case runErr = <-errc:
+		s.draining.Store(true)
 	}
 	s.opts.Logger.Info("shutting down: finishing in-flight requests", "timeout", s.opts.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
