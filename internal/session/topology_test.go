@@ -166,9 +166,10 @@ func primaryLoss(t *testing.T, tp topology, failover func() func()) {
 		live    []session.Handle
 		revoked []session.Handle
 		jtis    []string
-		// unsure are sessions whose revocation failed: the store may or may
-		// not have applied it, so neither outcome is wrong for them.
-		unsure = map[string]bool{}
+		// removed are sessions a worker has begun to revoke: a concurrent
+		// load may find them or not, and a revocation that failed may or may
+		// not have been applied, so neither outcome is wrong for them.
+		removed = map[string]bool{}
 	)
 	for i := range 50 {
 		h, err := m.Create(ctx, userSession(fmt.Sprintf("user-%d", i), ""))
@@ -211,7 +212,7 @@ func primaryLoss(t *testing.T, tp topology, failover func() func()) {
 		case kind == 0 && h != (session.Handle{}):
 			_, err := m.Load(cctx, h, false)
 			mu.Lock()
-			isUnsure := unsure[h.ID()]
+			isUnsure := removed[h.ID()]
 			mu.Unlock()
 			outcome(err == nil || (isUnsure && errors.Is(err, session.ErrNotFound)), errOrNil(err, isUnsure))
 		case kind == 1:
@@ -227,13 +228,13 @@ func primaryLoss(t *testing.T, tp topology, failover func() func()) {
 			i := r.IntN(len(live))
 			h = live[i]
 			live = append(live[:i], live[i+1:]...)
+			removed[h.ID()] = true
 			mu.Unlock()
 			err := m.Delete(cctx, h.ID())
 			mu.Lock()
 			if err == nil {
 				revoked = append(revoked, h)
 			} else {
-				unsure[h.ID()] = true
 				live = append(live, h)
 			}
 			mu.Unlock()
