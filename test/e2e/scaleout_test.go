@@ -227,13 +227,23 @@ func TestScaleOutRevocationReachesEveryInstance(t *testing.T) {
 }
 
 // Every instance is restarted in turn while clients that never retry keep
-// calling through the load balancer: no request fails.
+// calling through the load balancer: no request fails; a revocation made in
+// the middle of the roll holds on every instance afterwards.
 func TestScaleOutRollingRestartLosesNoRequest(t *testing.T) {
 	s := startScaleOut(t, 3)
 	const clients = 4
 	browsers := make([]*http.Client, clients)
 	for i := range browsers {
 		browsers[i] = s.envs[i%len(s.envs)].login("alice", "wonderland")
+	}
+	// bob's sessions are revoked in the middle of the roll; afterwards no
+	// instance, restarted or not, may honour them.
+	bobs := make([]*http.Client, 3)
+	for i := range bobs {
+		bobs[i] = s.envs[i].login("bob", "builder")
+		if c := s.direct(bobs[i], i, "/api/profile/me"); c != 200 {
+			t.Fatalf("bob before the revocation: %d", c)
+		}
 	}
 	var sent, ok, unavailable, other atomic.Int64
 	stop := make(chan struct{})
@@ -276,15 +286,29 @@ func TestScaleOutRollingRestartLosesNoRequest(t *testing.T) {
 	for i := range s.envs {
 		s.restart(i)
 		t.Logf("instance %d restarted; sent so far %d", i, sent.Load())
+		if i == 0 {
+			if c, body := s.envs[1].sessAdmin(nil, "POST", "/admin/sessions/revoke?sub=user-bob", scaleAdminToken); c != 200 {
+				t.Fatalf("revoke bob on instance 1: %d %s", c, body)
+			}
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
-	counts := fmt.Sprintf("sent=%d 2xx=%d 503=%d other=%d lost_revocations=0 (none revoked) no_backend=%d",
-		sent.Load(), ok.Load(), unavailable.Load(), other.Load(), s.lb.noneUp.Load())
+	lost := 0
+	for _, b := range bobs {
+		for i := range s.envs {
+			if c := s.direct(b, i, "/api/profile/me"); c != http.StatusUnauthorized {
+				lost++
+				t.Errorf("instance %d answers a revoked session with %d", i, c)
+			}
+		}
+	}
+	counts := fmt.Sprintf("sent=%d 2xx=%d 503=%d other=%d lost_revocations=%d no_backend=%d",
+		sent.Load(), ok.Load(), unavailable.Load(), other.Load(), lost, s.lb.noneUp.Load())
 	t.Log("rolling restart: " + counts)
 	fmt.Println("rolling restart: " + counts)
-	if other.Load() != 0 || unavailable.Load() != 0 {
+	if other.Load() != 0 || unavailable.Load() != 0 || lost != 0 {
 		t.Fatalf("a rolling restart lost requests: %s", counts)
 	}
 	if ok.Load() < 100 {
