@@ -125,10 +125,12 @@ admin:
 		e := startGWWith(t, o, p, ln, s.base)
 		s.envs, s.dirs, s.addrs = append(s.envs, e), append(s.dirs, dir), append(s.addrs, ln.Addr().String())
 		target, _ := url.Parse("http://" + ln.Addr().String())
-		b := &lbBackend{proxy: httputil.NewSingleHostReverseProxy(target), admin: e.Admin}
+		rp := httputil.NewSingleHostReverseProxy(target)
+		idx := fmt.Sprint(i)
+		rp.ModifyResponse = func(r *http.Response) error { r.Header.Set("X-Test-Backend", idx); return nil }
+		b := &lbBackend{proxy: rp, admin: e.Admin}
 		b.ready.Store(true)
 		s.lb.backends = append(s.lb.backends, b)
-		_ = i
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{Handler: s.lb, ReadHeaderTimeout: 5 * time.Second}
@@ -267,8 +269,11 @@ func TestScaleOutRollingRestartLosesNoRequest(t *testing.T) {
 					t.Logf("request failed: %v", err)
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Logf("status %d from %s: %s", resp.StatusCode, resp.Header.Get("X-Test-Backend"), body)
+				}
 				switch {
 				case resp.StatusCode == 200:
 					ok.Add(1)
