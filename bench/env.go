@@ -257,11 +257,11 @@ routes:
 // login signs alice in at the real OP through Gatehouse and returns her
 // session cookie as a Cookie header value.
 func (e *environment) login(ctx context.Context) (string, error) {
-	// A Gatehouse that has just become ready can still answer a sign-in
-	// 503 for a moment (seen once right after a restart on the same
-	// address): retry a few times before giving up.
+	// Readiness does not wait for the IdP's discovery document, so a
+	// Gatehouse that has just become ready can answer a sign-in 503 for a
+	// moment: retry for up to 5 s before giving up.
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 25; attempt++ {
 		var c string
 		if c, err = e.loginOnce(ctx); err == nil {
 			return c, nil
