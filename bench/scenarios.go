@@ -300,7 +300,7 @@ func seedSessions(ctx context.Context, path string, n int) ([]string, error) {
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range 64 { // bolt batches concurrent writers into one transaction each
+	for range 1000 { // bolt batches concurrent writers (up to 1000) into one transaction
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
