@@ -47,12 +47,8 @@ func (w *writer) run() {
 			w.add(&e)
 			w.drain()
 			w.flush()
-			if l.sync && len(w.waiters) > 0 {
+			if l.sync {
 				// Group commit: one fsync for the whole batch, then every waiter is released.
-				// A batch nobody waits for (completion and refusal records, events) is left
-				// to the next group commit or the fsync_interval tick, whichever comes first:
-				// sync promises decision records, and an fsync per completion-only batch
-				// would make the next decisions wait for two fsyncs instead of one.
 				w.commit()
 			}
 		case <-tick:
