@@ -169,8 +169,11 @@ type authorizeStage struct{}
 
 func (authorizeStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
 	r := x.req.HTTP
+	if x.ev.ClientIPText == "" && x.ev.ClientIP.IsValid() {
+		x.ev.ClientIPText = x.ev.ClientIP.String() // once, for the policy and both audit records
+	}
 	in := AuthzInput{Route: x.rt.name, Method: r.Method, Path: x.req.Path, RawQuery: r.URL.RawQuery, Header: r.Header,
-		Identity: x.id, ClientIP: x.ev.ClientIP, RequestID: x.ev.RequestID}
+		Identity: x.id, ClientIP: x.ev.ClientIP, ClientIPText: x.ev.ClientIPText, RequestID: x.ev.RequestID}
 	ref := p.authorize(ctx, x.rt, &x.ev, &in)
 	x.req.Reason = in.Reason
 	return ref
