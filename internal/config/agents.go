@@ -9,8 +9,8 @@ import (
 
 // Defaults of the agents section, as documented in docs/configuration.md.
 const (
-	DefaultAgentMaxTTL          = 15 * time.Minute
-	DefaultAgentDefaultTTL      = 5 * time.Minute
+	DefaultAgentMaxTTL           = 15 * time.Minute
+	DefaultAgentDefaultTTL       = 5 * time.Minute
 	DefaultAgentTokensPerSession = 10
 	// MaxAgentTokensPerSession keeps a typo from becoming an unbounded number
 	// of grants per session (each is a store record).
