@@ -15,7 +15,7 @@ import (
 type Request struct {
 	Name    string
 	Routes  []string
-	Methods []string // default [GET]
+	Methods []string      // default [GET]
 	TTL     time.Duration // 0: the default TTL
 }
 

@@ -114,7 +114,7 @@ func TestNarrowNeverWiderNorLonger(t *testing.T) {
 			}
 		}
 		req := Request{Routes: pick(routes), Methods: pick(knownMethods), TTL: time.Duration(rng.Int64N(int64(2*time.Hour))) - time.Minute}
-		b := Bounds{Delegable: delegable, MaxTTL: time.Duration(1+rng.Int64N(int64(time.Hour))),
+		b := Bounds{Delegable: delegable, MaxTTL: time.Duration(1 + rng.Int64N(int64(time.Hour))),
 			SessionLeft: time.Duration(rng.Int64N(int64(2*time.Hour))) - time.Minute,
 			Allowed:     func(r, m string) (bool, error) { return !denied[r+":"+m], nil }}
 		b.DefaultTTL = time.Duration(1 + rng.Int64N(int64(b.MaxTTL)))
