@@ -38,7 +38,9 @@ func TestAdminListsAndRevokesAgentGrants(t *testing.T) {
 
 	h := newSession(t, m, "alice")
 	s, _ := m.Load(context.Background(), h, false)
-	allow := func(context.Context, *session.Session, string, string, *policy.AgentInfo) (bool, error) { return true, nil }
+	allow := func(context.Context, *session.Session, string, string, *policy.AgentInfo) (bool, error) {
+		return true, nil
+	}
 	iss, err := b.Issue(context.Background(), h, s, agent.Request{Name: "bot", Routes: []string{"profile"}}, allow)
 	if err != nil {
 		t.Fatal(err)
