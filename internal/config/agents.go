@@ -23,7 +23,7 @@ const (
 // agentsWired says whether the request path honours agent tokens. Until it
 // does, a valid agents section is refused with "not supported yet" (never
 // accepted and ignored); the section is still decoded and checked in full.
-const agentsWired = false
+const agentsWired = true
 
 // Agents configures delegation to agents (non-human callers acting for a
 // signed-in user with a gha_ token). Config.Agents is nil when the section is

@@ -170,8 +170,6 @@ func errorClassCases() []errorClassCase {
 		// not supported yet: refused, never accepted and ignored
 		{"composites not supported yet", head + "composites:\n  - name: dashboard\n",
 			`t.yaml:6: composites: not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section`},
-		{"agents not supported yet", head + route0 + "agents:\n  delegable_routes: [a]\n",
-			`t.yaml:11: agents: not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section`},
 		{"private_key_jwt not supported yet", head + "  client_auth: private_key_jwt\n",
 			`t.yaml:6: identity.client_auth: private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post`},
 
