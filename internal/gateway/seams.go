@@ -146,6 +146,9 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable") {
 		rec.Reason = ev.Reason
 	}
+	if ev.AuditReason != "" {
+		rec.Reason = ev.AuditReason
+	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
 	return rec
 }

@@ -129,8 +129,12 @@ type AuditEvent struct {
 	// Code is Gatehouse's error code when Gatehouse answered with an error.
 	Code string
 	// Reason is the Authorizer's explanation of its decision, if it gave one.
-	Reason     string
-	Credential string
+	Reason string
+	// AuditReason is a refusal's own reason for the audit record (its
+	// Refusal.AuditReason, e.g. an agent token's token_unknown), recorded
+	// instead of Code.
+	AuditReason string
+	Credential  string
 	// Upstream is the route's upstream base URL (no query, no user info).
 	Upstream string
 	// RequestID is also sent upstream and to the client as X-Request-Id.

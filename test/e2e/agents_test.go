@@ -364,6 +364,8 @@ func TestAgentTokenNeverLeaks(t *testing.T) {
 	e.wantAgent(tok, "GET", "/api/billing/plan", 200, "")
 	e.wantAgent(tok, "POST", "/api/profile/me", 403, "")
 	e.wantAgent(tok, "GET", "/bff/user", 403, "")
+	e.wantAgent(tok[:67], "GET", "/api/profile/me", 401, "agent_token_invalid")
+	e.wantAgent("gha_"+strings.Repeat("B", 64), "GET", "/api/profile/me", 401, "agent_token_invalid")
 	_, list := e.api(b, "GET", "/bff/agents/tokens", nil)
 	_, adminList := e.sessAdmin(nil, "GET", "/admin/agents?sub=user-alice", agentAdminToken)
 	_, metrics := e.sessAdmin(nil, "GET", "/metrics", "")
@@ -381,6 +383,11 @@ func TestAgentTokenNeverLeaks(t *testing.T) {
 	} {
 		if strings.Contains(text, tok[4:]) || strings.Contains(text, tok[4:40]) {
 			t.Errorf("the agent token appears in the %s", what)
+		}
+	}
+	for _, reason := range []string{`"reason":"token_malformed"`, `"reason":"token_unknown"`} {
+		if !strings.Contains(string(auditFile), `"event":"access","outcome":"deny",`+reason) {
+			t.Errorf("no access denial audited with %s", reason)
 		}
 	}
 	actor := `"actor":["agent:` + id + `:leak check"]`
