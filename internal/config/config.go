@@ -35,11 +35,13 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-*; empty means no one may.
 	TrustedProxies []netip.Prefix
 
-	Frontend  Frontend
-	Identity  Identity
-	Session   Session
-	CSRF      CSRF
-	Routes    []Route
+	Frontend Frontend
+	Identity Identity
+	Session  Session
+	CSRF     CSRF
+	Routes   []Route
+	// Agents is nil when the agents section is absent (no delegation).
+	Agents    *Agents
 	Policy    Policy
 	Audit     Audit
 	Server    Server

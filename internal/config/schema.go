@@ -26,6 +26,8 @@ var schema = map[string][]string{
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
 	"credential.header":             {"name", "value"},
+	"agents":                        {"max_ttl", "default_ttl", "delegable_routes", "max_tokens_per_session", "rate_limit"},
+	"agents.rate_limit":             {"requests", "per", "burst"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
 	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},
