@@ -22,6 +22,7 @@ type request struct {
 	method string
 	path   string
 	cookie string
+	auth   string // Authorization header (agent tokens)
 	body   []byte
 }
 
@@ -81,6 +82,9 @@ func newRequest(base string, q request) *http.Request {
 	req.Header.Set("X-CSRF", "1")
 	if q.cookie != "" {
 		req.Header.Set("Cookie", q.cookie)
+	}
+	if q.auth != "" {
+		req.Header.Set("Authorization", q.auth)
 	}
 	if q.body != nil {
 		req.Header.Set("Content-Type", "application/json")

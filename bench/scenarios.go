@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,7 @@ func scenarios() []scenario {
 			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)"+e.generator(true), gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
 		}},
 		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
+		{"get-agent", func(ctx context.Context, e *environment) ([]result, error) { return e.agentToken(ctx) }},
 		{"audit-sync", func(ctx context.Context, e *environment) ([]result, error) { return e.durability(ctx) }},
 		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
@@ -188,6 +191,68 @@ func successesOnly(gh *child, g summary) error {
 		return fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
 	}
 	return nil
+}
+
+// agentToken measures an agent's GETs with a gha_ token minted by the
+// signed-in user (Authorization: Bearer, no cookie): the token's grant is
+// looked up and its sealed session opened instead of the cookie's.
+func (e *environment) agentToken(ctx context.Context) ([]result, error) {
+	p, err := e.startPair(ctx, "get-agent", gatehouseConfig{store: "bolt",
+		extraYAML: "agents:\n  max_ttl: 2h\n  default_ttl: 1h\n  delegable_routes: [profile]\n"}, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	tok, err := e.mintAgentToken(ctx, p.cookies[0])
+	if err != nil {
+		return nil, err
+	}
+	w := func(*rand.Rand) request {
+		return request{method: http.MethodGet, path: "/api/profile/me", auth: "Bearer " + tok}
+	}
+	var bareRounds, ghRounds []round
+	for i := 0; i < e.f.rounds; i++ {
+		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		bareRounds = append(bareRounds, r)
+		if r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w); err != nil {
+			return nil, err
+		}
+		ghRounds = append(ghRounds, r)
+	}
+	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
+	}
+	res := result{Scenario: "get-agent", What: "authenticated GET with an agent token (gha_, minted at /bff/agents/tokens), bolt", Bare: &b, Gatehouse: g}
+	if b.RPS > 0 {
+		res.Ratio = g.RPS / b.RPS
+	}
+	return []result{res}, nil
+}
+
+// mintAgentToken asks Gatehouse for an agent token as the signed-in user.
+func (e *environment) mintAgentToken(ctx context.Context, cookie string) (string, error) {
+	body := strings.NewReader(`{"name":"bench","routes":["profile"],"methods":["GET"],"ttl":"1h"}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.gatehouseAddr+"/bff/agents/tokens", body)
+	req.Header.Set("Cookie", cookie)
+	req.Header.Set("X-CSRF", "1")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &out) != nil || out.Token == "" {
+		return "", fmt.Errorf("mint agent token: %d %s", resp.StatusCode, b)
+	}
+	return out.Token, nil
 }
 
 // durability compares audit durability sync (the default: a request's
