@@ -162,8 +162,10 @@ type jsonLine struct {
 	RemoteIP  string   `json:"remote_ip"`
 	RequestID string   `json:"request_id"`
 	TraceID   string   `json:"trace_id"`
-	Prev      string   `json:"prev"`
-	Hash      string   `json:"hash"`
+	// CorrelationID is omitted when empty (added later: older logs verify unchanged).
+	CorrelationID string `json:"correlation_id"`
+	Prev          string `json:"prev"`
+	Hash          string `json:"hash"`
 }
 
 // ParseLine decodes one line (without its newline) and checks that it is canonical and that its
@@ -209,7 +211,7 @@ func (c *lineChecker) check(line []byte) (Entry, string) {
 			Time: t, Event: Event(j.Event), Outcome: Outcome(j.Outcome), Reason: j.Reason, Sub: j.Sub,
 			Session: j.Session, Sessions: j.Sessions, Actor: j.Actor, Client: j.Client, Route: j.Route, Method: j.Method,
 			Path: j.Path, Status: j.Status, Upstream: j.Upstream, RemoteIP: j.RemoteIP,
-			RequestID: j.RequestID, TraceID: j.TraceID,
+			RequestID: j.RequestID, TraceID: j.TraceID, CorrelationID: j.CorrelationID,
 		},
 		Seq: j.Seq, Prev: j.Prev, Hash: j.Hash,
 	}

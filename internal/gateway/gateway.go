@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
@@ -59,9 +60,11 @@ type Gateway struct {
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
-	public   http.Handler
-	admin    http.Handler
-	closers  []func() error
+	// comps serves the composites (nil when there are none).
+	comps   *composites
+	public  http.Handler
+	admin   http.Handler
+	closers []func() error
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -99,6 +102,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
 	authz, err := BuildPolicies(cfg, opts.Now, pdpClient)
+	if err != nil {
+		return nil, err
+	}
+	set, err := BuildComposites(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +159,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}
 	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
 
-	if g.proxy, err = g.buildProxy(authz); err != nil {
+	if g.proxy, err = g.buildProxy(authz, set); err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
@@ -201,8 +208,14 @@ func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAu
 
 // buildProxy builds the route table and the proxy. Route problems come back
 // at the route's file:line.
-func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy, error) {
+func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer, set *compose.Set) (*proxy.Proxy, error) {
 	cfg, opts := g.cfg, g.opts
+	aud := &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now}
+	var endpoints proxy.Endpoints
+	if set != nil {
+		g.comps = &composites{set: set, proxy: func() *proxy.Proxy { return g.proxy }, audit: aud}
+		endpoints = g.comps
+	}
 	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
@@ -219,8 +232,9 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		Stages:         g.stages(),
 		UserTokens:     &userTokens{idp: g.idp},
 		Exchanger:      &exchanger{idp: g.idp},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
+		Auditor:        aud,
 		Counter:        g.metrics,
+		Endpoints:      endpoints,
 		Transport:      transport,
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
@@ -280,7 +294,11 @@ func Check(cfg *config.Config) error {
 	if err := oidc.ValidateOptions(oo); err != nil {
 		return err
 	}
-	p, err := g.buildProxy(authz)
+	set, err := BuildComposites(cfg)
+	if err != nil {
+		return err
+	}
+	p, err := g.buildProxy(authz, set)
 	if err != nil {
 		return err
 	}
@@ -327,7 +345,15 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 func (g *Gateway) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", g.idp)
-	for _, pre := range g.proxy.Prefixes() {
+	prefixes := g.proxy.Prefixes()
+	if g.comps != nil {
+		for _, m := range g.comps.mounts() {
+			if !slices.Contains(prefixes, m) {
+				prefixes = append(prefixes, m)
+			}
+		}
+	}
+	for _, pre := range prefixes {
 		mux.Handle(pre, g.proxy)
 	}
 	var front http.Handler
@@ -342,7 +368,6 @@ func (g *Gateway) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
 	underAPI := func(p string) bool {
 		for _, pre := range prefixes {
 			if strings.HasPrefix(p, pre) || p+"/" == pre {

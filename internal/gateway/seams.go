@@ -128,7 +128,7 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 		Time: ev.Time, Event: audit.EventAccess, Outcome: outcome, Reason: ev.Code,
 		Sub: ev.Subject, Session: ev.SessionID, Client: a.client, Route: ev.Route,
 		Method: ev.Method, Path: ev.Path, Status: ev.Status, Upstream: ev.Upstream,
-		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx),
+		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx), CorrelationID: ev.CorrelationID,
 	}
 	if ev.ClientIP.IsValid() {
 		rec.RemoteIP = ev.ClientIP.String()

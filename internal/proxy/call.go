@@ -21,7 +21,7 @@ import (
 // The policy sees no client headers (a composite's sub-call has none of
 // its own) and the upstream receives only Gatehouse's headers.
 func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
-	ev := AuditEvent{Time: p.now(), Method: method, RequestID: newRequestID()}
+	ev := AuditEvent{Time: p.now(), Method: method, RequestID: newRequestID(), CorrelationID: correlationOf(ctx)}
 	if caller != nil {
 		ev.ClientIP = caller.IP
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	// Counter counts refusals and upstream failures by code and route
 	// (optional).
 	Counter pipeline.Counter
+	// Endpoints are the API endpoints Gatehouse answers itself
+	// (composites); nil when there are none. See the Endpoint stage.
+	Endpoints Endpoints
 
 	// ExchangeSkew is how long before expiry a cached exchanged token is
 	// replaced (default 30s).
@@ -229,6 +232,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, s := range p.stages {
 		if ref := s.run(ctx, p, x); ref != nil {
 			p.refuse(ctx, w, &x.ev, ref, !x.noAudit)
+			break
+		}
+		if x.done {
 			break
 		}
 	}

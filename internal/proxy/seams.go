@@ -126,6 +126,9 @@ type AuditEvent struct {
 	Upstream string
 	// RequestID is also sent upstream and to the client as X-Request-Id.
 	RequestID string
+	// CorrelationID is shared by a composite's record and its calls'
+	// records (WithCorrelation); "" for direct requests.
+	CorrelationID string
 }
 
 // Auditor records decisions. An allowed request is reserved before it is

@@ -37,6 +37,8 @@ type exchange struct {
 	res      Reservation
 	// audit is false once the audit log itself refused (audit_unavailable).
 	noAudit bool
+	// done: an Endpoint answered the request; no later stage runs.
+	done bool
 }
 
 // Route cleans the path (once: this exact path is matched, authorized and
@@ -54,6 +56,11 @@ func (routeStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refusa
 	}
 	x.req.Path, x.ev.Path = path, path
 	rt := p.routes.match(path)
+	if rt == nil && p.opts.Endpoints != nil {
+		if name, method, ok := p.opts.Endpoints.Endpoint(path); ok {
+			rt = endpointRoute(name, method)
+		}
+	}
 	if rt == nil {
 		return &pipeline.Refusal{Status: http.StatusNotFound, Code: "no_route", Message: "no API route matches this path"}
 	}
@@ -153,6 +160,9 @@ func Authorize() Stage { return authorizeStage{} }
 type authorizeStage struct{}
 
 func (authorizeStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	r := x.req.HTTP
 	in := AuthzInput{Route: x.rt.name, Method: r.Method, Path: x.req.Path, RawQuery: r.URL.RawQuery, Header: r.Header,
 		Identity: x.id, ClientIP: x.ev.ClientIP, RequestID: x.ev.RequestID}
@@ -167,6 +177,9 @@ func AttachCredential() Stage { return credentialStage{} }
 type credentialStage struct{}
 
 func (credentialStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	var ref *pipeline.Refusal
 	x.cred, ref = p.obtain(ctx, x.rt, x.id)
 	return ref
@@ -195,6 +208,9 @@ func Forward() Stage { return forwardStage{} }
 type forwardStage struct{}
 
 func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	if x.res == nil {
 		return &pipeline.Refusal{Status: http.StatusInternalServerError, Code: "not_audited", Message: "the request was not audited",
 			Err: errors.New("stage list: Forward without Audit before it")}
