@@ -137,13 +137,16 @@ func (c *composites) ServeEndpoint(ctx context.Context, w http.ResponseWriter, r
 		return
 	}
 	p := c.proxy()
+	// Copies: a shared in-flight call may outlive this request, and r is
+	// recycled when it ends.
+	corr := r.ID
 	doer := compose.DoerFunc(func(ctx context.Context, route, method, path string, q url.Values) (*http.Response, error) {
 		if caller.Agent != nil && !agentAllows(caller.Agent, route, method) {
 			return nil, &compose.Refused{Status: http.StatusForbidden, Code: "agent_not_granted"}
 		}
 		// compose hands over the cleaned (decoded) path; Call cleans the
 		// escaped form again, so a value can never re-introduce a separator.
-		resp, err := p.Call(proxy.WithCorrelation(ctx, r.ID), &caller, route, method, (&url.URL{Path: path}).EscapedPath(), q.Encode(), nil)
+		resp, err := p.Call(proxy.WithCorrelation(ctx, corr), &caller, route, method, (&url.URL{Path: path}).EscapedPath(), q.Encode(), nil)
 		var ref *pipeline.Refusal
 		if errors.As(err, &ref) && ref.Code != "upstream_unavailable" {
 			status := ref.Status
