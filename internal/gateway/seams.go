@@ -49,6 +49,23 @@ func (e *exchanger) Exchange(ctx context.Context, subjectToken secret.Secret, au
 	return t.Exchange(ctx, subjectToken, audience, scope, resource)
 }
 
+// ExchangeForSession exchanges the session's current access token and caps
+// the result's expiry at that token's (issue 10 item 11).
+func (e *exchanger) ExchangeForSession(ctx context.Context, id *proxy.Identity, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	if id.Session == nil {
+		return secret.Secret{}, time.Time{}, errors.New("identity carries no session")
+	}
+	t, err := e.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	tok, exp, err := t.ExchangeForSession(ctx, id.Handle, id.Session, audience, scope, resource)
+	if errors.Is(err, oidc.ErrSessionEnded) {
+		return secret.Secret{}, time.Time{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
+	}
+	return tok, exp, err
+}
+
 // clientCredentials returns a route's client-credentials token source.
 func clientCredentials(idp *lazyIdP, scope, audience string) proxy.TokenSource {
 	scopes := strings.Fields(scope)

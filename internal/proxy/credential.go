@@ -74,7 +74,9 @@ type exchangeKey struct{ session, route string }
 
 type exchanged struct {
 	token  secret.Secret
-	expiry time.Time
+	expiry time.Time // at most the subject token's expiry, less the skew
+	// subject is the session's access token it was exchanged from.
+	subject secret.Secret
 }
 
 func newExchangeCache(skew time.Duration, now func() time.Time) *exchangeCache {
@@ -85,18 +87,31 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	if id == nil || id.SessionID == "" {
 		return secret.Secret{}, &credError{"token_exchange_failed", "token exchange needs a session", errors.New("identity has no session id")}
 	}
+	// Re-checked against the session on every use: the session's current
+	// access token (no I/O unless it needs a refresh; ErrNoSession once the
+	// session has ended) must still be the one the cached token was
+	// exchanged from. A refreshed or ended session never gets a token
+	// delegated from what it no longer holds.
+	subject, err := p.opts.UserTokens.AccessToken(ctx, id)
+	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			c.forget(id.SessionID)
+			return secret.Secret{}, err
+		}
+		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
+	}
 	key := exchangeKey{id.SessionID, rt.name}
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && c.now().Before(e.expiry) {
+	if ok && c.now().Before(e.expiry) && e.subject.Equal(subject) {
 		return e.token, nil
 	}
 	// The shared exchange outlives a caller that gives up, so the others
 	// still get its result; the Exchanger bounds it with its own timeout.
 	sfKey := id.SessionID + "\x00" + rt.name
 	ch := c.group.DoChan(sfKey, func() (any, error) {
-		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key)
+		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key, subject)
 	})
 	select {
 	case res := <-ch:
@@ -109,23 +124,37 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	}
 }
 
-func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *Identity, key exchangeKey) (secret.Secret, error) {
-	subject, err := p.opts.UserTokens.AccessToken(ctx, id)
-	if err != nil {
-		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
+func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *Identity, key exchangeKey, subject secret.Secret) (secret.Secret, error) {
+	var tok secret.Secret
+	var expiry time.Time
+	var err error
+	if se, ok := p.opts.Exchanger.(SessionExchanger); ok {
+		// Exchanges the session's own current token and caps the expiry at
+		// that token's (oidc.Tokens.ExchangeForSession).
+		tok, expiry, err = se.ExchangeForSession(ctx, id, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	} else {
+		tok, expiry, err = p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
 	}
-	tok, expiry, err := p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
 	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			return secret.Secret{}, err
+		}
 		return secret.Secret{}, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s failed", rt.name), err}
 	}
 	if tok.IsZero() {
 		return tok, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s returned no token", rt.name), errors.New("empty token")}
 	}
+	// A delegated token never outlives what it was delegated from: the
+	// cache entry ends with the subject token's lifetime too, when known.
+	if s := id.Session; s != nil && !s.AccessTokenExpiry.IsZero() && s.AccessToken.Equal(subject) &&
+		(expiry.IsZero() || expiry.After(s.AccessTokenExpiry)) {
+		expiry = s.AccessTokenExpiry
+	}
 	// A token without a known expiry, or one about to expire, is used once
 	// and not cached: a cached token must never outlive its grant.
 	if until := expiry.Add(-c.skew); !expiry.IsZero() && c.now().Before(until) {
 		c.mu.Lock()
-		c.entries[key] = exchanged{token: tok, expiry: until}
+		c.entries[key] = exchanged{token: tok, expiry: until, subject: subject}
 		c.sweepLocked()
 		c.mu.Unlock()
 	}

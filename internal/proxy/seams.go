@@ -47,6 +47,14 @@ type Exchanger interface {
 	Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
 }
 
+// SessionExchanger is an Exchanger that exchanges the session's own
+// current access token and returns an expiry capped at that token's
+// (oidc.Tokens.ExchangeForSession). The proxy prefers it when the Exchanger
+// implements it. It returns ErrNoSession (wrapped) when the session has ended.
+type SessionExchanger interface {
+	ExchangeForSession(ctx context.Context, id *Identity, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
+}
+
 // TokenSource returns Gatehouse's own client-credentials token for one route's
 // scope and audience. Implementations cache and renew the token themselves
 // (e.g. oauth2.ReuseTokenSource over clientcredentials.Config).
