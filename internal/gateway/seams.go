@@ -38,6 +38,23 @@ func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secre
 	return tok, err
 }
 
+// RefreshRejected refreshes the session's tokens after an upstream refused
+// rejected (once per session and rejected token, across goroutines).
+func (u *userTokens) RefreshRejected(ctx context.Context, id *proxy.Identity, rejected secret.Secret) (secret.Secret, error) {
+	if id.Session == nil {
+		return secret.Secret{}, errors.New("identity carries no session")
+	}
+	t, err := u.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, err
+	}
+	tok, err := t.RefreshRejected(ctx, id.Handle, id.Session, rejected)
+	if errors.Is(err, oidc.ErrSessionEnded) {
+		return secret.Secret{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
+	}
+	return tok, err
+}
+
 // exchanger performs RFC 8693 exchanges through the OIDC client.
 type exchanger struct{ idp *lazyIdP }
 

@@ -74,7 +74,9 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	}()
 
 	u := &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: upstreamPath(rt, clean), RawQuery: rawQuery}
-	out, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	// The forwarding state lets retry401 refresh and retry once on a 401.
+	st := &forwarding{cred: cred, id: id, requestID: ev.RequestID}
+	out, err := http.NewRequestWithContext(context.WithValue(ctx, forwardingKey{}, st), method, u.String(), body)
 	if err != nil {
 		return nil, &pipeline.Refusal{Status: status, Code: code, Message: "the upstream request could not be built", Err: err}
 	}
@@ -97,6 +99,9 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	if err := modifyResponse(rt, resp); err != nil {
 		resp.Body.Close()
 		status, code = http.StatusBadGateway, "upstream_unauthorized"
+		if resp.StatusCode == http.StatusUnauthorized && rt.refreshable() {
+			status = http.StatusUnauthorized // refreshed and retried once already (retry401)
+		}
 		kind := "unauthorized"
 		if resp.StatusCode == http.StatusForbidden {
 			status, code, kind = http.StatusForbidden, "upstream_forbidden", "forbidden"

@@ -187,6 +187,13 @@ func (c *exchangeCache) forget(session string) {
 	}
 }
 
+// drop forgets one session's token for one route.
+func (c *exchangeCache) drop(session, route string) {
+	c.mu.Lock()
+	delete(c.entries, exchangeKey{session, route})
+	c.mu.Unlock()
+}
+
 // holds reports whether any token of a session is cached.
 func (c *exchangeCache) holds(session string) bool {
 	c.mu.Lock()

@@ -392,6 +392,11 @@ type forwarding struct {
 	limited   *limitedBody
 	status    int
 	code      string
+	// id is the caller (nil on anonymous routes); replay keeps the body
+	// and retried is set once a 401 was retried (retry401).
+	id      *Identity
+	replay  *replayBody
+	retried bool
 }
 
 type forwardingKey struct{}
@@ -435,6 +440,9 @@ func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
 	if p.opts.WrapTransport != nil {
 		rtp = p.opts.WrapTransport(tr)
 	}
+	if rt.refreshable() {
+		rtp = &retry401{next: rtp, p: p, rt: rt}
+	}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, pr) },
 		Transport:      rtp,
@@ -457,6 +465,10 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	out.Host = ""
 	if st.limited != nil {
 		out.Body = st.limited
+	}
+	if rt.refreshable() && st.id != nil && out.Body != nil && out.Body != http.NoBody {
+		st.replay = &replayBody{rc: out.Body}
+		out.Body = st.replay
 	}
 	// Request trailers would arrive after the header checks below: a client
 	// could smuggle any header through them.
@@ -534,6 +546,10 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
+	case errors.Is(err, errUpstreamUnauthorized) && rt.refreshable():
+		// The user's token was refused even after one refresh and retry:
+		// 401, so the SPA signs the user in again (never a silent 502).
+		status, code, kind, msg = http.StatusUnauthorized, "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" refused the user's credential; sign in again (/bff/login)"
 	case errors.Is(err, errUpstreamUnauthorized):
 		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):

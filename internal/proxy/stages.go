@@ -216,7 +216,7 @@ func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Re
 			Err: errors.New("stage list: Forward without Audit before it")}
 	}
 	rt, r, w := x.rt, x.req.HTTP, x.w
-	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.ev.RequestID, status: http.StatusBadGateway}
+	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.ev.RequestID, status: http.StatusBadGateway, id: x.id}
 	defer func() {
 		x.ev.Status, x.ev.Code = st.status, st.code
 		x.res.Commit(context.WithoutCancel(ctx), &x.ev)
