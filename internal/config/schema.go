@@ -9,9 +9,10 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin",
+		"security_headers"},
 	"frontend": {"static_dir", "upstream"},
-	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
+	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
 	"session": {"store", "bolt", "redis", "cookie_name", "same_site", "idle_timeout", "absolute_timeout",
 		"refresh_before_expiry", "cookie_keys"},
@@ -19,7 +20,7 @@ var schema = map[string][]string{
 	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
 	"csrf":          {"header", "allowed_origins"},
 	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
-		"timeout", "max_body", "websocket", "allow_set_cookie"},
+		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override"},
 	"composites[]":                  {"name", "path", "method", "timeout", "calls", "shape"},
 	"composites[].calls.*":          {"route", "path", "method", "query", "optional", "timeout", "depends_on", "max_body"},
 	"credential":                    credentialKinds,
@@ -31,12 +32,15 @@ var schema = map[string][]string{
 	"audit":                         {"sink", "path", "fsync_interval", "max_size", "on_failure"},
 	"telemetry":                     {"otlp_endpoint", "log_level"},
 	"admin":                         {"token"},
+	"security_headers": {"content_security_policy", "frame_options", "hsts", "cross_origin_opener_policy",
+		"cross_origin_resource_policy", "referrer_policy"},
+	"security_headers.hsts": {"max_age", "include_subdomains", "preload"},
 }
 
 var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}
 
 // secretKeys are the keys whose values are secrets (resolved from references).
-var secretKeys = []string{"identity.client_secret", "session.redis.password", "session.cookie_keys",
+var secretKeys = []string{"identity.client_secret", "identity.private_key", "session.redis.password", "session.cookie_keys",
 	"routes[].credential.header.value", "policy.pdp.token", "admin.token"}
 
 // sectionPath shows a schema section the way a user writes the path.

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
@@ -102,19 +101,11 @@ func (c *composites) Endpoint(path string) (string, string, bool) {
 	return cp.Name(), cp.Method(), true
 }
 
-// mounts are the first path segments of the composites' paths ("/api/"),
-// for the public handler's dispatch.
-func (c *composites) mounts() []string {
-	var out []string
+// Paths lists the composites' paths, so the proxy mounts them.
+func (c *composites) Paths() []string {
+	out := make([]string, 0, len(c.set.Composites()))
 	for _, cp := range c.set.Composites() {
-		p := cp.Path()
-		m := p
-		if i := strings.IndexByte(p[1:], '/'); i >= 0 {
-			m = p[:i+2]
-		}
-		if !slices.Contains(out, m) {
-			out = append(out, m)
-		}
+		out = append(out, cp.Path())
 	}
 	return out
 }

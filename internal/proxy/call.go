@@ -44,6 +44,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 		p.account(ctx, &ev, ref, true)
 		return nil, ref
 	}
+	if p.fold.confused(clean, rt) {
+		ref := &pipeline.Refusal{Status: http.StatusBadRequest, Code: "ambiguous_path", Message: "this path names another route to upstreams that ignore case, trailing dots or spaces, or Unicode forms"}
+		p.account(ctx, &ev, ref, true)
+		return nil, ref
+	}
 	if !slices.Contains(rt.methods, method) {
 		ref := &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
 			Header: http.Header{"Allow": {rt.allow}}}
@@ -75,7 +80,7 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 
 	u := &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: upstreamPath(rt, clean), RawQuery: rawQuery}
 	// The forwarding state lets retry401 refresh and retry once on a 401.
-	st := &forwarding{cred: cred, id: id, requestID: ev.RequestID}
+	st := &forwarding{cred: cred, id: id}
 	out, err := http.NewRequestWithContext(context.WithValue(ctx, forwardingKey{}, st), method, u.String(), body)
 	if err != nil {
 		return nil, &pipeline.Refusal{Status: status, Code: code, Message: "the upstream request could not be built", Err: err}
@@ -99,8 +104,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	if err := modifyResponse(rt, resp); err != nil {
 		resp.Body.Close()
 		status, code = http.StatusBadGateway, "upstream_unauthorized"
-		if resp.StatusCode == http.StatusUnauthorized && rt.refreshable() {
-			status = http.StatusUnauthorized // refreshed and retried once already (retry401)
+		if resp.StatusCode == http.StatusUnauthorized && userCredential(rt.cred.Kind) {
+			// As on a direct request: the user's token was refused even
+			// after one refresh and retry (retry401), so the caller can
+			// sign in again (Duende's semantics).
+			status = http.StatusUnauthorized
 		}
 		kind := "unauthorized"
 		if resp.StatusCode == http.StatusForbidden {

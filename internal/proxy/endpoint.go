@@ -19,6 +19,9 @@ type Endpoints interface {
 	// Endpoint returns the name and method of the endpoint serving the
 	// cleaned path; ok is false when none does.
 	Endpoint(path string) (name, method string, ok bool)
+	// Paths lists the endpoints' paths as configured ("/api/orders/{id}"):
+	// the proxy is mounted on their first segment, as for routes.
+	Paths() []string
 	// ServeEndpoint answers an identified request (r.Caller is set) and
 	// writes its own audit record.
 	ServeEndpoint(ctx context.Context, w http.ResponseWriter, r *pipeline.Request)

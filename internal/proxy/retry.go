@@ -27,9 +27,7 @@ const maxReplayBody = 64 << 10
 // token (or the token exchanged from it) was refused: then Gatehouse
 // refreshes once, retries once, and otherwise answers 401 so the SPA signs
 // the user in again (issue 15 item 3).
-func (rt *route) refreshable() bool {
-	return rt.cred.Kind == CredentialUserToken || rt.cred.Kind == CredentialTokenExchange
-}
+func (rt *route) refreshable() bool { return userCredential(rt.cred.Kind) }
 
 // retry401 wraps a refreshable route's transport: an upstream 401 makes it
 // refresh the session's tokens once and send the request once more, when

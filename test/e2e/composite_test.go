@@ -281,7 +281,8 @@ func TestCompositePolicyDeniedRequiredCall(t *testing.T) {
 }
 
 // Route-level checks apply to composites as to direct requests: no session
-// → 401, no CSRF header → 403, wrong method → 405; no upstream is reached.
+// → 401, no CSRF header or a cross-site Origin → 401 csrf_*, wrong method
+// → 405; no upstream is reached.
 func TestCompositeRouteLevelChecks(t *testing.T) {
 	e := startCompositeGW(t, 0)
 	if r := e.raw("GET", "/api/parallel", "X-CSRF: 1"); r.Status != http.StatusUnauthorized {
@@ -289,10 +290,11 @@ func TestCompositeRouteLevelChecks(t *testing.T) {
 	}
 	b := e.login("alice", "wonderland")
 	cookie := e.cookieHeader(b)
-	if r := e.raw("GET", "/api/parallel", cookie); r.Status != http.StatusForbidden {
+	// CSRF refusals answer 401 as on routes (Duende BFF's semantics).
+	if r := e.raw("GET", "/api/parallel", cookie); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), `"csrf_`) {
 		t.Errorf("no CSRF header: %d %s", r.Status, r.Body)
 	}
-	if r := e.raw("GET", "/api/parallel", cookie, "X-CSRF: 1", "Origin: https://evil.example"); r.Status != http.StatusForbidden {
+	if r := e.raw("GET", "/api/parallel", cookie, "X-CSRF: 1", "Origin: https://evil.example"); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), `"csrf_`) {
 		t.Errorf("cross-site Origin: %d %s", r.Status, r.Body)
 	}
 	if r := e.raw("POST", "/api/parallel", cookie, "X-CSRF: 1", "Content-Length: 0"); r.Status != http.StatusMethodNotAllowed {

@@ -327,13 +327,30 @@ func (e *gwEnv) api(b *http.Client, method, path string, hdr map[string]string) 
 	return resp.StatusCode, body
 }
 
+// bffUser is a /bff/user answer: Duende BFF's array of claims.
+type bffUser []struct {
+	Type  string `json:"type"`
+	Value any    `json:"value"`
+}
+
+// get is the value of the first claim of type typ ("" when absent or not a string).
+func (u bffUser) get(typ string) string {
+	for _, c := range u {
+		if c.Type == typ {
+			s, _ := c.Value.(string)
+			return s
+		}
+	}
+	return ""
+}
+
 // user fetches /bff/user.
-func (e *gwEnv) user(b *http.Client) (int, map[string]any) {
+func (e *gwEnv) user(b *http.Client) (int, bffUser) {
 	e.t.Helper()
 	code, body := e.api(b, "GET", "/bff/user", nil)
-	var m map[string]any
-	_ = json.Unmarshal(body, &m)
-	return code, m
+	var u bffUser
+	_ = json.Unmarshal(body, &u)
+	return code, u
 }
 
 // sessionCookie returns the browser's session cookie value for the gateway.
