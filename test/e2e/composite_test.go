@@ -201,18 +201,22 @@ func TestCompositeCallsOverlapAndDependentWaits(t *testing.T) {
 	}
 
 	// Audit: the composite's record and its three calls' share one correlation id.
-	byCorr := map[string][]map[string]any{}
+	// The composite's record is committed once its answer is written: wait for it.
+	var byCorr map[string][]map[string]any
 	var compRec map[string]any
-	for _, l := range e.auditLines() {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) != nil {
-			continue
-		}
-		if c, _ := m["correlation_id"].(string); c != "" {
-			byCorr[c] = append(byCorr[c], m)
-		}
-		if m["route"] == "dashboard" {
-			compRec = m
+	for deadline := time.Now().Add(3 * time.Second); compRec == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		byCorr = map[string][]map[string]any{}
+		for _, l := range e.auditLines() {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) != nil {
+				continue
+			}
+			if c, _ := m["correlation_id"].(string); c != "" {
+				byCorr[c] = append(byCorr[c], m)
+			}
+			if m["route"] == "dashboard" {
+				compRec = m
+			}
 		}
 	}
 	if compRec == nil {
