@@ -29,6 +29,7 @@
 //	404 no_route                    no route matches the cleaned path
 //	405 method_not_allowed          with an Allow header
 //	413 body_too_large              request body over the route's limit
+//	408 body_timeout                the client stopped sending its body (server.body_read_timeout)
 //	502 user_token_unavailable | token_exchange_failed | client_credentials_failed
 //	502 upstream_unavailable        upstream unreachable or failed
 //	401 upstream_unauthorized       upstream 401 on a user_token/token_exchange route:

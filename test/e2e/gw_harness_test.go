@@ -133,6 +133,8 @@ type gwOptions struct {
 	Clock *testclock.Clock
 	// Header replaces the generated header entirely (rarely needed).
 	Header string
+	// Audit adds keys to the generated header's audit section, e.g. "buffer: 16".
+	Audit string
 }
 
 // startGW starts an IdP (unless given) and a Gatehouse on loopback. The
@@ -194,7 +196,11 @@ audit:
   sink: file
   path: audit.jsonl
   fsync_interval: 50ms
-telemetry:
+`
+		if o.Audit != "" {
+			header += "  " + strings.ReplaceAll(strings.TrimSpace(o.Audit), "\n", "\n  ") + "\n"
+		}
+		header += `telemetry:
   log_level: debug
 `
 	}
@@ -245,8 +251,10 @@ func (e *gwEnv) waitReady() {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(e.Admin + "/readyz")
 		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// The IdP only degrades readiness, so wait for it explicitly.
+			if resp.StatusCode == 200 && strings.Contains(string(b), `"identity_provider":"ok"`) {
 				return
 			}
 		}
