@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -56,9 +57,6 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 		return c
 	}
 	// Features not built yet are refused, never accepted and ignored.
-	if top.has("agents") {
-		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section")
-	}
 
 	c.Client = DefaultClient
 	if n := top.get(d, "client"); n != nil {
@@ -71,6 +69,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	}
 	d.listeners(c, top)
 	d.publicURL(c, top)
+	d.tls(c, top)
 	d.trustedProxies(c, top)
 	d.frontend(c, top)
 	d.identity(c, top)
@@ -78,6 +77,10 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.csrf(c, top)
 	d.routes(c, top)
 	d.composites(c, top) // checked against the routes by internal/compose at build
+	d.agents(c, top)
+	if c.Agents != nil && !d.allowAgents {
+		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
+	}
 	d.policy(c, top)
 	d.audit(c, top)
 	d.telemetry(c, top)
@@ -215,6 +218,33 @@ func firstNode(ns ...*yaml.Node) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// tls decodes the public listener's certificate files and checks that they
+// load as a pair now, so a wrong path or a mismatched key fails at start.
+func (d *decoder) tls(c *Config, top *fields) {
+	f := d.section(top, "tls", "tls", "tls", "")
+	if f == nil {
+		return
+	}
+	cn, kn := f.get(d, "cert_file"), f.get(d, "key_file")
+	cert, cok := d.nonEmpty(cn, "tls.cert_file")
+	key, kok := d.nonEmpty(kn, "tls.key_file")
+	if cn == nil {
+		d.missing(f, "cert_file", "add tls.cert_file: the PEM certificate chain for the public listener")
+	}
+	if kn == nil {
+		d.missing(f, "key_file", "add tls.key_file: the PEM private key for tls.cert_file")
+	}
+	if !cok || !kok {
+		return
+	}
+	t := &TLS{CertFile: d.path(cert), KeyFile: d.path(key)}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		d.errf(cn, "tls.cert_file", "the certificate and key do not load: %v; give PEM files of one key pair", err)
+		return
+	}
+	c.TLS = t
 }
 
 // path makes p absolute against the config file's directory.

@@ -188,8 +188,6 @@ func errorClassCases() []errorClassCase {
 			`t.yaml:14: composites[0].timeout: "soon" is not a duration`},
 
 		// not supported yet: refused, never accepted and ignored
-		{"agents not supported yet", head + "agents:\n  max_ttl: 15m\n",
-			`t.yaml:6: agents: not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section`},
 		{"private_key_jwt with a client secret", head + "  client_auth: private_key_jwt\n  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
 			`t.yaml:5: identity.client_secret: is not used with client_auth: private_key_jwt; remove it`},
 		{"private_key_jwt without private_key", strings.Replace(head, "  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n", "  client_auth: private_key_jwt\n", 1),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
@@ -177,15 +176,9 @@ func agentCovers(a *pipeline.Agent, cp *compose.Composite) (string, bool) {
 	return "", true
 }
 
-// agentAllows reports whether the grant names the route and the method. A
-// grant without methods allows only reading (GET, HEAD): delegation never
-// widens by omission.
+// agentAllows reports whether the agent's grant allows method on route
+// (the exact (route, method) pairs granted; a caller without a grant is
+// allowed nothing).
 func agentAllows(a *pipeline.Agent, route, method string) bool {
-	if !slices.Contains(a.Routes, route) {
-		return false
-	}
-	if len(a.Methods) == 0 {
-		return method == http.MethodGet || method == http.MethodHead
-	}
-	return slices.Contains(a.Methods, method)
+	return a.Grant != nil && a.Grant.Allows(route, method)
 }

@@ -2,11 +2,17 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 )
+
+// testScope is a grant: route → allowed methods.
+type testScope map[string][]string
+
+func (s testScope) Allows(route, method string) bool { return slices.Contains(s[route], method) }
 
 // An agent may call a composite only when its grant covers every required
 // call's route and method; optional calls outside it are refused one by one
@@ -31,12 +37,14 @@ func TestAgentGrantMustCoverEveryRequiredCall(t *testing.T) {
 		ok       bool
 		failCall string
 	}{
-		{"every required route and method", pipeline.Agent{Routes: []string{"profile", "billing"}, Methods: []string{"GET", "POST"}}, true, ""},
-		{"optional call outside the grant is fine", pipeline.Agent{Routes: []string{"profile", "billing"}, Methods: []string{"GET", "POST"}}, true, ""},
-		{"a required route missing", pipeline.Agent{Routes: []string{"profile"}, Methods: []string{"GET", "POST"}}, false, "pay"},
-		{"a required method missing", pipeline.Agent{Routes: []string{"profile", "billing"}, Methods: []string{"GET"}}, false, "pay"},
-		{"no methods means read-only", pipeline.Agent{Routes: []string{"profile", "billing"}}, false, "pay"},
-		{"the composite's name is not a grant of its calls", pipeline.Agent{Routes: []string{"dash"}, Methods: []string{"GET", "POST"}}, false, "me"},
+		{"every required route and method", pipeline.Agent{Grant: testScope{"profile": {"GET"}, "billing": {"POST"}}}, true, ""},
+		{"optional call outside the grant is fine", pipeline.Agent{Grant: testScope{"profile": {"GET"}, "billing": {"GET", "POST"}}}, true, ""},
+		{"a required route missing", pipeline.Agent{Grant: testScope{"profile": {"GET", "POST"}}}, false, "pay"},
+		{"a required method missing", pipeline.Agent{Grant: testScope{"profile": {"GET"}, "billing": {"GET"}}}, false, "pay"},
+		{"methods are per route, not a union", pipeline.Agent{Routes: []string{"profile", "billing"}, Methods: []string{"GET", "POST"},
+			Grant: testScope{"profile": {"POST"}, "billing": {"GET", "POST"}}}, false, "me"},
+		{"no grant allows nothing", pipeline.Agent{Routes: []string{"profile", "billing"}, Methods: []string{"GET", "POST"}}, false, "me"},
+		{"the composite's name is not a grant of its calls", pipeline.Agent{Grant: testScope{"dash": {"GET", "POST"}}}, false, "me"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,7 +54,7 @@ func TestAgentGrantMustCoverEveryRequiredCall(t *testing.T) {
 			}
 		})
 	}
-	if agentAllows(&pipeline.Agent{Routes: []string{"profile"}}, "news", http.MethodGet) {
+	if agentAllows(&pipeline.Agent{Grant: testScope{"profile": {"GET"}}}, "news", http.MethodGet) {
 		t.Fatal("an optional call outside the grant was allowed")
 	}
 }

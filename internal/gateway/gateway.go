@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -65,6 +66,13 @@ type Gateway struct {
 	public  http.Handler
 	admin   http.Handler
 	closers []func() error
+
+	// agents is nil without an agents section; agentLimit is nil without
+	// agents.rate_limit.
+	agents       *agent.Broker
+	agentLimit   *agentLimit
+	agentMint    agent.PolicyFunc
+	agentBrowser agent.BrowserSession
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -159,6 +167,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}
 	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
 
+	if err := g.buildAgents(authz); err != nil {
+		return nil, err
+	}
+
 	if g.proxy, err = g.buildProxy(authz, set); err != nil {
 		return nil, err
 	}
@@ -167,13 +179,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	// (logout, back-channel, revocation, refused refresh, expiry, another
 	// instance).
 	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
+	if g.agents != nil {
+		// Grants die with their session anyway (every agent request loads
+		// it); this frees them and audits their end.
+		g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.agents.SessionEnded(e.ID, string(e.Cause), e.Remote) })
+	}
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
+	tlsConf, err := publicTLS(cfg, g.log)
+	if err != nil {
+		return nil, err
+	}
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
-		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener, TLS: tlsConf,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
@@ -237,7 +258,7 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer, set *compose.S
 		TrustedProxies: cfg.TrustedProxies,
 		Stages:         g.stages(),
 		UserTokens:     &userTokens{idp: g.idp},
-		Exchanger:      &exchanger{idp: g.idp},
+		Exchanger:      &exchanger{idp: g.idp, issuer: cfg.Origin(), now: opts.Now},
 		Auditor:        aud,
 		Counter:        g.metrics,
 		Endpoints:      endpoints,
@@ -302,6 +323,11 @@ func Check(cfg *config.Config) error {
 	oo := g.oidcOptions(keys, nil, nil)
 	if err := oidc.ValidateOptions(oo); err != nil {
 		return err
+	}
+	if cfg.Agents != nil {
+		if _, err := newAgentLimit(cfg, nil, nil); err != nil {
+			return err
+		}
 	}
 	set, err := BuildComposites(cfg)
 	if err != nil {
@@ -381,6 +407,9 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 func (g *Gateway) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", g.idp)
+	if g.agents != nil {
+		g.agents.Register(mux, g.agentBrowser, g.agentMint)
+	}
 	for _, pre := range g.proxy.Prefixes() {
 		mux.Handle(pre, g.proxy)
 	}
@@ -399,6 +428,15 @@ func (g *Gateway) publicHandler() http.Handler {
 	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
+		// An agent token reaches API routes only: never /bff/* (no minting,
+		// no /bff/user), the frontend or a path no route matches (403, not
+		// 404: what its grant does not name is refused).
+		if carriesAgentToken(r) {
+			if clean, err := proxy.CleanPath(raw); err != nil || g.proxy.RouteOf(clean) == "" {
+				refuseAgent(w)
+				return
+			}
+		}
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
 		// the proxy's too: it answers with its own JSON verdict instead of
 		// ServeMux redirecting an XHR to the cleaned form.
@@ -430,11 +468,15 @@ func (g *Gateway) adminHandler() http.Handler {
 		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
-	admin.Register(mux, admin.Options{
+	ao := admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
 		ListenAddr: g.cfg.AdminListen,
-	})
+	}
+	if g.agents != nil { // never a typed nil in the interface
+		ao.Agents = g.agents
+	}
+	admin.Register(mux, ao)
 	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
@@ -452,6 +494,22 @@ func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
 func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
 	ids, err := r.m.EndBySubject(ctx, sub, session.EndRevoked)
 	return len(ids), err
+}
+
+// WaitIdP waits until the IdP is discovered (or ctx ends). Readiness does not
+// wait for it (an IdP outage degrades an instance; existing sessions work),
+// so a caller that must sign in at once — the demo — waits here.
+func (g *Gateway) WaitIdP(ctx context.Context) error {
+	for {
+		if err := g.idp.Ready(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the identity provider was not discovered: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // PublicHandler is the public listener's handler (tests drive it in-process).

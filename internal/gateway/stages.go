@@ -20,10 +20,15 @@ func (g *Gateway) stages() []proxy.Stage {
 	identifiers := pipeline.Chain{
 		&cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions}, // below
 	}
+	if g.agents != nil {
+		identifiers = append(identifiers, &agentIdentifier{broker: g.agents}) // Bearer gha_… (agents.go)
+	}
 	return []proxy.Stage{
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
+		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
+		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
 		// limit: the per-caller rate limit joins here as proxy.Custom(...)
 		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
 		proxy.Endpoint(),         // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)

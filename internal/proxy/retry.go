@@ -113,7 +113,16 @@ func (p *Proxy) replaceCredential(ctx context.Context, rt *route, id *Identity, 
 		return secret.Secret{}, err
 	}
 	p.exchanges.drop(id.SessionID, rt.name)
-	tok, _, err := p.opts.Exchanger.Exchange(ctx, fresh, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	var tok secret.Secret
+	if id.Agent != nil {
+		ax, ok := p.opts.Exchanger.(ActorExchanger)
+		if !ok {
+			return secret.Secret{}, errors.New("the Exchanger cannot name the agent as actor")
+		}
+		tok, _, err = ax.ExchangeAs(ctx, fresh, id.Agent, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	} else {
+		tok, _, err = p.opts.Exchanger.Exchange(ctx, fresh, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	}
 	if err == nil && tok.IsZero() {
 		err = errors.New("the exchange returned no token")
 	}
