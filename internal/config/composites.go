@@ -232,3 +232,13 @@ func checkCompositePath(p string) string {
 	}
 	return ""
 }
+
+// compositeNames lists the configured composites' names, which
+// agents.delegable_routes may name too (composites are decoded first).
+func (c *Config) compositeNames() []string {
+	out := make([]string, 0, len(c.Composites))
+	for _, cp := range c.Composites {
+		out = append(out, cp.Name)
+	}
+	return out
+}

@@ -7,11 +7,14 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
 // BuildComposites compiles the configuration's composites against its
@@ -181,4 +184,34 @@ func agentCovers(a *pipeline.Agent, cp *compose.Composite) (string, bool) {
 // allowed nothing).
 func agentAllows(a *pipeline.Agent, route, method string) bool {
 	return a.Grant != nil && a.Grant.Allows(route, method)
+}
+
+// compositeMint extends the mint policy to composites: a composite has no
+// policy of its own, so a user may delegate it only when the user's own
+// policy allows every required call's route and method (each call is still
+// checked on every request).
+func compositeMint(cfg *config.Config, next agent.PolicyFunc) agent.PolicyFunc {
+	calls := map[string][]config.CompositeCall{}
+	for _, c := range cfg.Composites {
+		calls[c.Name] = c.Calls
+	}
+	return func(ctx context.Context, s *session.Session, route, method string, a *policy.AgentInfo) (bool, error) {
+		cs, ok := calls[route]
+		if !ok {
+			return next(ctx, s, route, method, a)
+		}
+		for _, k := range cs {
+			if k.Optional {
+				continue
+			}
+			m := k.Method
+			if m == "" {
+				m = http.MethodGet
+			}
+			if ok, err := next(ctx, s, k.Route, m, a); !ok || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
 }

@@ -408,3 +408,42 @@ func TestCompositeClientCancellationCancelsEveryCall(t *testing.T) {
 		}
 	}
 }
+
+// An agent may call a composite only when its grant names the composite
+// and covers every required call's route and method; otherwise 403 and no
+// upstream is reached. Real agent tokens (gha_), real OP.
+func TestCompositeAgentGrantCoversEveryRequiredCall(t *testing.T) {
+	u := newAgentUps(t)
+	e := startGW(t, gwOptions{AccessTokenTTL: 2 * time.Hour, Config: `
+session:
+  store: memory
+` + agentRoutes(u) + `
+composites:
+  - name: dash
+    path: /api/dash
+    calls:
+      me:   { route: profile, path: /me }
+      plan: { route: billing, path: /plan }
+      news: { route: orders, path: /news, optional: true }
+agents:
+  max_ttl: 15m
+  delegable_routes: [dash, profile, billing, orders]
+`})
+	b := e.login("alice", "wonderland")
+	full, _ := e.mustMint(b, `{"name":"dash bot","routes":["dash","profile","billing"],"methods":["GET"],"ttl":"5m"}`)
+	partial, _ := e.mustMint(b, `{"name":"half bot","routes":["dash","profile"],"methods":["GET"],"ttl":"5m"}`)
+	before := u.total()
+	e.wantAgent(partial, "GET", "/api/dash", http.StatusForbidden, "agent_not_granted")
+	if u.total() != before {
+		t.Fatalf("a refused agent composite reached %d upstream requests", u.total()-before)
+	}
+	body := e.wantAgent(full, "GET", "/api/dash", http.StatusOK, "")
+	var got map[string]any
+	if err := json.Unmarshal(body, &got); err != nil || got["me"] == nil || got["plan"] == nil || got["news"] != nil {
+		t.Fatalf("agent dashboard %s (news is outside the grant: null)", body)
+	}
+	if u.orders.count() != 0 {
+		t.Error("the optional call outside the grant reached its upstream")
+	}
+	noAgentTokenIn(t, "profile upstream", u.profile.last(t).Header, full)
+}
