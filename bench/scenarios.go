@@ -63,6 +63,7 @@ func scenarios() []scenario {
 		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
 		{"idle-conns", func(ctx context.Context, e *environment) ([]result, error) { return e.idleConnections(ctx) }},
+		{"composite", func(ctx context.Context, e *environment) ([]result, error) { return e.compositeScenario(ctx) }},
 	}
 }
 

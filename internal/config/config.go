@@ -40,6 +40,8 @@ type Config struct {
 	Session  Session
 	CSRF     CSRF
 	Routes   []Route
+	// Composites are checked against Routes when the gateway builds them.
+	Composites []Composite
 	// Agents is nil when the agents section is absent (no delegation).
 	Agents    *Agents
 	Policy    Policy

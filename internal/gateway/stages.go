@@ -31,6 +31,7 @@ func (g *Gateway) stages() []proxy.Stage {
 		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
 		// limit: the per-caller rate limit joins here as proxy.Custom(...)
 		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
+		proxy.Endpoint(),         // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
 		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
 		proxy.AttachCredential(), // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
 		proxy.Audit(),            // reserve the audit record: nothing is served unaudited (internal/audit)

@@ -42,6 +42,8 @@ type exchange struct {
 	// fwd is the forwarding state the reverse proxy's callbacks find in the
 	// request context (part of the pooled exchange: one fewer allocation).
 	fwd forwarding
+	// done: an Endpoint answered the request; no later stage runs.
+	done bool
 }
 
 // Route cleans the path (once: this exact path is matched, authorized and
@@ -59,6 +61,11 @@ func (routeStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refusa
 	}
 	x.req.Path, x.ev.Path = path, path
 	rt := p.routes.match(path)
+	if rt == nil && p.opts.Endpoints != nil {
+		if name, method, ok := p.opts.Endpoints.Endpoint(path); ok {
+			rt = endpointRoute(name, method)
+		}
+	}
 	if rt == nil {
 		return &pipeline.Refusal{Status: http.StatusNotFound, Code: "no_route", Message: "no API route matches this path"}
 	}
@@ -171,6 +178,9 @@ func Authorize() Stage { return authorizeStage{} }
 type authorizeStage struct{}
 
 func (authorizeStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	r := x.req.HTTP
 	if x.ev.ClientIPText == "" && x.ev.ClientIP.IsValid() {
 		x.ev.ClientIPText = x.ev.ClientIP.String() // once, for the policy and both audit records
@@ -188,6 +198,9 @@ func AttachCredential() Stage { return credentialStage{} }
 type credentialStage struct{}
 
 func (credentialStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	var ref *pipeline.Refusal
 	x.cred, ref = p.obtain(ctx, x.rt, x.id)
 	return ref
@@ -216,13 +229,16 @@ func Forward() Stage { return forwardStage{} }
 type forwardStage struct{}
 
 func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	if x.res == nil {
 		return &pipeline.Refusal{Status: http.StatusInternalServerError, Code: "not_audited", Message: "the request was not audited",
 			Err: errors.New("stage list: Forward without Audit before it")}
 	}
 	rt, r, w := x.rt, x.req.HTTP, x.w
 	st := &x.fwd
-	*st = forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway}
+	*st = forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway, id: x.id}
 	defer func() {
 		x.ev.Status, x.ev.Code = st.status, st.code
 		// The record is committed even when the client has gone away; the
