@@ -35,11 +35,13 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-*; empty means no one may.
 	TrustedProxies []netip.Prefix
 
-	Frontend  Frontend
-	Identity  Identity
-	Session   Session
-	CSRF      CSRF
-	Routes    []Route
+	Frontend Frontend
+	Identity Identity
+	Session  Session
+	CSRF     CSRF
+	Routes   []Route
+	// OAuth is nil when the oauth section is absent (no front door).
+	OAuth     *OAuth
 	Policy    Policy
 	Audit     Audit
 	Telemetry Telemetry

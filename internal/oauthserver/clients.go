@@ -171,6 +171,14 @@ func (c *Client) addRedirect(raw string) error {
 	return nil
 }
 
+// CheckRedirectURI reports why raw cannot be a redirect URI of a client of
+// kind, or nil. The configuration decoder calls it to place the problem at
+// its line; NewRegistry applies the same rules.
+func CheckRedirectURI(kind Kind, raw string) error {
+	c := &Client{Kind: kind, exact: map[string]bool{}}
+	return c.addRedirect(raw)
+}
+
 func isLoopbackIP(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
