@@ -21,6 +21,9 @@ type loginState struct {
 	Verifier  string `json:"v"`
 	ReturnURL string `json:"r"`
 	Created   int64  `json:"c"` // unix seconds
+	// Handoff: the login was started for Options.Handoff (the OAuth front
+	// door); its session goes there, not into the browser's cookie.
+	Handoff bool `json:"h,omitempty"`
 }
 
 // errLoginState covers every unusable login-state cookie: missing, tampered,

@@ -38,13 +38,43 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 		}
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
-	ls := loginState{
+	ls := h.newLoginState(ret)
+	h.redirectToIdP(w, r, ls, opts)
+}
+
+func (h *Handler) newLoginState(ret string) loginState {
+	return loginState{
 		State:     randomString(32),
 		Nonce:     randomString(32),
 		Verifier:  oauth2.GenerateVerifier(),
 		ReturnURL: ret,
 		Created:   h.opts.Clock().Unix(),
 	}
+}
+
+// StartHandoff starts a login whose session goes to Options.Handoff. keep
+// receives the login's state before the browser is redirected to the IdP,
+// so that the caller can keep its pending request server-side, keyed by it
+// (the IdP's redirect back is a cross-site navigation: nothing may depend on
+// a SameSite=Strict cookie). A keep error answers 503.
+func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, keep func(ctx context.Context, state string) error) {
+	if h.opts.Handoff == nil {
+		h.fail(w, r, http.StatusNotFound, "not_found", "this Gatehouse has no OAuth front door")
+		return
+	}
+	ls := h.newLoginState("/")
+	ls.Handoff = true
+	if err := keep(r.Context(), ls.State); err != nil {
+		h.log.ErrorContext(r.Context(), "keep pending authorization", "error", err)
+		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	h.redirectToIdP(w, r, ls, nil)
+}
+
+// redirectToIdP sends the browser to the IdP's authorization endpoint (via
+// PAR when used), with the login state in its cookie.
+func (h *Handler) redirectToIdP(w http.ResponseWriter, r *http.Request, ls loginState, opts []oauth2.AuthCodeOption) {
 	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
 	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
 	if h.usePAR {
@@ -208,6 +238,21 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if ls.Handoff {
+		if h.opts.Handoff == nil {
+			h.loginFailed(w, r, http.StatusBadRequest, "login_state_invalid", "this login cannot be completed here: start again")
+			return
+		}
+		// A native app's session: the browser's own session (if any) stays
+		// as it is, and no cookie is set. Audited here, like every login.
+		if err := h.audit(ctx, r, audit.Record{Event: audit.EventLogin, Outcome: audit.OutcomeSuccess, Sub: s.Subject, Reason: "oauth_front_door"}); err != nil {
+			h.fail(w, r, http.StatusServiceUnavailable, "audit_unavailable", "the sign-in could not be recorded; try again later")
+			return
+		}
+		h.opts.Handoff.FinishLogin(w, r, ls.State, s)
+		return
+	}
+
 	// A session that existed before this login is ended: the new one gets a
 	// fresh handle (no fixation) and the old handle must not stay valid.
 	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
@@ -345,7 +390,13 @@ func (h *Handler) sessionFromCookie(ctx context.Context, r *http.Request, slide 
 	if err != nil {
 		return nil, err
 	}
-	return h.opts.Sessions.Load(ctx, hnd, slide)
+	s, err := h.opts.Sessions.Load(ctx, hnd, slide)
+	if err == nil && s.Native != nil {
+		// A native app's handle is usable only with its DPoP key, never as
+		// a cookie.
+		return nil, session.ErrNotFound
+	}
+	return s, err
 }
 
 func (h *Handler) handleFromCookie(r *http.Request) (session.Handle, error) {

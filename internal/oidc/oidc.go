@@ -80,6 +80,10 @@ type Options struct {
 	// LoginStateTTL bounds the time between /bff/login and /bff/callback; default 10m.
 	LoginStateTTL time.Duration
 
+	// Handoff takes the sessions of logins started with StartHandoff; nil
+	// when nothing starts such logins.
+	Handoff Handoff
+
 	// Logger receives operational messages (never a token or secret); default slog.Default().
 	Logger *slog.Logger
 	// Auditor receives security events; optional.
@@ -100,6 +104,16 @@ type Sessions interface {
 	DeleteByIdPSession(ctx context.Context, sid string) (int, error)
 	Lock(ctx context.Context, name string, ttl time.Duration) (func(), error)
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Handoff takes over a login started with Handler.StartHandoff (the OAuth
+// front door for native apps): the session the login produced is handed to
+// it, not stored as the browser's session, and no session cookie is set.
+type Handoff interface {
+	// FinishLogin receives the login's state (as given to StartHandoff's
+	// keep) and the new session, not yet stored; it stores what it needs
+	// and answers the browser. The login is already audited.
+	FinishLogin(w http.ResponseWriter, r *http.Request, state string, s *session.Session)
 }
 
 // Auditor receives security events (audit.EventLogin, EventLoginFailed,
