@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
@@ -54,6 +55,7 @@ type Gateway struct {
 	audit    *audit.Logger
 	idp      *lazyIdP
 	proxy    *proxy.Proxy
+	oauth    *oauthserver.Server // nil without an oauth section
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
@@ -163,6 +165,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		Auditor:               evAudit,
 	}, g.log.With("component", "oidc"))
 
+	if g.oauth, err = buildOAuth(cfg, g.sessions, g.idp, g.audit, opts.Now, g.log.With("component", "oauth")); err != nil {
+		return nil, err
+	}
+	if g.oauth != nil {
+		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
+	}
+
 	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
@@ -239,6 +248,9 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 func (g *Gateway) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", g.idp)
+	if g.oauth != nil {
+		g.oauth.Register(mux) // /bff/oauth/* and the two well-known documents
+	}
 	for _, pre := range g.proxy.Prefixes() {
 		mux.Handle(pre, g.proxy)
 	}

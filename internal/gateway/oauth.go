@@ -1,0 +1,42 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/dpop"
+	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// buildOAuth builds the OAuth front door (nil without an oauth section). Its
+// DPoP replay cache is the session store, so every instance sharing the
+// store refuses a proof another instance has seen.
+func buildOAuth(cfg *config.Config, sessions *session.Manager, login oauthserver.Login, log *audit.Logger, now func() time.Time, logger *slog.Logger) (*oauthserver.Server, error) {
+	if cfg.OAuth == nil {
+		return nil, nil
+	}
+	routes := make([]string, 0, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		if !r.Anonymous {
+			routes = append(routes, r.Name)
+		}
+	}
+	specs := make([]oauthserver.ClientSpec, 0, len(cfg.OAuth.Clients))
+	for _, c := range cfg.OAuth.Clients {
+		specs = append(specs, c.Spec())
+	}
+	reg, err := oauthserver.NewRegistry(specs, routes)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: %w", err)
+	}
+	v, err := dpop.NewVerifier(dpop.Options{Replay: sessions, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("oauth: %w", err)
+	}
+	return oauthserver.New(oauthserver.Options{PublicURL: cfg.PublicURL, Registry: reg, Routes: routes, Sessions: sessions,
+		Login: login, DPoP: v, Auditor: log, Client: cfg.Client, Now: now, Logger: logger})
+}
