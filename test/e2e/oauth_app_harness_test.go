@@ -44,6 +44,8 @@ type nativeApp struct {
 	key      *ecdsa.PrivateKey
 	verifier string
 	handle   string
+	// pub is the public_url proofs name in htu (default e.URL).
+	pub string
 }
 
 func newNativeApp(t *testing.T, e *gwEnv) *nativeApp {
@@ -52,7 +54,7 @@ func newNativeApp(t *testing.T, e *gwEnv) *nativeApp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &nativeApp{t: t, e: e, key: k, verifier: randomB64(t, 32)}
+	return &nativeApp{t: t, e: e, key: k, verifier: randomB64(t, 32), pub: e.URL}
 }
 
 func randomB64(t *testing.T, n int) string {
@@ -209,7 +211,7 @@ func (a *nativeApp) tokenRequest(form url.Values, proofs ...string) (int, map[st
 
 // tokenProof is an honest proof for the token endpoint.
 func (a *nativeApp) tokenProof() string {
-	return a.proof(proofSpec{htm: "POST", htu: a.e.URL + "/bff/oauth/token"}, "")
+	return a.proof(proofSpec{htm: "POST", htu: a.pub + "/bff/oauth/token"}, "")
 }
 
 // signIn runs the whole flow and keeps the handle.
@@ -222,6 +224,13 @@ func (a *nativeApp) signIn(b *http.Client) {
 		a.t.Fatalf("token: %d %v", st, body)
 	}
 	a.handle = body["access_token"].(string)
+}
+
+// at is the app talking to another instance (same key, same handle).
+func (a *nativeApp) at(e *gwEnv) *nativeApp {
+	cp := *a
+	cp.e = e
+	return &cp
 }
 
 // call makes an API request with extra headers (raw: Authorization and DPoP
@@ -244,5 +253,5 @@ func (a *nativeApp) call(method, path string, hdr http.Header) (int, http.Header
 // honest is the headers of an honest API call.
 func (a *nativeApp) honest(method, path string) http.Header {
 	return http.Header{"Authorization": {"DPoP " + a.handle},
-		"Dpop": {a.proof(proofSpec{htm: method, htu: a.e.URL + path}, a.handle)}}
+		"Dpop": {a.proof(proofSpec{htm: method, htu: a.pub + path}, a.handle)}}
 }
