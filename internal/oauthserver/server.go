@@ -264,7 +264,9 @@ func (s *Server) FinishLogin(w http.ResponseWriter, r *http.Request, state strin
 	}
 	if err == nil {
 		var ok bool
-		ok, err = s.o.Sessions.Put(ctx, "oauth-code:"+id, base64.RawURLEncoding.EncodeToString(sealed), CodeTTL)
+		// Kept a minute past its expiry, so that a late redemption still
+		// finds it and ends its session (Check refuses it as expired).
+		ok, err = s.o.Sessions.Put(ctx, "oauth-code:"+id, base64.RawURLEncoding.EncodeToString(sealed), CodeTTL+time.Minute)
 		if err == nil && !ok {
 			err = errors.New("code id collided")
 		}
