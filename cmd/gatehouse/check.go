@@ -26,9 +26,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}
-	// The build stage's own checks (policy expressions) run too, so that
-	// check and serve never disagree about a configuration.
-	if _, err := gateway.BuildPolicies(cfg, nil, nil); err != nil {
+	// The build stage's own checks (policies, OIDC options, routes) run
+	// too, with serve's constructors, so check and serve never disagree.
+	if err := gateway.Check(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return errReported
 	}

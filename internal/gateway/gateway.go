@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -145,7 +147,45 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
 	}
 	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
-	g.idp = newLazyIdP(oidc.Options{
+	oo := g.oidcOptions(keys, idpClient, evAudit)
+	// Refused now, not retried in the background for ever (issue 9).
+	if err := oidc.ValidateOptions(oo); err != nil {
+		return nil, err
+	}
+	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
+	if g.oauth, err = buildOAuth(cfg, g.sessions, g.idp, g.audit, opts.Now, g.log.With("component", "oauth")); err != nil {
+		return nil, err
+	}
+	if g.oauth != nil {
+		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
+	}
+
+	if g.proxy, err = g.buildProxy(authz); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
+	// Every per-session cache is dropped here, whatever ended the session
+	// (logout, back-channel, revocation, refused refresh, expiry, another
+	// instance).
+	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
+
+	g.public = g.publicHandler()
+	g.admin = g.adminHandler()
+	g.server, err = server.New(server.Options{
+		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
+		Public: g.public, Admin: g.admin, Logger: g.log,
+		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// oidcOptions maps the configuration onto the OIDC client's options.
+func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAudit oidc.Auditor) oidc.Options {
+	cfg := g.cfg
+	return oidc.Options{
 		Issuer:                cfg.Identity.Issuer,
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
@@ -159,54 +199,104 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		CookieKeys:            keys,
 		Sessions:              g.sessions,
 		HTTPClient:            idpClient,
-		Clock:                 opts.Now,
+		Clock:                 g.opts.Now,
 		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
+		CSRFHeader:            cfg.CSRF.Header,
 		Logger:                g.log.With("component", "oidc"),
 		Auditor:               evAudit,
-	}, g.log.With("component", "oidc"))
-
-	if g.oauth, err = buildOAuth(cfg, g.sessions, g.idp, g.audit, opts.Now, g.log.With("component", "oauth")); err != nil {
-		return nil, err
 	}
-	if g.oauth != nil {
-		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
-	}
+}
 
+// buildProxy builds the route table and the proxy. Route problems come back
+// at the route's file:line.
+func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy, error) {
+	cfg, opts := g.cfg, g.opts
 	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	g.proxy, err = proxy.New(specs, proxy.Options{
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if g.tracing != nil {
+		wrap = g.tracing.Transport
+	}
+	p, err := proxy.New(specs, proxy.Options{
 		PublicURL:      cfg.PublicURL,
 		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
 		TrustedProxies: cfg.TrustedProxies,
-		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: g.sessions},
+		Stages:         g.stages(),
 		UserTokens:     &userTokens{idp: g.idp},
 		Exchanger:      &exchanger{idp: g.idp},
 		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
+		Counter:        g.metrics,
 		Transport:      transport,
-		WrapTransport:  g.tracing.Transport,
+		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
 		Now:            opts.Now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build routes: %w", err)
+		return nil, routeProblems(cfg, err)
 	}
-	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
-	evAudit.onSessionEnd = g.proxy.ForgetSession
+	return p, nil
+}
 
-	g.public = g.publicHandler()
-	g.admin = g.adminHandler()
-	g.server, err = server.New(server.Options{
-		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
-		Public: g.public, Admin: g.admin, Logger: g.log,
-		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
-	})
-	if err != nil {
-		return nil, err
+// routeProblems turns the proxy's route errors into config problems at
+// each route's position; other errors pass through.
+func routeProblems(cfg *config.Config, err error) error {
+	var probs []config.Problem
+	var rest []error
+	for _, e := range flatten(err) {
+		var re *proxy.RouteError
+		if errors.As(e, &re) && re.Index >= 0 && re.Index < len(cfg.Routes) {
+			r := cfg.Routes[re.Index]
+			probs = append(probs, r.Pos.Problem(r.Key, re.Err.Error()))
+			continue
+		}
+		rest = append(rest, e)
 	}
-	return g, nil
+	if len(rest) > 0 {
+		return fmt.Errorf("build routes: %w", errors.Join(append(rest, (&config.Errors{Problems: probs}).ErrOrNil())...))
+	}
+	return (&config.Errors{Problems: probs}).ErrOrNil()
+}
+
+// flatten lists the errors an errors.Join holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Check builds what New builds that needs no listener, store, audit file or
+// network — policies, the OIDC client's options, the cookie keys, the route
+// table — with the same constructors New calls, and returns what New would
+// refuse (config problems at file:line). `gatehouse check` calls it, so check
+// and serve agree.
+func Check(cfg *config.Config) error {
+	g := &Gateway{cfg: cfg, log: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}, metrics: telemetry.NewMetrics()}
+	authz, err := BuildPolicies(cfg, nil, nil)
+	if err != nil {
+		return err
+	}
+	keys, err := cfg.Session.CookieKeyRing()
+	if err != nil {
+		return fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	// No store is opened: the options only need a session manager named.
+	oo := g.oidcOptions(keys, nil, nil)
+	if err := oidc.ValidateOptions(oo); err != nil {
+		return err
+	}
+	if _, _, err := oauthRegistry(cfg); err != nil {
+		return err
+	}
+	p, err := g.buildProxy(authz)
+	if err != nil {
+		return err
+	}
+	p.Close()
+	return nil
 }
 
 // urlString is u as text, or "" when it is not set.
@@ -303,33 +393,26 @@ func (g *Gateway) adminHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{
-		Token: g.cfg.Admin.Token, Sessions: &revoker{m: g.sessions, p: g.proxy},
+		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
 	})
 	return mux
 }
 
-// revoker drops per-session caches along with the session.
-type revoker struct {
-	m *session.Manager
-	p *proxy.Proxy
-}
+// revoker ends sessions for the admin API with cause EndRevoked.
+type revoker struct{ m *session.Manager }
 
-func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
+func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
 	return r.m.List(ctx, sub)
 }
 
-func (r *revoker) Delete(ctx context.Context, id string) error {
-	r.p.ForgetSession(id)
-	return r.m.Delete(ctx, id)
+func (r revoker) Delete(ctx context.Context, id string) error {
+	return r.m.End(ctx, id, session.EndRevoked)
 }
 
-func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	infos, _ := r.m.List(ctx, sub)
-	for _, in := range infos {
-		r.p.ForgetSession(in.ID)
-	}
-	return r.m.DeleteBySubject(ctx, sub)
+func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	ids, err := r.m.EndBySubject(ctx, sub, session.EndRevoked)
+	return len(ids), err
 }
 
 // PublicHandler is the public listener's handler (tests drive it in-process).
@@ -343,6 +426,18 @@ func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
 
 // AdminAddr is the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
+
+// Call runs the post-identify half of the pipeline (authorize, credential,
+// forward, audit) of route for an identified caller and returns the
+// upstream's response; refusals are *pipeline.Refusal errors. See
+// proxy.Proxy.Call.
+func (g *Gateway) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
+	return g.proxy.Call(ctx, caller, route, method, path, rawQuery, body)
+}
+
+// ExchangeCached reports whether this instance caches an exchanged token for
+// the session (tests: every session end must drop them).
+func (g *Gateway) ExchangeCached(sessionID string) bool { return g.proxy.ExchangeCached(sessionID) }
 
 // Sessions exposes the session manager (tests, demo).
 func (g *Gateway) Sessions() *session.Manager { return g.sessions }

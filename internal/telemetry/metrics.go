@@ -20,6 +20,7 @@ type Metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
+	refusals       *prometheus.CounterVec
 	events         *prometheus.CounterVec
 }
 
@@ -39,11 +40,15 @@ func NewMetrics() *Metrics {
 		Name: "gatehouse_upstream_errors_total",
 		Help: "Failed upstream round trips, by route and kind (unreachable, timeout, credential).",
 	}, []string{"route", "kind"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_refusals_total",
+		Help: "Requests Gatehouse refused, by route and stable error code (e.g. csrf_header_missing, audit_unavailable).",
+	}, []string{"route", "code"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_security_events_total",
 		Help: "Security events (login, logout, token_refresh, ...), by event and outcome.",
 	}, []string{"event", "outcome"})
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.events,
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.refusals, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -75,6 +80,18 @@ func (m *Metrics) UpstreamError(route, kind string) {
 		return
 	}
 	m.upstreamErrors.WithLabelValues(route, kind).Inc()
+}
+
+// Refused counts a refusal by its stable code (pipeline.Counter). status is
+// already counted by ObserveRequest.
+func (m *Metrics) Refused(route, code string, _ int) {
+	if m == nil {
+		return
+	}
+	if route == "" {
+		route = "none"
+	}
+	m.refusals.WithLabelValues(route, code).Inc()
 }
 
 // Event counts a security event.

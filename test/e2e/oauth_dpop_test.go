@@ -140,6 +140,23 @@ func TestOAuthHostileProofs(t *testing.T) {
 	if n := up.count(); n != 0 {
 		t.Fatalf("hostile requests reached the upstream %d times", n)
 	}
+	// Each refusal is audited (the audit file is synced every 50ms).
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		denied := 0
+		for _, rec := range auParse(t, auLines(t, e.Audit)) {
+			if rec["event"] == "access" && rec["outcome"] == "deny" && (rec["reason"] == "invalid_dpop_proof" || rec["reason"] == "invalid_token") {
+				denied++
+			}
+		}
+		if denied >= len(cases) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d DPoP refusals audited, want %d", denied, len(cases))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// The htu is public_url + path: a Host or X-Forwarded-Host naming what
 	// the proof says changes nothing.
 	evil := app.proof(proofSpec{htm: "GET", htu: "https://evil.example" + path}, app.handle)
