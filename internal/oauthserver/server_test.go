@@ -145,7 +145,7 @@ func (f *fixture) redeem(t *testing.T, code string) *httptest.ResponseRecorder {
 	return rec
 }
 
-// Eight racing redemptions of one code: exactly one gets a handle.
+// Eight racing redemptions of one code: never more than one handle.
 func TestConcurrentRedemptionsHaveOneWinner(t *testing.T) {
 	f := newFixture(t)
 	code := f.code(t)
@@ -162,8 +162,29 @@ func TestConcurrentRedemptionsHaveOneWinner(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if wins != 1 {
-		t.Fatalf("%d redemptions succeeded, want 1", wins)
+	// A loser that comes after the winner's redemption revokes what it
+	// produced (the code was used twice), so the winner may lose too.
+	if wins > 1 {
+		t.Fatalf("%d redemptions succeeded, want at most 1", wins)
+	}
+	if infos, _ := f.sessions.List(context.Background(), "alice"); len(infos) > wins {
+		t.Fatalf("%d sessions live after %d successful redemptions", len(infos), wins)
+	}
+}
+
+// A code redeemed once, then again: the second is refused and ends the
+// session the first produced.
+func TestSecondRedemptionRevokesTheFirst(t *testing.T) {
+	f := newFixture(t)
+	code := f.code(t)
+	if rec := f.redeem(t, code); rec.Code != http.StatusOK {
+		t.Fatalf("first: %d %s", rec.Code, rec.Body)
+	}
+	if rec := f.redeem(t, code); rec.Code != http.StatusBadRequest {
+		t.Fatalf("second: %d %s", rec.Code, rec.Body)
+	}
+	if infos, _ := f.sessions.List(context.Background(), "alice"); len(infos) != 0 {
+		t.Fatal("the first redemption's session lives on")
 	}
 }
 
