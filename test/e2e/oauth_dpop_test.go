@@ -196,3 +196,36 @@ func TestOAuthNativeHandleIsNoCookie(t *testing.T) {
 		t.Fatalf("refused requests reached the upstream %d times", n)
 	}
 }
+
+// An MCP server behind a route: POST and DELETE with Mcp-Session-Id and
+// MCP-Protocol-Version reach it, and its Mcp-Session-Id comes back.
+func TestOAuthMCPThroughARoute(t *testing.T) {
+	up := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Mcp-Session-Id", "mcp-session-1")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":1,"result":{}}`))
+	})
+	e := startOAuthGW(t, up, "")
+	app := newNativeApp(t, e)
+	q := app.authQuery("s")
+	q.Set("scope", "mcp openid") // openid is no route: narrowed away, not refused
+	u := app.authorize(newHTTPBrowser(t), q)
+	st, body, _ := app.tokenRequest(app.tokenForm(u.Query().Get("code")), app.tokenProof())
+	if st != 200 || body["scope"] != "mcp" {
+		t.Fatalf("token: %d %v", st, body)
+	}
+	app.handle = body["access_token"].(string)
+	for _, method := range []string{"POST", "DELETE", "GET"} {
+		h := app.honest(method, "/api/mcp")
+		h.Set("Mcp-Session-Id", "mcp-session-1")
+		h.Set("MCP-Protocol-Version", "2025-06-18")
+		st, rh, b := app.call(method, "/api/mcp", h)
+		if st != 200 || rh.Get("Mcp-Session-Id") != "mcp-session-1" {
+			t.Fatalf("%s: %d %s %v", method, st, b, rh)
+		}
+		got := up.last(t)
+		if got.Method != method || got.Header.Get("Mcp-Session-Id") != "mcp-session-1" || got.Header.Get("Mcp-Protocol-Version") != "2025-06-18" {
+			t.Fatalf("%s: the upstream got %s %v", method, got.Method, got.Header)
+		}
+	}
+}

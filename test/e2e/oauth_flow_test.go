@@ -25,6 +25,11 @@ routes:
     path: /api/billing/
     upstream: "{{.Upstream}}/"
     credential: user_token
+  - name: mcp
+    path: /api/mcp
+    upstream: "{{.Upstream}}/"
+    methods: [GET, POST, DELETE]
+    credential: user_token
 `
 
 func startOAuthGW(t *testing.T, up *recorder, extra string) *gwEnv {
