@@ -66,6 +66,9 @@ type ClientAuth string
 const (
 	ClientSecretBasic ClientAuth = "client_secret_basic"
 	ClientSecretPost  ClientAuth = "client_secret_post"
+	// PrivateKeyJWT signs a JWT with Identity.PrivateKey (RFC 7523): no
+	// shared secret.
+	PrivateKeyJWT ClientAuth = "private_key_jwt"
 )
 
 // PARMode says when to use Pushed Authorization Requests (RFC 9126).
@@ -83,8 +86,13 @@ type Identity struct {
 	// Issuer is the issuer identifier exactly as written (OIDC compares it byte for byte).
 	Issuer       string
 	ClientID     string
-	ClientSecret *secret.Value
+	ClientSecret *secret.Value // nil with PrivateKeyJWT
 	ClientAuth   ClientAuth
+	// PrivateKey is the PEM private key for PrivateKeyJWT, by reference;
+	// re-read on rotation. PrivateKeyID is the assertions' kid (default:
+	// the key's JWK thumbprint).
+	PrivateKey   *secret.Value
+	PrivateKeyID string
 	// Scopes requested at login. Default [openid profile email offline_access].
 	Scopes                      []string
 	PushedAuthorizationRequests PARMode
@@ -177,6 +185,12 @@ type Route struct {
 	MaxBody        int64         // bytes; default 10 MiB
 	WebSocket      bool
 	AllowSetCookie bool
+	// AllowCaching keeps the upstream's (private) caching of authenticated
+	// answers instead of Cache-Control: no-store. Default false.
+	AllowCaching bool
+	// AllowMethodOverride forwards method-override headers and _method
+	// naming one of Methods. Default false (dropped / refused).
+	AllowMethodOverride bool
 }
 
 // Expr is an expression kept with its position so that the stage compiling
@@ -334,6 +348,7 @@ func (c *Config) Secrets() []*secret.Value {
 		}
 	}
 	add(c.Identity.ClientSecret)
+	add(c.Identity.PrivateKey)
 	add(c.Session.Redis.Password)
 	for _, k := range c.Session.CookieKeys {
 		add(k)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -256,16 +257,24 @@ func (d *decoder) identity(c *Config, top *fields) {
 	} else if s, ok := d.nonEmpty(n, "identity.client_id"); ok {
 		id.ClientID = s
 	}
-	if n := f.get(d, "client_secret"); n == nil {
-		d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME}")
-	} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
-		id.ClientSecret = v
-	}
-	if n := f.get(d, "client_auth"); n != nil {
-		if n.Kind == yaml.ScalarNode && n.Value == "private_key_jwt" {
-			d.errf(n, "identity.client_auth", "private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post")
-		} else if s, ok := d.enum(n, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost)); ok {
+	authNode := f.get(d, "client_auth")
+	if authNode != nil {
+		if s, ok := d.enum(authNode, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost), string(PrivateKeyJWT)); ok {
 			id.ClientAuth = ClientAuth(s)
+		}
+	}
+	if id.ClientAuth == PrivateKeyJWT {
+		d.privateKey(id, f)
+	} else {
+		for _, k := range []string{"private_key", "private_key_id"} {
+			if n := f.get(d, k); n != nil {
+				d.errf(n, "identity."+k, "is used only with client_auth: private_key_jwt; remove it or set client_auth")
+			}
+		}
+		if n := f.get(d, "client_secret"); n == nil {
+			d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME} (or use client_auth: private_key_jwt with private_key)")
+		} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
+			id.ClientSecret = v
 		}
 	}
 	if n := f.get(d, "scopes"); n != nil {
@@ -308,6 +317,29 @@ func (d *decoder) identity(c *Config, top *fields) {
 					id.PostLogoutRedirect = u
 				}
 			}
+		}
+	}
+}
+
+// privateKey reads identity.private_key (and private_key_id) for
+// private_key_jwt; client_secret is refused then (it would be unused).
+func (d *decoder) privateKey(id *Identity, f *fields) {
+	if n := f.get(d, "client_secret"); n != nil {
+		d.errf(n, "identity.client_secret", "is not used with client_auth: private_key_jwt; remove it")
+	}
+	if n := f.get(d, "private_key"); n == nil {
+		d.missing(f, "private_key", "add private_key: ${file:/path/to/key.pem} (a PEM private key whose public key is registered at the IdP)")
+	} else if v, ok := d.secretValue(n, "identity.private_key"); ok {
+		// A light check here (gatehouse check); the key itself is parsed at start.
+		if b, _ := pem.Decode([]byte(v.Get().Reveal())); b == nil || !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			d.errf(n, "identity.private_key", "is not a PEM private key (want -----BEGIN PRIVATE KEY-----, RSA or EC)")
+		} else {
+			id.PrivateKey = v
+		}
+	}
+	if n := f.get(d, "private_key_id"); n != nil {
+		if s, ok := d.nonEmpty(n, "identity.private_key_id"); ok {
+			id.PrivateKeyID = s
 		}
 	}
 }
@@ -701,6 +733,12 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	if v, ok := d.boolean(f.get(d, "allow_set_cookie"), key+".allow_set_cookie"); ok {
 		r.AllowSetCookie = v
 	}
+	if v, ok := d.boolean(f.get(d, "allow_caching"), key+".allow_caching"); ok {
+		r.AllowCaching = v
+	}
+	if v, ok := d.boolean(f.get(d, "allow_method_override"), key+".allow_method_override"); ok {
+		r.AllowMethodOverride = v
+	}
 	if r.Anonymous && (r.Credential.Kind == CredUserToken || r.Credential.Kind == CredTokenExchange) {
 		d.errf(an, key+".anonymous", "an anonymous route has no signed-in user, so it cannot use credential %s; use client_credentials, header or none", r.Credential.Kind)
 	}
@@ -718,8 +756,10 @@ func checkRoutePath(p string) string {
 		return "must be written decoded and with / only (no %-escapes, no backslashes)"
 	case strings.Contains(p, "//"):
 		return "contains an empty segment (//); write it clean"
-	case p == "/bff" || strings.HasPrefix(p, "/bff/"):
+	case underReserved(p, "/bff"):
 		return "is under /bff, which Gatehouse reserves for its own endpoints"
+	case underReserved(p, "/.well-known"):
+		return "is under /.well-known, which Gatehouse reserves for its discovery documents"
 	}
 	for _, c := range p {
 		if c <= ' ' || c == 0x7f {
@@ -732,6 +772,12 @@ func checkRoutePath(p string) string {
 		}
 	}
 	return ""
+}
+
+// underReserved reports whether p is root or below it, in any letter case
+// (so /BFF/x cannot be routed past case-insensitive upstreams either).
+func underReserved(p, root string) bool {
+	return len(p) >= len(root) && strings.EqualFold(p[:len(root)], root) && (len(p) == len(root) || p[len(root)] == '/')
 }
 
 // isName reports whether s can name a route or client: it appears in

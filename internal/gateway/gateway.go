@@ -190,6 +190,9 @@ func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAu
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
 		ClientAuth:            string(cfg.Identity.ClientAuth),
+		PrivateKey:            cfg.Identity.PrivateKey,
+		PrivateKeyID:          cfg.Identity.PrivateKeyID,
+		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
@@ -233,6 +236,9 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
 		Now:            opts.Now,
+		// The session cookie and the OIDC client's login-state cookie
+		// (oidc names it CookieName+"-login").
+		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
 	})
 	if err != nil {
 		return nil, routeProblems(cfg, err)
@@ -313,6 +319,7 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
 		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
 	}
 	switch c := r.Credential; c.Kind {
@@ -356,15 +363,7 @@ func (g *Gateway) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
+	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
@@ -381,7 +380,7 @@ func (g *Gateway) publicHandler() http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 	h = server.SecurityHeaders(h, !g.cfg.Development())
-	return g.tracing.Handler(h, "gatehouse")
+	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 
 func (g *Gateway) adminHandler() http.Handler {
@@ -395,8 +394,9 @@ func (g *Gateway) adminHandler() http.Handler {
 	admin.Register(mux, admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
+		ListenAddr: g.cfg.AdminListen,
 	})
-	return mux
+	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
 // revoker ends sessions for the admin API with cause EndRevoked.
@@ -406,8 +406,8 @@ func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
 	return r.m.List(ctx, sub)
 }
 
-func (r revoker) Delete(ctx context.Context, id string) error {
-	return r.m.End(ctx, id, session.EndRevoked)
+func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
+	return r.m.Revoke(ctx, id)
 }
 
 func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {

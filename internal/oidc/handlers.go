@@ -39,6 +39,14 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	ls := h.newLoginState(ret)
+	// Bind the browser's current session (if any) to this login, so the
+	// callback ends it even when SameSite hides the session cookie on the
+	// IdP's cross-site redirect back. Only a live session, read with its
+	// full handle, is recorded: the login state is sealed, so the callback
+	// can trust the id.
+	if old, err := h.sessionFromCookie(r.Context(), r, false); err == nil {
+		ls.Previous = old.ID
+	}
 	h.redirectToIdP(w, r, ls, opts)
 }
 
@@ -56,7 +64,8 @@ func (h *Handler) newLoginState(ret string) loginState {
 // receives the login's state before the browser is redirected to the IdP,
 // so that the caller can keep its pending request server-side, keyed by it
 // (the IdP's redirect back is a cross-site navigation: nothing may depend on
-// a SameSite=Strict cookie). A keep error answers 503.
+// a SameSite=Strict cookie). A keep error answers 503. The browser's own
+// session is not bound to this login: it stays as it is.
 func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, keep func(ctx context.Context, state string) error) {
 	if h.opts.Handoff == nil {
 		h.fail(w, r, http.StatusNotFound, "not_found", "this Gatehouse has no OAuth front door")
@@ -78,6 +87,11 @@ func (h *Handler) redirectToIdP(w http.ResponseWriter, r *http.Request, ls login
 	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
 	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
 	if h.usePAR {
+		if status := h.parLimit.allow(r); status != 0 {
+			w.Header().Set("Retry-After", "10")
+			h.fail(w, r, status, "too_many_logins", "too many sign-ins were started; wait a moment and try again")
+			return
+		}
 		var err error
 		if target, err = h.pushAuthorizationRequest(h.idpContext(r.Context()), target); err != nil {
 			h.log.WarnContext(r.Context(), "pushed authorization request failed", "error", err)
@@ -118,16 +132,6 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "issuer_mismatch", "the authorization response did not come from the configured identity provider")
 		return
 	}
-	first, err := h.opts.Sessions.Once(ctx, "login-state:"+hashKey(ls.State), h.opts.LoginStateTTL+time.Minute)
-	if err != nil {
-		h.log.ErrorContext(ctx, "record login state use", "error", err)
-		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
-		return
-	}
-	if !first {
-		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
-		return
-	}
 	if q.Get("error") != "" {
 		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
 			safeErrorCode(q.Get("error")))
@@ -140,7 +144,13 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	idpCtx := h.idpContext(ctx)
-	tok, err := h.oauthConfig().Exchange(idpCtx, code, oauth2.VerifierOption(ls.Verifier))
+	authOpts, err := h.authCodeOptions()
+	if err != nil {
+		h.log.ErrorContext(ctx, "client authentication", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "client_auth_unavailable", "Gatehouse cannot authenticate to the identity provider; see its log")
+		return
+	}
+	tok, err := h.oauthConfig().Exchange(idpCtx, code, append(authOpts, oauth2.VerifierOption(ls.Verifier))...)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -188,34 +198,19 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token claims cannot be read")
 		return
 	}
-	if h.provider.UserInfoEndpoint() != "" {
-		ui, err := h.provider.UserInfo(idpCtx, oauth2.StaticTokenSource(tok))
-		if err != nil {
-			h.log.WarnContext(ctx, "userinfo request failed") // the error may hold the IdP's body
-			h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
-			return
-		}
-		if ui.Subject != idt.Subject {
+	if err := h.mergeUserinfo(ctx, claims, idt.Subject, tok); err != nil {
+		if errors.Is(err, errUserinfoSubject) {
 			h.loginFailed(w, r, http.StatusBadRequest, "userinfo_subject_mismatch", "userinfo describes a different user than the ID token")
 			return
 		}
-		extra := map[string]any{}
-		if err := ui.Claims(&extra); err == nil {
-			for k, v := range extra {
-				if _, ok := claims[k]; !ok { // ID token claims win: they are signed
-					claims[k] = v
-				}
-			}
-		}
-	}
-	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
-		delete(claims, k)
+		h.log.WarnContext(ctx, "userinfo request failed")
+		h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
+		return
 	}
 
 	now := h.opts.Clock()
 	s := &session.Session{
 		Subject:           idt.Subject,
-		Claims:            claims,
 		AccessToken:       secret.New(tok.AccessToken),
 		RefreshToken:      secret.New(tok.RefreshToken),
 		IDToken:           secret.New(rawID),
@@ -224,20 +219,22 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		Created:           now,
 		LastSeen:          now,
 	}
-	s.IdPSessionID, _ = claims["sid"].(string)
+	applyClaims(s, claims)
 	s.Scope, _ = tok.Extra("scope").(string)
-	s.ACR, _ = claims["acr"].(string)
-	if at, ok := claims["auth_time"].(float64); ok {
-		s.AuthTime = time.Unix(int64(at), 0)
-	}
-	if amr, ok := claims["amr"].([]any); ok {
-		for _, v := range amr {
-			if str, ok := v.(string); ok {
-				s.AMR = append(s.AMR, str)
-			}
-		}
-	}
 
+	// The state is marked used only now, after the IdP accepted the code
+	// (which it issues once and binds to our PKCE verifier): a flood of
+	// forged or replayed callbacks writes nothing to the store.
+	first, err := h.opts.Sessions.Once(ctx, "login-state:"+hashKey(ls.State), h.opts.LoginStateTTL+time.Minute)
+	if err != nil {
+		h.log.ErrorContext(ctx, "record login state use", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	if !first {
+		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
+		return
+	}
 	if ls.Handoff {
 		if h.opts.Handoff == nil {
 			h.loginFailed(w, r, http.StatusBadRequest, "login_state_invalid", "this login cannot be completed here: start again")
@@ -252,14 +249,11 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.opts.Handoff.FinishLogin(w, r, ls.State, s)
 		return
 	}
-
 	// A session that existed before this login is ended: the new one gets a
-	// fresh handle (no fixation) and the old handle must not stay valid.
-	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
-		if err := h.opts.Sessions.End(ctx, old.ID, session.EndReplaced); err != nil {
-			h.log.WarnContext(ctx, "end previous session at login", "error", err)
-		}
-	}
+	// fresh handle (no fixation) and the old one must not stay valid. It is
+	// found by the cookie when the browser sent it, and by the id bound at
+	// /bff/login when SameSite kept it from this cross-site redirect.
+	h.endPrevious(ctx, r, ls.Previous)
 	hnd, err := h.opts.Sessions.Create(ctx, s)
 	if err != nil {
 		h.log.ErrorContext(ctx, "create session", "error", err)
@@ -277,6 +271,25 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
 	w.Header().Set("Cache-Control", "no-store")
 	redirect(w, ls.ReturnURL)
+}
+
+// endPrevious ends the browser's earlier sessions at a new sign-in: the one
+// its cookie names (when sent) and the one bound to the login state.
+func (h *Handler) endPrevious(ctx context.Context, r *http.Request, bound string) {
+	ids := make([]string, 0, 2)
+	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
+		ids = append(ids, old.ID)
+	}
+	if bound != "" && !slices.Contains(ids, bound) {
+		ids = append(ids, bound)
+	}
+	for _, id := range ids {
+		if err := h.opts.Sessions.End(ctx, id, session.EndReplaced); err != nil {
+			h.log.WarnContext(ctx, "end previous session at login", "error", err)
+			continue
+		}
+		_ = h.audit(ctx, r, audit.Record{Event: audit.EventLogout, Outcome: audit.OutcomeSuccess, Session: id, Reason: "replaced_by_login"})
+	}
 }
 
 // userResponse is the /bff/user body: claims and session timing, never a token.
@@ -322,7 +335,11 @@ func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
 }
 
 // Logout ends the session (GET /bff/logout?sid=<public id>&returnUrl=/path).
-// The sid makes a cross-site link unable to log the user out.
+// The sid makes a cross-site link unable to log the user out: without a sid
+// that matches the session the browser's cookie names, logout changes
+// nothing — no session is ended and no cookie is touched — and answers 4xx.
+// (A Strict cookie is not sent on a cross-site link: answering that request
+// with a cookie-clearing Set-Cookie would log the user out all the same.)
 func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -331,23 +348,23 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	sids := q["sid"]
+	if len(sids) != 1 || sids[0] == "" {
+		h.fail(w, r, http.StatusBadRequest, "sid_required", "logout needs the session's sid once (see logout_url in /bff/user)")
+		return
+	}
 	s, err := h.sessionFromCookie(ctx, r, false)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
 		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
 		return
 	case err != nil:
-		// Nobody is signed in: nothing to protect, nothing to end.
-		h.clearSessionCookie(w)
-		redirect(w, ret)
+		// No live session to match the sid against: nothing is ended and,
+		// because the sid cannot be checked, nothing else changes either.
+		h.fail(w, r, http.StatusBadRequest, "not_signed_in", "no session to end: this browser is not signed in")
 		return
 	}
-	sid := q.Get("sid")
-	if sid == "" {
-		h.fail(w, r, http.StatusBadRequest, "sid_required", "logout needs the session's sid (see logout_url in /bff/user)")
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(sid), []byte(s.ID)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(sids[0]), []byte(s.ID)) != 1 {
 		h.fail(w, r, http.StatusForbidden, "sid_mismatch", "the sid does not belong to the current session")
 		return
 	}

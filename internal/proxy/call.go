@@ -44,6 +44,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 		p.account(ctx, &ev, ref, true)
 		return nil, ref
 	}
+	if p.fold.confused(clean, rt) {
+		ref := &pipeline.Refusal{Status: http.StatusBadRequest, Code: "ambiguous_path", Message: "this path names another route to upstreams that ignore case, trailing dots or spaces, or Unicode forms"}
+		p.account(ctx, &ev, ref, true)
+		return nil, ref
+	}
 	if !slices.Contains(rt.methods, method) {
 		ref := &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
 			Header: http.Header{"Allow": {rt.allow}}}
