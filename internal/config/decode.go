@@ -86,6 +86,8 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.audit(c, top)
 	d.telemetry(c, top)
 	d.admin(c, top)
+	d.securityHeaders(c, top)
+	d.server(c, top)
 	return c
 }
 
@@ -988,8 +990,21 @@ func (d *decoder) audit(c *Config, top *fields) {
 	if a.Sink != AuditFile {
 		a.Path = ""
 	}
+	a.Durability = "sync"
+	if v, ok := d.enum(f.get(d, "durability"), "audit.durability", "sync", "interval"); ok {
+		a.Durability = v
+	}
 	if v, ok := d.positive(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {
 		a.FsyncInterval = v
+	}
+	if n := f.get(d, "buffer"); n != nil {
+		if v, ok := d.integer(n, "audit.buffer"); ok {
+			if v < 4 {
+				d.errf(n, "audit.buffer", "must be at least 4 (default 4096)")
+			} else {
+				a.Buffer = v
+			}
+		}
 	}
 	if v, ok := d.size(f.get(d, "max_size"), "audit.max_size"); ok {
 		a.MaxSize = v
@@ -1013,6 +1028,33 @@ func (d *decoder) telemetry(c *Config, top *fields) {
 	if v, ok := d.enum(f.get(d, "log_level"), "telemetry.log_level", "debug", "info", "warn", "error"); ok {
 		c.Telemetry.LogLevel = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
 			"warn": slog.LevelWarn, "error": slog.LevelError}[v]
+	}
+}
+
+func (d *decoder) server(c *Config, top *fields) {
+	s := &c.Server
+	s.ShutdownTimeout, s.BodyReadTimeout = 30*time.Second, 10*time.Second
+	f := d.section(top, "server", "server", "server", "")
+	if v, ok := d.positive(f.get(d, "shutdown_timeout"), "server.shutdown_timeout"); ok {
+		s.ShutdownTimeout = v
+	}
+	if v, ok := d.duration(f.get(d, "drain_delay"), "server.drain_delay"); ok {
+		s.DrainDelay = v
+	}
+	if v, ok := d.positive(f.get(d, "body_read_timeout"), "server.body_read_timeout"); ok {
+		s.BodyReadTimeout = v
+	}
+	if n := f.get(d, "max_connections"); n != nil {
+		if v, ok := d.integer(n, "server.max_connections"); ok {
+			if v < 1 {
+				d.errf(n, "server.max_connections", "must be at least 1 (leave it out to derive it from the open-file limit)")
+			} else {
+				s.MaxConnections = v
+			}
+		}
+	}
+	if v, ok := d.boolean(f.get(d, "ready_requires_idp"), "server.ready_requires_idp"); ok {
+		s.ReadyRequiresIdP = v
 	}
 }
 

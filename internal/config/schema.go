@@ -9,7 +9,8 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "oauth", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "oauth", "policy", "audit", "telemetry", "admin",
+		"security_headers", "server"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
@@ -28,9 +29,13 @@ var schema = map[string][]string{
 	"oauth.clients[]":               {"client_id", "kind", "redirect_uris", "routes", "dpop"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
-	"audit":                         {"sink", "path", "fsync_interval", "max_size", "on_failure"},
+	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},
 	"telemetry":                     {"otlp_endpoint", "log_level"},
 	"admin":                         {"token"},
+	"security_headers": {"content_security_policy", "frame_options", "hsts", "cross_origin_opener_policy",
+		"cross_origin_resource_policy", "referrer_policy"},
+	"security_headers.hsts": {"max_age", "include_subdomains", "preload"},
+	"server":                {"shutdown_timeout", "drain_delay", "body_read_timeout", "max_connections", "ready_requires_idp"},
 }
 
 var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}

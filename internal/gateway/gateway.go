@@ -175,10 +175,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
+		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.registerGauges()
 	return g, nil
 }
 
@@ -305,6 +308,32 @@ func Check(cfg *config.Config) error {
 	return nil
 }
 
+// registerGauges exposes the state of what the instance depends on. The checks
+// are the readiness checks (cached or cheap: a scrape must not hang).
+func (g *Gateway) registerGauges() {
+	up := func(check func(context.Context) error) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}
+	}
+	m := g.metrics
+	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.sessions.Ready))
+	m.Gauge("gatehouse_idp_up", "1 when the IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(g.idp.Ready))
+	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
+	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
+	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
+	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
+	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
+	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
+	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
+}
+
 // urlString is u as text, or "" when it is not set.
 func urlString(u *url.URL) string {
 	if u == nil {
@@ -379,16 +408,22 @@ func (g *Gateway) publicHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	h = server.SecurityHeaders(h, !g.cfg.Development())
+	h = server.SecurityHeaders(h, headerSet(g.cfg))
 	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	// The IdP only degrades the instance (existing sessions keep working) unless
+	// server.ready_requires_idp; audit_buffer reports saturation without pulling
+	// the instance (decisions are refused 503 meanwhile). g.server is built after
+	// this handler, hence the closure.
 	server.HealthHandlers(mux, []server.Check{
 		{Name: "session_store", Fn: g.sessions.Ready},
-		{Name: "identity_provider", Fn: g.idp.Ready},
+		{Name: "identity_provider", Fn: g.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP},
 		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+		{Name: "audit_buffer", Fn: func(context.Context) error { return g.audit.SaturatedErr() }, Degrades: true},
+		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{

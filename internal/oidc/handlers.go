@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"html"
 	"net/http"
@@ -30,12 +29,19 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	prompt := q.Get("prompt")
+	if prompt != "" && !slices.Contains(h.meta.PromptValues, prompt) {
+		h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
+		return
+	}
+	h.startLogin(w, r, ret, prompt)
+}
+
+// startLogin sends the browser to the IdP's authorization endpoint (or PAR)
+// with a fresh login state that returns to ret. prompt is sent when not "".
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ret, prompt string) {
 	opts := make([]oauth2.AuthCodeOption, 0, 4)
-	if prompt := q.Get("prompt"); prompt != "" {
-		if !slices.Contains(h.meta.PromptValues, prompt) {
-			h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
-			return
-		}
+	if prompt != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	ls := h.newLoginState(ret)
@@ -133,6 +139,13 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if q.Get("error") != "" {
+		if ls.ReturnURL == silentCallbackPath {
+			// A silent login the IdP could not complete (login_required…)
+			// is an answer, not a failure: the iframe reports it to the SPA.
+			_ = h.audit(ctx, r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: "silent_login:" + safeErrorCode(q.Get("error")), Status: http.StatusFound})
+			redirect(w, silentCallbackPath)
+			return
+		}
 		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
 			safeErrorCode(q.Get("error")))
 		return
@@ -290,48 +303,6 @@ func (h *Handler) endPrevious(ctx context.Context, r *http.Request, bound string
 		}
 		_ = h.audit(ctx, r, audit.Record{Event: audit.EventLogout, Outcome: audit.OutcomeSuccess, Session: id, Reason: "replaced_by_login"})
 	}
-}
-
-// userResponse is the /bff/user body: claims and session timing, never a token.
-type userResponse struct {
-	Claims    map[string]any `json:"claims"`
-	Session   userSession    `json:"session"`
-	LogoutURL string         `json:"logout_url"`
-}
-
-type userSession struct {
-	ExpiresIn     int64  `json:"expires_in"`
-	IdleExpiresIn int64  `json:"idle_expires_in"`
-	SID           string `json:"sid"`
-}
-
-// User answers GET /bff/user with the signed-in user's claims, or 401.
-// ?slide=false reads the session without extending its idle timeout.
-func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
-	slide := r.URL.Query().Get("slide") != "false"
-	s, err := h.sessionFromCookie(r.Context(), r, slide)
-	if err != nil {
-		h.sessionError(w, r, err)
-		return
-	}
-	now := h.opts.Clock()
-	claims := s.Claims
-	if claims == nil {
-		claims = map[string]any{}
-	}
-	body := userResponse{
-		Claims: claims,
-		Session: userSession{
-			ExpiresIn:     secondsUntil(s.AbsoluteExpiry, now),
-			IdleExpiresIn: secondsUntil(s.IdleExpiry, now),
-			SID:           s.ID,
-		},
-		LogoutURL: "/bff/logout?sid=" + url.QueryEscape(s.ID),
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(body)
 }
 
 // Logout ends the session (GET /bff/logout?sid=<public id>&returnUrl=/path).

@@ -356,6 +356,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /bff/login", h.Login)
 	mux.HandleFunc("GET /bff/callback", h.Callback)
 	mux.HandleFunc("GET /bff/user", h.User)
+	mux.HandleFunc("GET /bff/silent-login", h.SilentLogin)
+	mux.HandleFunc("GET "+silentCallbackPath, h.SilentLoginCallback)
 	mux.HandleFunc("GET /bff/logout", h.Logout)
 	mux.HandleFunc("POST /bff/backchannel", h.Backchannel)
 }

@@ -102,6 +102,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	if err := modifyResponse(rt, resp); err != nil {
 		resp.Body.Close()
 		status, code = http.StatusBadGateway, "upstream_unauthorized"
+		if userCredential(rt.cred.Kind) {
+			// As on a direct request: the user's token was refused, so the
+			// caller can sign in again (Duende's semantics).
+			status = http.StatusUnauthorized
+		}
 		kind := "unauthorized"
 		if resp.StatusCode == http.StatusForbidden {
 			status, code, kind = http.StatusForbidden, "upstream_forbidden", "forbidden"

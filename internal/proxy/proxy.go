@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
 // Options are the proxy's dependencies and global settings.
@@ -508,10 +509,17 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
+	case errors.Is(err, errUpstreamUnauthorized) && userCredential(rt.cred.Kind):
+		// The user's token was refused: the SPA re-logins on 401, as with Duende BFF.
+		status, code, msg = http.StatusUnauthorized, "upstream_unauthorized", "the upstream of route "+rt.name+" refused the user's token; sign in again (/bff/login)"
 	case errors.Is(err, errUpstreamUnauthorized):
 		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
 		status, code, kind, msg = http.StatusForbidden, "upstream_forbidden", "forbidden", "the upstream of route "+rt.name+" refused the request"
+	case server.BodyTimedOut(r, err):
+		// The client stopped sending its body (server.body_read_timeout): its
+		// fault, not the upstream's.
+		status, code, kind, msg = http.StatusRequestTimeout, "body_timeout", "", "the request body was not sent in time"
 	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
 		status, code, kind, msg = http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

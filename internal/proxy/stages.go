@@ -115,7 +115,7 @@ func (s csrfStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refus
 		return nil
 	}
 	if code, msg := p.csrf.check(x.req.HTTP.Header, x.upgrade); code != "" {
-		return &pipeline.Refusal{Status: http.StatusForbidden, Code: code, Message: msg}
+		return &pipeline.Refusal{Status: csrfStatus, Code: code, Message: msg}
 	}
 	return nil
 }
