@@ -72,12 +72,10 @@ func (s *Server) Identify(ctx context.Context, r *http.Request, route string) (s
 	case sess.Native == nil || sess.Native.JKT == "":
 		return session.Handle{}, nil, invalidToken("the access token is not a redeemed native handle")
 	}
-	u, err := url.Parse(s.origin + r.URL.EscapedPath())
-	if err != nil {
-		return session.Handle{}, nil, &IdentifyError{Status: http.StatusUnauthorized, Code: dpop.CodeInvalidProof, Message: "the request path cannot be checked against htu",
-			Challenge: dpop.Challenge(dpop.CodeInvalidProof, "")}
-	}
-	if _, err := s.o.DPoP.Verify(ctx, r.Header, dpop.Check{Method: r.Method, URL: u, AccessToken: tok, JKT: sess.Native.JKT}); err != nil {
+	// public_url's origin and the path exactly as received (its escaping
+	// kept): never Host or X-Forwarded-*.
+	u := url.URL{Scheme: s.pub.Scheme, Host: s.pub.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
+	if _, err := s.o.DPoP.Verify(ctx, r.Header, dpop.Check{Method: r.Method, URL: &u, AccessToken: tok, JKT: sess.Native.JKT}); err != nil {
 		var de *dpop.Error
 		if errors.As(err, &de) {
 			return session.Handle{}, nil, &IdentifyError{Status: http.StatusUnauthorized, Code: de.Code, Message: de.Description,

@@ -81,6 +81,7 @@ type Server struct {
 	o        Options
 	issuer   string // public_url as a URL parser writes it, no trailing slash
 	origin   string // scheme://host[:port]
+	pub      url.URL
 	tokenURL *url.URL
 	asMeta   []byte
 	prMeta   []byte
@@ -101,7 +102,7 @@ func New(o Options) (*Server, error) {
 	pub := *o.PublicURL
 	pub.Path = strings.TrimSuffix(pub.Path, "/")
 	pub.RawPath = ""
-	s := &Server{o: o, issuer: pub.String(), origin: pub.Scheme + "://" + pub.Host}
+	s := &Server{o: o, issuer: pub.String(), origin: pub.Scheme + "://" + pub.Host, pub: pub}
 	s.tokenURL, _ = url.Parse(s.issuer + TokenPath)
 	var err error
 	if s.asMeta, err = json.Marshal(NewASMetadata(s.issuer, o.Routes)); err != nil {

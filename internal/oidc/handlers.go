@@ -77,6 +77,13 @@ func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, keep func
 		h.fail(w, r, http.StatusNotFound, "not_found", "this Gatehouse has no OAuth front door")
 		return
 	}
+	// Each call writes a pending request to the store before anyone signed
+	// in: the same per-client and overall budget as PAR pushes bounds it.
+	if status := h.parLimit.allow(r); status != 0 {
+		w.Header().Set("Retry-After", "10")
+		h.fail(w, r, status, "too_many_logins", "too many sign-ins were started; wait a moment and try again")
+		return
+	}
 	ls := h.newLoginState("/")
 	ls.Handoff = true
 	if err := keep(r.Context(), ls.State); err != nil {

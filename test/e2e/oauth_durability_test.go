@@ -129,3 +129,34 @@ func TestOAuthBackchannelLogoutEndsTheNativeSession(t *testing.T) {
 		t.Fatal("the upstream received a request after back-channel logout")
 	}
 }
+
+// A native handle lives as long as its session: each accepted request
+// slides the idle timeout (the app's own IdP tokens are refreshed on the
+// way), and an idle handle ends.
+func TestOAuthNativeHandleSlidesWithUseAndIdlesOut(t *testing.T) {
+	up := newRecorder(t, nil)
+	e := startGW(t, gwOptions{AccessTokenTTL: 90 * time.Second, Config: strings.ReplaceAll(oauthRoutes, "{{.Upstream}}", up.URL) + oauthClientsYAML + `
+session:
+  idle_timeout: 3m
+`})
+	app := newNativeApp(t, e)
+	app.signIn(newHTTPBrowser(t))
+	idle := e.Cfg.Session.IdleTimeout
+	for i := range 3 {
+		e.Clock.Advance(idle * 2 / 3)
+		if st, _, body := app.call("GET", "/api/profile/me", app.honest("GET", "/api/profile/me")); st != 200 {
+			t.Fatalf("call %d after %v idle: %d %s", i, idle*2/3, st, body)
+		}
+	}
+	if e.IdP.Count("refresh_token") == 0 {
+		t.Fatal("the app's session never refreshed its IdP tokens")
+	}
+	e.Clock.Advance(idle + time.Second)
+	up.reset()
+	if st, _, body := app.call("GET", "/api/profile/me", app.honest("GET", "/api/profile/me")); st != http.StatusUnauthorized {
+		t.Fatalf("after %v idle: %d %s", idle, st, body)
+	}
+	if up.count() != 0 {
+		t.Fatal("an idle handle reached the upstream")
+	}
+}

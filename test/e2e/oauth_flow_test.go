@@ -270,3 +270,25 @@ func (a *nativeApp) handleID() string {
 	}
 	return h.ID()
 }
+
+// Unauthenticated authorization requests each keep a pending request in the
+// store: one client address cannot add them without bound.
+func TestOAuthAuthorizeFloodIsBounded(t *testing.T) {
+	up := newRecorder(t, nil)
+	e := startOAuthGW(t, up, "")
+	app := newNativeApp(t, e)
+	limited := 0
+	for range 30 {
+		resp := noRedirectGet(t, e.URL+"/bff/oauth/authorize?"+app.authQuery("s").Encode())
+		switch resp.StatusCode {
+		case http.StatusFound:
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("authorize: %d", resp.StatusCode)
+		}
+	}
+	if limited < 15 {
+		t.Fatalf("%d of 30 rapid authorization requests were limited, want most of those beyond the burst", limited)
+	}
+}
