@@ -61,7 +61,7 @@ type fixture struct {
 	key      *ecdsa.PrivateKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	clk := &testclock.Clock{}
 	m := session.NewManager(session.NewMemoryStore(clk.Now), session.Options{Now: clk.Now, HealthInterval: -1})
@@ -88,7 +88,7 @@ func (f *fixture) mux() *http.ServeMux {
 }
 
 // code runs authorize and the login's end, and returns the code.
-func (f *fixture) code(t *testing.T) string {
+func (f *fixture) code(t testing.TB) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	f.mux().ServeHTTP(rec, httptest.NewRequest("GET", AuthorizePath+"?"+authQuery(nil).Encode(), nil))
@@ -108,7 +108,7 @@ func (f *fixture) code(t *testing.T) string {
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // proof signs an honest ES256 proof.
-func (f *fixture) proof(t *testing.T, htm, htu, token string) string {
+func (f *fixture) proof(t testing.TB, htm, htu, token string) string {
 	t.Helper()
 	x, y := make([]byte, 32), make([]byte, 32)
 	f.key.X.FillBytes(x)
@@ -134,7 +134,7 @@ func (f *fixture) proof(t *testing.T, htm, htu, token string) string {
 	return in + "." + b64url(sig)
 }
 
-func (f *fixture) redeem(t *testing.T, code string) *httptest.ResponseRecorder {
+func (f *fixture) redeem(t testing.TB, code string) *httptest.ResponseRecorder {
 	form := url.Values{"grant_type": {"authorization_code"}, "client_id": {"ios-app"}, "code": {code},
 		"redirect_uri": {"com.example.app:/oauth/callback"}, "code_verifier": {verifier}}
 	req := httptest.NewRequest("POST", TokenPath, strings.NewReader(form.Encode()))
@@ -310,4 +310,29 @@ func FuzzNativeAuthorization(f *testing.F) {
 			t.Fatalf("a DPoP handle was not recognised: %q", v)
 		}
 	})
+}
+
+// BenchmarkNativeIdentify is the per-request cost of a native API call's
+// check: handle, session (cached), DPoP proof (ES256 verify, replay key).
+func BenchmarkNativeIdentify(b *testing.B) {
+	f := newFixture(b)
+	rec := f.redeem(b, f.code(b))
+	var tr TokenResponse
+	_ = json.Unmarshal(rec.Body.Bytes(), &tr)
+	const target = "https://app.example.com/api/profile/me"
+	proofs := make([]string, b.N)
+	for i := range proofs {
+		proofs[i] = f.proof(b, "GET", target, tr.AccessToken)
+	}
+	req := httptest.NewRequest("GET", target, nil)
+	req.Header.Set("Authorization", "DPoP "+tr.AccessToken)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req.Header.Set("Dpop", proofs[i])
+		if _, _, ierr := f.srv.Identify(ctx, req, "profile"); ierr != nil {
+			b.Fatal(ierr)
+		}
+	}
 }
