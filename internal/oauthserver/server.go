@@ -286,6 +286,31 @@ func (s *Server) FinishLogin(w http.ResponseWriter, r *http.Request, state strin
 	w.WriteHeader(http.StatusFound)
 }
 
+// FailLogin implements oidc.Handoff: the IdP refused the login; the app
+// hears it at its redirect URI, access_denied when the user said no (or the
+// IdP's login_required and the like), server_error otherwise.
+func (s *Server) FailLogin(w http.ResponseWriter, r *http.Request, state, idpError string) bool {
+	raw, found, err := s.o.Sessions.Take(r.Context(), pendingKey(state))
+	var p pending
+	if err != nil || !found || json.Unmarshal([]byte(raw), &p) != nil {
+		return false
+	}
+	if c, ok := s.o.Registry.Lookup(p.ClientID); !ok || !c.RedirectAllowed(p.RedirectURI) {
+		return false
+	}
+	code := ErrServerError
+	switch idpError {
+	case ErrAccessDenied, "login_required", "consent_required", "interaction_required", "account_selection_required":
+		code = ErrAccessDenied
+	case ErrTemporarilyUnavailable:
+		code = ErrTemporarilyUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.authError(w, r, &AuthError{Code: code, Description: "the identity provider did not complete the sign-in", Redirect: true,
+		RedirectURI: p.RedirectURI, State: p.State})
+	return true
+}
+
 // token answers POST /bff/oauth/token (authorization_code only).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()

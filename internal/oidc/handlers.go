@@ -146,6 +146,15 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if q.Get("error") != "" {
+		if ls.Handoff && h.opts.Handoff != nil {
+			// The app waits at its redirect URI: the refusal goes there
+			// (RFC 6749 §4.1.2.1), not to a page in the system browser.
+			code := safeErrorCode(q.Get("error"))
+			_ = h.audit(ctx, r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: "login_denied:" + code, Status: http.StatusFound})
+			if h.opts.Handoff.FailLogin(w, r, ls.State, code) {
+				return
+			}
+		}
 		if ls.ReturnURL == silentCallbackPath {
 			// A silent login the IdP could not complete (login_required…)
 			// is an answer, not a failure: the iframe reports it to the SPA.

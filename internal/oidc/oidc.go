@@ -143,6 +143,10 @@ type Handoff interface {
 	// keep) and the new session, not yet stored; it stores what it needs
 	// and answers the browser. The login is already audited.
 	FinishLogin(w http.ResponseWriter, r *http.Request, state string, s *session.Session)
+	// FailLogin is told that the IdP refused the login (its error code,
+	// checked to be a plain token); it answers the browser and reports
+	// true, or reports false when it has nothing pending for state.
+	FailLogin(w http.ResponseWriter, r *http.Request, state, idpError string) bool
 }
 
 // Auditor receives security events (audit.EventLogin, EventLoginFailed,

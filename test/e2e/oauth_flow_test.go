@@ -292,3 +292,35 @@ func TestOAuthAuthorizeFloodIsBounded(t *testing.T) {
 		t.Fatalf("%d of 30 rapid authorization requests were limited, want most of those beyond the burst", limited)
 	}
 }
+
+// The IdP refuses the sign-in (the user cancels): the app hears it at its
+// redirect URI — error=access_denied with state and iss — not on a page in
+// the system browser; and no session is made.
+func TestOAuthIdPRefusalGoesToTheApp(t *testing.T) {
+	up := newRecorder(t, nil)
+	e := startOAuthGW(t, up, "")
+	app := newNativeApp(t, e)
+	b := newHTTPBrowser(t)
+	cb, err := e.IdP.Login(context.Background(), b, e.URL+"/bff/oauth/authorize?"+app.authQuery("st-9").Encode(), "alice", "wonderland")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(cb)
+	q := u.Query()
+	q.Del("code")
+	q.Set("error", "access_denied")
+	u.RawQuery = q.Encode()
+	resp, err := b.Get(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || loc.Scheme != "com.example.app" || loc.Query().Get("error") != "access_denied" ||
+		loc.Query().Get("state") != "st-9" || loc.Query().Get("iss") != e.URL || loc.Query().Get("code") != "" {
+		t.Fatalf("%d %s", resp.StatusCode, loc)
+	}
+	if n := len(e.sessionsOf("user-alice")); n != 0 {
+		t.Fatalf("alice has %d sessions after a refused sign-in", n)
+	}
+}
