@@ -48,7 +48,7 @@ type Sessions interface {
 // Login starts an IdP login whose session comes back to FinishLogin
 // (oidc.Handler.StartHandoff).
 type Login interface {
-	StartHandoff(w http.ResponseWriter, r *http.Request, keep func(ctx context.Context, state string) error)
+	StartHandoff(w http.ResponseWriter, r *http.Request, browser bool, keep func(ctx context.Context, state string) error)
 }
 
 // Auditor takes the front door's audit records (*audit.Logger).
@@ -68,6 +68,10 @@ type Options struct {
 	Login    Login
 	DPoP     *dpop.Verifier
 	Auditor  Auditor
+	// Agents and BrowserSession serve agent clients (consent, agent
+	// grants); nil when there are none.
+	Agents         AgentGrants
+	BrowserSession BrowserSession
 	// Client names the frontend in audit records.
 	Client string
 	Now    func() time.Time
@@ -134,6 +138,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+AuthorizePath, s.authorize)
 	mux.HandleFunc("POST "+TokenPath, s.token)
 	mux.HandleFunc("POST "+RevokePath, s.revoke)
+	if s.o.Agents != nil {
+		mux.HandleFunc("POST "+ConsentPath, s.consentDecision)
+	}
 }
 
 func (s *Server) document(body []byte) http.HandlerFunc {
@@ -158,9 +165,13 @@ type pending struct {
 	Resource      string   `json:"resource,omitempty"`
 }
 
-func pendingKey(state string) string {
-	sum := sha256.Sum256([]byte(state))
-	return "oauth-pending:" + base64.RawURLEncoding.EncodeToString(sum[:])
+func pendingKey(state string) string { return "oauth-pending:" + hashString(state) }
+
+// hashString keys store entries by a hash of a secret value, so a store
+// dump yields no usable state, code or consent id.
+func hashString(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // authorize answers GET /bff/oauth/authorize. A native client always gets
@@ -176,12 +187,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p := pending{ClientID: ar.Client.ID, RedirectURI: ar.RedirectURI, State: ar.State, CodeChallenge: ar.CodeChallenge,
 		Scopes: s.grantable(ar.Client, ar.Scopes), DPoPJKT: ar.DPoPJKT, Resource: ar.Resource}
+	if ar.Client.Kind == KindAgent {
+		s.authorizeAgent(w, r, p)
+		return
+	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		s.authError(w, r, &AuthError{Code: ErrServerError, Description: "the request could not be kept", Redirect: true, RedirectURI: ar.RedirectURI, State: ar.State})
 		return
 	}
-	s.o.Login.StartHandoff(w, r, func(ctx context.Context, state string) error {
+	s.o.Login.StartHandoff(w, r, false, func(ctx context.Context, state string) error {
 		ok, err := s.o.Sessions.Put(ctx, pendingKey(state), string(body), PendingTTL)
 		if err == nil && !ok {
 			err = errors.New("pending authorization key collided")
@@ -242,7 +257,7 @@ func (s *Server) FinishLogin(w http.ResponseWriter, r *http.Request, state strin
 		return
 	}
 	c, ok := s.o.Registry.Lookup(p.ClientID)
-	if !ok || !c.RedirectAllowed(p.RedirectURI) { // the configuration changed meanwhile
+	if !ok || c.Kind != KindNative || !c.RedirectAllowed(p.RedirectURI) { // the configuration changed meanwhile
 		apierror.Write(w, http.StatusBadRequest, "invalid_request", "the client or its redirect URI is no longer registered")
 		return
 	}
@@ -368,6 +383,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.tokenError(w, r, tokenErr(ErrInvalidGrant, "the code is not valid"), c.ID, "")
 		return
 	}
+	if c.Kind == KindAgent {
+		if terr := g.Check(tr, c, jkt, s.issuer, s.o.Now()); terr != nil || s.o.Agents == nil || g.GrantID == "" {
+			if s.o.Agents != nil && g.GrantID != "" {
+				_ = s.o.Agents.RevokeID(ctx, g.GrantID) // the code is spent: its grant must not outlive it
+			}
+			if terr == nil {
+				terr = tokenErr(ErrInvalidGrant, "the code is not valid")
+			}
+			s.tokenError(w, r, terr, c.ID, "")
+			return
+		}
+		s.agentToken(w, r, c, g, id)
+		return
+	}
 	h, herr := session.ParseHandle(g.Subject)
 	if terr := g.Check(tr, c, jkt, s.issuer, s.o.Now()); terr != nil || herr != nil {
 		// The code is spent either way: its session must not outlive it.
@@ -421,6 +450,18 @@ func (s *Server) reused(ctx context.Context, r *http.Request, id string) {
 	if err != nil || !found {
 		return
 	}
+	if grant, ok := strings.CutPrefix(sid, "agent:"); ok {
+		if s.o.Agents == nil {
+			return
+		}
+		if err := s.o.Agents.RevokeID(ctx, grant); err != nil {
+			s.o.Logger.ErrorContext(ctx, "revoke the grant of a reused code", "error", err)
+			return
+		}
+		_ = s.o.Auditor.Log(ctx, audit.Record{Event: audit.EventOAuthTokenRevoked, Outcome: audit.OutcomeSuccess, Reason: "code_reused",
+			Actor: []string{"agent:" + grant}, Client: s.o.Client, Method: r.Method, Path: r.URL.Path})
+		return
+	}
 	if err := s.o.Sessions.Delete(ctx, sid); err != nil {
 		s.o.Logger.ErrorContext(ctx, "revoke the session of a reused code", "error", err)
 		return
@@ -472,6 +513,16 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noStore(w.Header())
+	if strings.HasPrefix(tok, AgentPrefix) {
+		if s.o.Agents != nil {
+			if _, err := s.o.Agents.RevokeToken(ctx, tok, c.ID); err != nil {
+				oauthJSON(w, http.StatusServiceUnavailable, ErrTemporarilyUnavailable, "the grant store is unavailable; try again later")
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	h, err := ParseNativeHandle(tok)
 	if err != nil {
 		w.WriteHeader(http.StatusOK)

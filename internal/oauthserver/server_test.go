@@ -29,7 +29,7 @@ type fakeLogin struct {
 	state string
 }
 
-func (f *fakeLogin) StartHandoff(w http.ResponseWriter, r *http.Request, keep func(context.Context, string) error) {
+func (f *fakeLogin) StartHandoff(w http.ResponseWriter, r *http.Request, _ bool, keep func(context.Context, string) error) {
 	st := base64.RawURLEncoding.EncodeToString([]byte(time.Now().String()))
 	if err := keep(r.Context(), st); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)

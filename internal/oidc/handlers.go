@@ -66,13 +66,15 @@ func (h *Handler) newLoginState(ret string) loginState {
 	}
 }
 
-// StartHandoff starts a login whose session goes to Options.Handoff. keep
-// receives the login's state before the browser is redirected to the IdP,
-// so that the caller can keep its pending request server-side, keyed by it
-// (the IdP's redirect back is a cross-site navigation: nothing may depend on
-// a SameSite=Strict cookie). A keep error answers 503. The browser's own
-// session is not bound to this login: it stays as it is.
-func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, keep func(ctx context.Context, state string) error) {
+// StartHandoff starts a login that ends at Options.Handoff. keep receives
+// the login's state before the browser is redirected to the IdP, so that
+// the caller can keep its pending request server-side, keyed by it (the
+// IdP's redirect back is a cross-site navigation: nothing may depend on a
+// SameSite=Strict cookie). A keep error answers 503. Without browser, the
+// session goes to FinishLogin and the browser's own session stays as it is;
+// with browser, the login is the browser's own (its session and cookie, as
+// at /bff/login) and FinishBrowserLogin answers instead of a redirect.
+func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, browser bool, keep func(ctx context.Context, state string) error) {
 	if h.opts.Handoff == nil {
 		h.fail(w, r, http.StatusNotFound, "not_found", "this Gatehouse has no OAuth front door")
 		return
@@ -85,7 +87,12 @@ func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, keep func
 		return
 	}
 	ls := h.newLoginState("/")
-	ls.Handoff = true
+	ls.Handoff, ls.Browser = true, browser
+	if browser {
+		if old, err := h.sessionFromCookie(r.Context(), r, false); err == nil {
+			ls.Previous = old.ID
+		}
+	}
 	if err := keep(r.Context(), ls.State); err != nil {
 		h.log.ErrorContext(r.Context(), "keep pending authorization", "error", err)
 		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
@@ -264,7 +271,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
 		return
 	}
-	if ls.Handoff {
+	if ls.Handoff && !ls.Browser {
 		if h.opts.Handoff == nil {
 			h.loginFailed(w, r, http.StatusBadRequest, "login_state_invalid", "this login cannot be completed here: start again")
 			return
@@ -299,6 +306,10 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
 	w.Header().Set("Cache-Control", "no-store")
+	if ls.Handoff && h.opts.Handoff != nil {
+		h.opts.Handoff.FinishBrowserLogin(w, r, ls.State, hnd, s)
+		return
+	}
 	redirect(w, ls.ReturnURL)
 }
 

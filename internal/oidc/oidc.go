@@ -147,6 +147,9 @@ type Handoff interface {
 	// checked to be a plain token); it answers the browser and reports
 	// true, or reports false when it has nothing pending for state.
 	FailLogin(w http.ResponseWriter, r *http.Request, state, idpError string) bool
+	// FinishBrowserLogin answers a browser handoff login: the session is
+	// stored and its cookie set on w already.
+	FinishBrowserLogin(w http.ResponseWriter, r *http.Request, state string, h session.Handle, s *session.Session)
 }
 
 // Auditor receives security events (audit.EventLogin, EventLoginFailed,
