@@ -41,7 +41,9 @@ type Config struct {
 	CSRF     CSRF
 	Routes   []Route
 	// OAuth is nil when the oauth section is absent (no front door).
-	OAuth     *OAuth
+	OAuth *OAuth
+	// Agents is nil when the agents section is absent (no delegation).
+	Agents    *Agents
 	Policy    Policy
 	Audit     Audit
 	Server    Server

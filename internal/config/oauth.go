@@ -23,14 +23,17 @@ type OAuthClient struct {
 	Pos      Pos
 	Key      string // "oauth.clients[i]"
 	ClientID string
-	// Kind is native (a first-party app: a session of its own, DPoP-bound).
-	// agent clients are refused as not supported yet.
+	// Kind is native (a first-party app: a session of its own, DPoP-bound)
+	// or agent (the user approves on a consent page; an agent grant on the
+	// user's browser session).
 	Kind         string
 	RedirectURIs []string
 	// Routes narrows what the client may reach (route names); empty = every
-	// route.
+	// route (native only: an agent client needs routes, each one of
+	// agents.delegable_routes).
 	Routes []string
-	// DPoP is always "required" for native clients.
+	// DPoP is "required" for native clients (always) and "optional" for
+	// agent clients (their tokens are Bearer tokens).
 	DPoP string
 }
 
@@ -105,8 +108,8 @@ func (d *decoder) oauthClient(c *Config, f *fields, key string) (OAuthClient, bo
 	if kindNode == nil {
 		d.missing(f, "kind", "say kind: native (a first-party app with its own DPoP-bound session)")
 	} else if k, ok := d.enum(kindNode, key+".kind", "native", "agent"); ok {
-		if k == "agent" {
-			d.errf(kindNode, key+".kind", "not supported yet: agent clients (consent page, agent grants) are not built in this version of Gatehouse; use kind: native or remove the client")
+		if k == "agent" && c.Agents == nil {
+			d.errf(kindNode, key+".kind", "an agent client gets agent grants: add an agents section (with delegable_routes) or use kind: native")
 		}
 		cl.Kind = k
 	}
@@ -138,6 +141,8 @@ func (d *decoder) oauthClient(c *Config, f *fields, key string) (OAuthClient, bo
 				d.errf(it.node, it.key, "%s is listed twice; remove one", quote(it.val))
 			case !slices.ContainsFunc(c.Routes, func(r Route) bool { return r.Name == it.val }):
 				d.errf(it.node, it.key, "%s is not a configured route; name one from routes", quote(it.val))
+			case cl.Kind == "agent" && c.Agents != nil && !slices.Contains(c.Agents.DelegableRoutes, it.val):
+				d.errf(it.node, it.key, "%s is not in agents.delegable_routes, so it could never be granted to an agent; add it there or remove it", quote(it.val))
 			default:
 				cl.Routes = append(cl.Routes, it.val)
 			}
@@ -146,10 +151,21 @@ func (d *decoder) oauthClient(c *Config, f *fields, key string) (OAuthClient, bo
 			d.errf(n, key+".routes", "the list is empty, so the client could reach nothing; remove the key to allow every route")
 		}
 	}
+	if cl.Kind == "agent" && f.get(d, "routes") == nil {
+		d.missing(f, "routes", "list the most its users may grant it, e.g. routes: [profile] (each one of agents.delegable_routes)")
+	}
 	cl.DPoP = "required"
+	if cl.Kind == "agent" {
+		cl.DPoP = "optional"
+	}
 	if n := f.get(d, "dpop"); n != nil {
-		if v, ok := d.enum(n, key+".dpop", "required", "optional"); ok && v != "required" && cl.Kind == "native" {
-			d.errf(n, key+".dpop", "native clients always use DPoP (their handle is bound to the app's key); remove dpop or set it to required")
+		if v, ok := d.enum(n, key+".dpop", "required", "optional"); ok {
+			switch {
+			case cl.Kind == "native" && v != "required":
+				d.errf(n, key+".dpop", "native clients always use DPoP (their handle is bound to the app's key); remove dpop or set it to required")
+			case cl.Kind == "agent" && v == "required":
+				d.errf(n, key+".dpop", "not supported yet: agent tokens are not DPoP-bound in this version of Gatehouse; remove dpop (optional is the default)")
+			}
 		}
 	}
 	return cl, len(d.problems) == start

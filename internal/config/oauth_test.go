@@ -35,13 +35,42 @@ func TestOAuthClientsDecode(t *testing.T) {
 	}
 }
 
+// agentsHead has routes a and b, agents delegating a, and an open clients list.
+const agentsHead = head + route0 + `  - name: b
+    path: /api/b/
+    upstream: http://b.internal/
+    credential: user_token
+agents:
+  delegable_routes: [a]
+oauth:
+  clients:
+`
+
+func TestOAuthAgentClientDecodes(t *testing.T) {
+	cfg, err := parseString(t, agentsHead+"    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n      routes: [a]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.OAuth.Clients[0]; c.Kind != "agent" || c.DPoP != "optional" || c.Routes[0] != "a" {
+		t.Fatalf("agent client %+v", c)
+	}
+}
+
 func TestOAuthClientsErrors(t *testing.T) {
 	client := func(extra string) string {
 		return oauthHead + "oauth:\n  clients:\n    - client_id: ios-app\n      kind: native\n" + extra
 	}
 	cases := []struct{ name, src, want string }{
-		{"agent kind not supported yet", oauthHead + "oauth:\n  clients:\n    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n",
-			"t.yaml:14: oauth.clients[0].kind: not supported yet: agent clients"},
+		{"agent client without agents", oauthHead + "oauth:\n  clients:\n    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n      routes: [a]\n",
+			"t.yaml:14: oauth.clients[0].kind: an agent client gets agent grants: add an agents section"},
+		{"agent client without routes", agentsHead + "    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n",
+			"oauth.clients[0].routes: required key is missing"},
+		{"agent route not delegable", agentsHead + "    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n      routes: [b]\n",
+			`oauth.clients[0].routes[0]: "b" is not in agents.delegable_routes`},
+		{"agent with required DPoP", agentsHead + "    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"http://127.0.0.1/cb\"]\n      routes: [a]\n      dpop: required\n",
+			"oauth.clients[0].dpop: not supported yet: agent tokens are not DPoP-bound"},
+		{"agent with a private-use scheme", agentsHead + "    - client_id: mcp\n      kind: agent\n      redirect_uris: [\"com.example.agent:/cb\"]\n      routes: [a]\n",
+			"only native clients may use a private-use scheme"},
 		{"unknown key", client("      redirect_uris: [\"com.example.app:/cb\"]\n      secret: x\n"),
 			`t.yaml:16: oauth.clients[0].secret: unknown key`},
 		{"unknown section key", oauthHead + "oauth:\n  client: []\n", `t.yaml:12: oauth.client: unknown key "client"; did you mean "clients"?`},

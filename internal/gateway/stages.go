@@ -20,6 +20,9 @@ func (g *Gateway) stages() []proxy.Stage {
 	// DPoP (Authorization: DPoP ...) identifiers join here, one line each.
 	cookies := &cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions} // below
 	identifiers := pipeline.Chain{cookies}
+	if g.agents != nil {
+		identifiers = append(identifiers, &agentIdentifier{broker: g.agents}) // Bearer gha_… (agents.go)
+	}
 	if g.oauth != nil {
 		identifiers = append(identifiers,
 			&nativeIdentifier{srv: g.oauth},                      // Authorization: DPoP ghn_... (internal/oauthserver, internal/dpop)
@@ -30,6 +33,8 @@ func (g *Gateway) stages() []proxy.Stage {
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
+		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
+		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
 		// limit: the per-caller rate limit joins here as proxy.Custom(...)
 		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
 		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)

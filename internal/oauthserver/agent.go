@@ -38,8 +38,10 @@ type RouteScope struct {
 type AgentToken struct {
 	Value   secret.Secret
 	GrantID string
-	Expires time.Time
-	Routes  []string
+	// SessionID is the delegating browser session's public id.
+	SessionID string
+	Expires   time.Time
+	Routes    []string
 }
 
 // ErrNothingGranted is returned by AgentGrants.Grant when none of the
@@ -54,8 +56,8 @@ type AgentGrants interface {
 	Offer(s *session.Session, routes []string) ([]RouteScope, time.Duration)
 	// Grant delegates routes of the browser session to the client.
 	Grant(ctx context.Context, h session.Handle, s *session.Session, clientID string, routes []string) (AgentToken, error)
-	// RevokeID ends a grant (a reused code's).
-	RevokeID(ctx context.Context, grantID string) error
+	// RevokeID ends a grant of a session (a reused code's).
+	RevokeID(ctx context.Context, sessionID, grantID string) error
 	// RevokeToken ends the grant behind token if it was issued to
 	// clientID; found reports whether such a grant existed.
 	RevokeToken(ctx context.Context, token, clientID string) (found bool, err error)
@@ -269,7 +271,7 @@ func (s *Server) consentDecision(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		g := &CodeGrant{ClientID: cl.ID, RedirectURI: p.RedirectURI, CodeChallenge: p.CodeChallenge, DPoPJKT: p.DPoPJKT,
 			Scopes: tok.Routes, Resource: p.Resource, Expires: s.o.Now().Add(CodeTTL), Subject: tok.Value.Reveal(),
-			GrantID: tok.GrantID, TokenExpires: tok.Expires}
+			GrantID: tok.GrantID, GrantSession: tok.SessionID, TokenExpires: tok.Expires}
 		sealed, err = g.Seal(id, key)
 	}
 	if err == nil {
@@ -286,7 +288,7 @@ func (s *Server) consentDecision(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.o.Logger.ErrorContext(ctx, "issue authorization code", "error", err)
-		_ = s.o.Agents.RevokeID(ctx, tok.GrantID)
+		_ = s.o.Agents.RevokeID(ctx, tok.SessionID, tok.GrantID)
 		fail(ErrTemporarilyUnavailable, "the authorization could not be completed; try again later")
 		return
 	}
@@ -299,14 +301,14 @@ func (s *Server) consentDecision(w http.ResponseWriter, r *http.Request) {
 // tokens are not DPoP-bound).
 func (s *Server) agentToken(w http.ResponseWriter, r *http.Request, c *Client, g *CodeGrant, codeID string) {
 	ctx := r.Context()
-	if _, err := s.o.Sessions.Put(ctx, "oauth-redeemed:"+codeID, "agent:"+g.GrantID, redeemedTTL); err != nil {
-		_ = s.o.Agents.RevokeID(ctx, g.GrantID)
+	if _, err := s.o.Sessions.Put(ctx, "oauth-redeemed:"+codeID, "agent:"+g.GrantSession+"/"+g.GrantID, redeemedTTL); err != nil {
+		_ = s.o.Agents.RevokeID(ctx, g.GrantSession, g.GrantID)
 		s.tokenError(w, r, &TokenError{Status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavailable, Description: "the session store is unavailable; try again later"}, c.ID, "")
 		return
 	}
 	if err := s.o.Auditor.Log(ctx, audit.Record{Event: audit.EventOAuthToken, Outcome: audit.OutcomeSuccess,
-		Actor: []string{"client:" + c.ID, "agent:" + g.GrantID}, Client: s.o.Client, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK}); err != nil {
-		_ = s.o.Agents.RevokeID(ctx, g.GrantID)
+		Session: g.GrantSession, Actor: []string{"client:" + c.ID, "agent:" + g.GrantID}, Client: s.o.Client, Method: r.Method, Path: r.URL.Path, Status: http.StatusOK}); err != nil {
+		_ = s.o.Agents.RevokeID(ctx, g.GrantSession, g.GrantID)
 		s.tokenError(w, r, &TokenError{Status: http.StatusServiceUnavailable, Code: ErrTemporarilyUnavailable, Description: "the token could not be recorded; try again later"}, "", "")
 		return
 	}

@@ -38,10 +38,10 @@ func (f *fakeGrants) Grant(_ context.Context, _ session.Handle, s *session.Sessi
 	defer f.mu.Unlock()
 	id := "grant-" + randomString()[:8]
 	f.granted[id] = clientID
-	return AgentToken{Value: secret.New(AgentPrefix + id), GrantID: id, Expires: time.Now().Add(5 * time.Minute), Routes: routes}, nil
+	return AgentToken{Value: secret.New(AgentPrefix + id), GrantID: id, SessionID: s.ID, Expires: time.Now().Add(5 * time.Minute), Routes: routes}, nil
 }
 
-func (f *fakeGrants) RevokeID(_ context.Context, id string) error {
+func (f *fakeGrants) RevokeID(_ context.Context, _, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revoked = append(f.revoked, id)
@@ -57,7 +57,7 @@ func (f *fakeGrants) RevokeToken(ctx context.Context, tok, clientID string) (boo
 	if !ok || owner != clientID {
 		return false, nil
 	}
-	return true, f.RevokeID(ctx, id)
+	return true, f.RevokeID(ctx, "", id)
 }
 
 type agentFixture struct {

@@ -190,6 +190,16 @@ func (r *Registry) Lookup(id string) (*Client, bool) {
 	return c, ok
 }
 
+// HasKind reports whether a client of kind k is registered.
+func (r *Registry) HasKind(k Kind) bool {
+	for _, c := range r.clients {
+		if c.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
 // Len is the number of registered clients.
 func (r *Registry) Len() int { return len(r.clients) }
 

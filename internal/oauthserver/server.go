@@ -113,7 +113,8 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("encode authorization server metadata: %w", err)
 	}
 	pr := NewPRMetadata(s.issuer, o.Routes)
-	pr.DPoPBoundAccessTokensRequired = true // native handles are always bound
+	// Native handles are always bound; agent tokens are Bearer tokens.
+	pr.DPoPBoundAccessTokensRequired = !o.Registry.HasKind(KindAgent)
 	if s.prMeta, err = json.Marshal(pr); err != nil {
 		return nil, fmt.Errorf("encode protected resource metadata: %w", err)
 	}
@@ -386,7 +387,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if c.Kind == KindAgent {
 		if terr := g.Check(tr, c, jkt, s.issuer, s.o.Now()); terr != nil || s.o.Agents == nil || g.GrantID == "" {
 			if s.o.Agents != nil && g.GrantID != "" {
-				_ = s.o.Agents.RevokeID(ctx, g.GrantID) // the code is spent: its grant must not outlive it
+				_ = s.o.Agents.RevokeID(ctx, g.GrantSession, g.GrantID) // the code is spent: its grant must not outlive it
 			}
 			if terr == nil {
 				terr = tokenErr(ErrInvalidGrant, "the code is not valid")
@@ -450,11 +451,12 @@ func (s *Server) reused(ctx context.Context, r *http.Request, id string) {
 	if err != nil || !found {
 		return
 	}
-	if grant, ok := strings.CutPrefix(sid, "agent:"); ok {
+	if ref, ok := strings.CutPrefix(sid, "agent:"); ok {
+		sessionID, grant, _ := strings.Cut(ref, "/")
 		if s.o.Agents == nil {
 			return
 		}
-		if err := s.o.Agents.RevokeID(ctx, grant); err != nil {
+		if err := s.o.Agents.RevokeID(ctx, sessionID, grant); err != nil {
 			s.o.Logger.ErrorContext(ctx, "revoke the grant of a reused code", "error", err)
 			return
 		}

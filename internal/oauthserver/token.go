@@ -85,6 +85,7 @@ type CodeGrant struct {
 	// GrantID and TokenExpires describe an agent client's grant (Subject is
 	// then its agent token).
 	GrantID      string    `json:"grant_id,omitempty"`
+	GrantSession string    `json:"grant_session,omitempty"`
 	TokenExpires time.Time `json:"token_expires,omitempty"`
 }
 

@@ -512,6 +512,10 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 // Close implements Store.
 func (s *RedisStore) Close() error { return s.c.Close() }
 
+// Client is the store's Redis client, for other state kept on the same
+// server (the shared rate limiter). Closing the store closes it.
+func (s *RedisStore) Client() redis.UniversalClient { return s.c }
+
 // Publish implements Notifier.
 func (s *RedisStore) Publish(ctx context.Context, msg string) error {
 	if err := s.c.Publish(ctx, s.channel, msg).Err(); err != nil {
