@@ -232,3 +232,30 @@ func TestOAuthAgentSignsInFirst(t *testing.T) {
 	}
 	e.sessWant(b, "/bff/user", 200) // the sign-in was the browser's own
 }
+
+// A stolen native handle (without the app's key) set as the session cookie
+// cannot mint agent tokens, nor reach the consent page as the user.
+func TestOAuthNativeHandleCannotMintAgentTokens(t *testing.T) {
+	up := newRecorder(t, nil)
+	e := startGW(t, gwOptions{Config: strings.ReplaceAll(oauthRoutes, "{{.Upstream}}", up.URL) + agentOAuthYAML})
+	app := newNativeApp(t, e)
+	app.signIn(newHTTPBrowser(t))
+	thief := newHTTPBrowser(t)
+	u, _ := url.Parse(e.URL)
+	thief.Jar.SetCookies(u, []*http.Cookie{{Name: e.Cfg.EffectiveCookieName(), Value: strings.TrimPrefix(app.handle, "ghn_"), Path: "/"}})
+	if st, body := e.mint(thief, `{"name":"x","routes":["profile"]}`); st != http.StatusUnauthorized {
+		t.Fatalf("mint with a native handle as cookie: %d %v", st, body)
+	}
+	ag := newAgentClient(t, e)
+	resp := func() *http.Response {
+		r, err := thief.Get(e.URL + "/bff/oauth/authorize?" + ag.query("s").Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r
+	}()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("the consent page was shown for a native handle used as a cookie")
+	}
+}
