@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
@@ -58,6 +59,7 @@ type Gateway struct {
 	audit    *audit.Logger
 	idp      *lazyIdP
 	proxy    *proxy.Proxy
+	oauth    *oauthserver.Server // nil without an oauth section
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
@@ -169,6 +171,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	if err := g.buildAgents(authz); err != nil {
 		return nil, err
+	}
+	if g.oauth, err = g.buildOAuth(); err != nil {
+		return nil, err
+	}
+	if g.oauth != nil {
+		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
 	}
 
 	if g.proxy, err = g.buildProxy(authz, set); err != nil {
@@ -324,6 +332,9 @@ func Check(cfg *config.Config) error {
 	if err := oidc.ValidateOptions(oo); err != nil {
 		return err
 	}
+	if _, _, err := oauthRegistry(cfg); err != nil {
+		return err
+	}
 	if cfg.Agents != nil {
 		if _, err := newAgentLimit(cfg, nil, nil); err != nil {
 			return err
@@ -407,6 +418,9 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 func (g *Gateway) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", g.idp)
+	if g.oauth != nil {
+		g.oauth.Register(mux) // /bff/oauth/* and the two well-known documents
+	}
 	if g.agents != nil {
 		g.agents.Register(mux, g.agentBrowser, g.agentMint)
 	}
