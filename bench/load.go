@@ -22,7 +22,8 @@ type request struct {
 	method string
 	path   string
 	cookie string
-	auth   string // Authorization header (agent tokens)
+	auth   string // Authorization header (agent tokens, native handles)
+	dpop   string // DPoP proof header
 	body   []byte
 }
 
@@ -85,6 +86,9 @@ func newRequest(base string, q request) *http.Request {
 	}
 	if q.auth != "" {
 		req.Header.Set("Authorization", q.auth)
+	}
+	if q.dpop != "" {
+		req.Header.Set("Dpop", q.dpop)
 	}
 	if q.body != nil {
 		req.Header.Set("Content-Type", "application/json")

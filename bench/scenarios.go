@@ -59,6 +59,7 @@ func scenarios() []scenario {
 		}},
 		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
 		{"get-agent", func(ctx context.Context, e *environment) ([]result, error) { return e.agentToken(ctx) }},
+		{"get-dpop", func(ctx context.Context, e *environment) ([]result, error) { return e.nativeDPoP(ctx) }},
 		{"audit-sync", func(ctx context.Context, e *environment) ([]result, error) { return e.durability(ctx) }},
 		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
