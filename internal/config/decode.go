@@ -166,10 +166,13 @@ func (d *decoder) publicURL(c *Config, top *fields) {
 	// live under the prefix (docs/frontends.md).
 	prefix := strings.TrimSuffix(u.Path, "/")
 	if prefix != "" {
-		if msg := checkRoutePath(prefix); msg != "" || u.RawPath != "" {
-			if msg == "" {
-				msg = "must be written decoded (no %-escapes)"
-			}
+		msg := checkRoutePath(prefix)
+		if msg == "" && strings.TrimLeft(prefix, "/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+			// Only unreserved characters: then the prefix is the same in
+			// the decoded and the escaped path, and binding by it is exact.
+			msg = "may contain only letters, digits, / and - . _ ~"
+		}
+		if msg != "" {
 			d.errf(n, "public_url", "the path %s %s", quote(prefix), strings.Replace(msg, "is under /bff, which Gatehouse reserves for its own endpoints", "is under /bff, which Gatehouse reserves", 1))
 			return
 		}
