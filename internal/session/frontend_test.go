@@ -74,9 +74,17 @@ func TestFrontendsNeverAcceptEachOthersSessions(t *testing.T) {
 			if err != nil || s.AccessToken.Reveal() != "at-web" {
 				t.Fatalf("web lost its own session: %v", err)
 			}
+			// Revocation by subject at one frontend leaves the other's
+			// sessions alone (each frontend's IdP issues its own subjects).
+			if n, err := partners.DeleteBySubject(ctx, "alice"); err != nil || n != 0 {
+				t.Fatalf("partners.DeleteBySubject = %d, %v; want 0", n, err)
+			}
 			infos, err := partners.List(ctx, "alice")
 			if err != nil || len(infos) != 1 || infos[0].Frontend != "web" {
 				t.Fatalf("List = %+v, %v; want web's session, named as web's", infos, err)
+			}
+			if n, err := web.DeleteBySubject(ctx, "alice"); err != nil || n != 1 {
+				t.Fatalf("web.DeleteBySubject = %d, %v; want 1", n, err)
 			}
 		})
 	}

@@ -480,7 +480,28 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 }
 
 // DeleteBySubject ends every session of subject sub and returns how many.
+//
+// A Manager of a frontend (Options.Frontend) ends only that frontend's
+// sessions: subjects are issued by each frontend's own IdP, so the same sub
+// at another frontend may be another person.
 func (m *Manager) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	if m.frontend != "" {
+		recs, err := m.store.ListBySubject(ctx, sub)
+		if err != nil {
+			return 0, m.storeErr(ctx, "delete sessions by subject", err)
+		}
+		n := 0
+		for _, r := range recs {
+			if r.Frontend != m.frontend {
+				continue
+			}
+			if err := m.Delete(ctx, r.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+		return n, nil
+	}
 	ids, err := m.store.DeleteBySubject(ctx, sub)
 	if err != nil {
 		return 0, m.storeErr(ctx, "delete sessions by subject", err)
