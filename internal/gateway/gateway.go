@@ -7,23 +7,17 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
-	"github.com/gatehouse-dev/gatehouse/internal/oidc"
-	"github.com/gatehouse-dev/gatehouse/internal/policy"
-	"github.com/gatehouse-dev/gatehouse/internal/proxy"
-	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
@@ -43,23 +37,32 @@ type Options struct {
 	SecretPollInterval time.Duration
 	// Stdout receives the stdout audit sink. Default os.Stdout.
 	Stdout interface{ Write([]byte) (int, error) }
+	// ConfigPollInterval is how often the configuration file is checked for
+	// a change (a new file renamed over it included). Default 2s; negative
+	// disables the polling (SIGHUP still reloads, see Reload).
+	ConfigPollInterval time.Duration
 }
 
-// Gateway is a built Gatehouse.
+// Gateway is a built Gatehouse: the process-wide parts (listeners, session
+// store, audit log, telemetry) and the current generation, everything built
+// from one configuration file (every frontend's request path and the admin
+// API). A reload builds a new generation and swaps it in atomically; the
+// old one finishes its in-flight requests and is closed (reload.go).
 type Gateway struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	opts     Options
-	sessions *session.Manager
-	audit    *audit.Logger
-	idp      *lazyIdP
-	proxy    *proxy.Proxy
-	metrics  *telemetry.Metrics
-	tracing  *telemetry.Tracing
-	server   *server.Server
-	public   http.Handler
-	admin    http.Handler
-	closers  []func() error
+	cfg     *config.Config // the configuration the process was started with (process-wide keys)
+	log     *slog.Logger
+	opts    Options
+	store   session.Store // shared by every frontend and generation; closed last
+	audit   *audit.Logger
+	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
+	server  *server.Server
+	public  http.Handler
+	admin   http.Handler
+	closers []func() error
+
+	gen    atomic.Pointer[generation]
+	reload reloadState
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -75,13 +78,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	if opts.SecretPollInterval == 0 {
 		opts.SecretPollInterval = time.Second
 	}
+	if opts.ConfigPollInterval == 0 {
+		opts.ConfigPollInterval = 2 * time.Second
+	}
 	g := &Gateway{cfg: cfg, log: opts.Logger, opts: opts, metrics: telemetry.NewMetrics()}
 	defer func() {
 		if err != nil {
 			// Release what was opened before the failure (audit file, store lock).
+			if gen := g.gen.Load(); gen != nil {
+				_ = gen.close()
+			}
 			_ = g.close()
 		}
 	}()
+	if err := checkSupported(cfg); err != nil {
+		return nil, err
+	}
 	for _, w := range cfg.Warnings() {
 		g.log.Warn("configuration warning", "problem", w.String())
 	}
@@ -95,100 +107,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}
 	g.closers = append(g.closers, func() error { return g.tracing.Shutdown(context.Background()) })
 
-	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
-	authz, err := BuildPolicies(cfg, opts.Now, pdpClient)
-	if err != nil {
-		return nil, err
-	}
-
 	if g.audit, err = openAudit(ctx, cfg, opts); err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, g.audit.Close)
 
-	store, err := openStore(cfg, opts)
+	if g.store, err = openStore(cfg, opts); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, g.store.Close)
+	g.reload.init(g.metrics)
+
+	gen, err := g.build(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	g.sessions = session.NewManager(store, session.Options{
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		Now:             opts.Now,
-		Logger:          g.log.With("component", "session"),
-	})
-	g.closers = append(g.closers, g.sessions.Close)
+	gen.hash = hashFile(cfg.File)
+	g.gen.Store(gen)
+	g.reload.loaded(gen.hash, opts.Now())
 
-	keys, err := cfg.Session.CookieKeyRing()
-	if err != nil {
-		return nil, fmt.Errorf("session.cookie_keys: %w", err)
-	}
-	// Rotated cookie-key files take effect at once: the ring the OIDC client
-	// holds is rebuilt in place from the current values.
-	for _, v := range cfg.Session.CookieKeys {
-		v.OnChange(func() {
-			cur := make([]secret.Secret, 0, len(cfg.Session.CookieKeys))
-			for _, k := range cfg.Session.CookieKeys {
-				cur = append(cur, k.Get())
-			}
-			if err := keys.Replace(cur...); err != nil {
-				g.log.Error("session.cookie_keys rotation refused; the previous keys stay in force", "err", err)
-			}
-		})
-	}
-	if cfg.RandomCookieKeys() {
-		g.log.Warn("session.cookie_keys is not set: the login-state cookie key is random per process, so a login started on one instance cannot finish on another; set cookie_keys when running several instances")
-	}
-	idpClient := opts.IdPClient
-	if idpClient == nil {
-		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
-	}
-	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
-	g.idp = newLazyIdP(oidc.Options{
-		Issuer:                cfg.Identity.Issuer,
-		ClientID:              cfg.Identity.ClientID,
-		ClientSecret:          cfg.Identity.ClientSecret,
-		ClientAuth:            string(cfg.Identity.ClientAuth),
-		Scopes:                cfg.Identity.Scopes,
-		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
-		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
-		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
-		CookieName:            cfg.EffectiveCookieName(),
-		CookieSameSite:        cfg.Session.SameSite,
-		CookieKeys:            keys,
-		Sessions:              g.sessions,
-		HTTPClient:            idpClient,
-		Clock:                 opts.Now,
-		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
-		Logger:                g.log.With("component", "oidc"),
-		Auditor:               evAudit,
-	}, g.log.With("component", "oidc"))
-
-	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
-	for i := range cfg.Routes {
-		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
-	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	g.proxy, err = proxy.New(specs, proxy.Options{
-		PublicURL:      cfg.PublicURL,
-		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
-		TrustedProxies: cfg.TrustedProxies,
-		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: g.sessions},
-		UserTokens:     &userTokens{idp: g.idp},
-		Exchanger:      &exchanger{idp: g.idp},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
-		Transport:      transport,
-		WrapTransport:  g.tracing.Transport,
-		Logger:         g.log.With("component", "proxy"),
-		Now:            opts.Now,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("build routes: %w", err)
-	}
-	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
-	evAudit.onSessionEnd = g.proxy.ForgetSession
-
-	g.public = g.publicHandler()
-	g.admin = g.adminHandler()
+	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse")
+	g.admin = http.HandlerFunc(g.serveAdmin)
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
@@ -200,6 +139,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	return g, nil
 }
 
+// checkSupported refuses what this build cannot serve yet.
+func checkSupported(cfg *config.Config) error {
+	return nil
+}
+
 // urlString is u as text, or "" when it is not set.
 func urlString(u *url.URL) string {
 	if u == nil {
@@ -208,117 +152,6 @@ func urlString(u *url.URL) string {
 	return u.String()
 }
 
-func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
-	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
-	spec := proxy.RouteSpec{
-		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
-		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
-		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
-		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
-	}
-	switch c := r.Credential; c.Kind {
-	case config.CredUserToken:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialUserToken}
-	case config.CredTokenExchange:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialTokenExchange,
-			Audience: c.TokenExchange.Audience, Scope: c.TokenExchange.Scope, Resource: c.TokenExchange.Resource}
-	case config.CredClientCredentials:
-		var scope, aud string
-		if c.ClientCredentials != nil {
-			scope, aud = c.ClientCredentials.Scope, c.ClientCredentials.Audience
-		}
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialClientCredentials, Source: clientCredentials(g.idp, scope, aud)}
-	case config.CredHeader:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialHeader, HeaderName: c.Header.Name, HeaderValue: c.Header.Value}
-	default:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialNone}
-	}
-	return spec
-}
-
-func (g *Gateway) publicHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/bff/", g.idp)
-	for _, pre := range g.proxy.Prefixes() {
-		mux.Handle(pre, g.proxy)
-	}
-	var front http.Handler
-	switch {
-	case g.cfg.Frontend.StaticDir != "":
-		front = staticFrontend(g.cfg.Frontend.StaticDir)
-	case g.cfg.Frontend.Upstream != nil:
-		front = upstreamFrontend(g.cfg.Frontend.Upstream)
-	default:
-		front = noFrontend()
-	}
-	mux.Handle("/", front)
-	// The proxy cleans paths itself and must see them raw: dispatch on the
-	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
-	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw := r.URL.EscapedPath()
-		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
-		// the proxy's too: it answers with its own JSON verdict instead of
-		// ServeMux redirecting an XHR to the cleaned form.
-		if underAPI(raw) {
-			g.proxy.ServeHTTP(w, r)
-			return
-		}
-		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
-			g.proxy.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
-	h = server.SecurityHeaders(h, !g.cfg.Development())
-	return g.tracing.Handler(h, "gatehouse")
-}
-
-func (g *Gateway) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	server.HealthHandlers(mux, []server.Check{
-		{Name: "session_store", Fn: g.sessions.Ready},
-		{Name: "identity_provider", Fn: g.idp.Ready},
-		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
-	})
-	mux.Handle("GET /metrics", g.metrics.Handler())
-	admin.Register(mux, admin.Options{
-		Token: g.cfg.Admin.Token, Sessions: &revoker{m: g.sessions, p: g.proxy},
-		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
-	})
-	return mux
-}
-
-// revoker drops per-session caches along with the session.
-type revoker struct {
-	m *session.Manager
-	p *proxy.Proxy
-}
-
-func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
-	return r.m.List(ctx, sub)
-}
-
-func (r *revoker) Delete(ctx context.Context, id string) error {
-	r.p.ForgetSession(id)
-	return r.m.Delete(ctx, id)
-}
-
-func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	infos, _ := r.m.List(ctx, sub)
-	for _, in := range infos {
-		r.p.ForgetSession(in.ID)
-	}
-	return r.m.DeleteBySubject(ctx, sub)
-}
 
 // PublicHandler is the public listener's handler (tests drive it in-process).
 func (g *Gateway) PublicHandler() http.Handler { return g.public }
@@ -332,24 +165,32 @@ func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
 // AdminAddr is the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
 
-// Sessions exposes the session manager (tests, demo).
-func (g *Gateway) Sessions() *session.Manager { return g.sessions }
+// Sessions exposes the first frontend's session manager in the current
+// generation (tests, demo).
+func (g *Gateway) Sessions() *session.Manager { return g.gen.Load().fronts[0].sessions }
 
 // Run serves until ctx ends, then drains in-flight requests and closes every
-// resource (audit log flushed and synced last).
+// resource (audit log flushed and synced last). While it runs, SIGHUP (see
+// Reload) or a change of the configuration file reloads the configuration.
 func (g *Gateway) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); g.idp.run(bg) }()
-	go func() {
-		defer wg.Done()
-		secret.Watch(bg, g.opts.SecretPollInterval, g.cfg.Secrets(), g.secretChanged)
-	}()
+	g.reload.mu.Lock()
+	g.reload.bg = bg
+	g.gen.Load().start(bg)
+	g.reload.mu.Unlock()
+	wg.Go(func() { g.watchConfig(bg) })
 	g.recordStart(ctx)
 	err := g.server.Run(ctx)
 	cancel()
 	wg.Wait()
+	g.reload.mu.Lock() // no reload may swap in a generation now
+	g.reload.stopped = true
+	g.reload.retiring.Wait()
+	if cerr := g.gen.Load().close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	g.reload.mu.Unlock()
 	if cerr := g.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -357,27 +198,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) recordStart(ctx context.Context) {
-	if err := g.audit.Log(ctx, audit.Record{Event: audit.EventConfigLoaded, Outcome: audit.OutcomeSuccess,
-		Client: g.cfg.Client, Reason: "start", Path: g.cfg.File}); err != nil {
-		g.log.Error("audit record not written", "event", "config_loaded", "err", err)
+	for _, fc := range g.gen.Load().cfg.Frontends() {
+		if err := g.audit.Log(ctx, audit.Record{Event: audit.EventConfigLoaded, Outcome: audit.OutcomeSuccess,
+			Client: fc.Client, Reason: "start", Path: g.cfg.File}); err != nil {
+			g.log.Error("audit record not written", "event", "config_loaded", "err", err)
+		}
 	}
 }
 
-// secretChanged audits a rotation. source names the reference, never the value.
-func (g *Gateway) secretChanged(source string, changed bool, err error) {
-	if err != nil {
-		g.log.Warn("secret file could not be re-read; the previous value stays in force", "source", source, "err", err)
-		return
-	}
-	g.log.Info("secret rotated", "source", source)
-	g.metrics.Event(string(audit.EventSecretRotated), string(audit.OutcomeSuccess))
-	if aerr := g.audit.Log(context.Background(), audit.Record{Event: audit.EventSecretRotated, Outcome: audit.OutcomeSuccess,
-		Client: g.cfg.Client, Reason: source}); aerr != nil {
-		g.log.Error("audit record not written", "event", "secret_rotated", "err", aerr)
-	}
-}
-
-// close releases resources in reverse order of creation.
+// close releases the process-wide resources in reverse order of creation.
 func (g *Gateway) close() error {
 	var err error
 	for _, c := range slices.Backward(g.closers) {
@@ -405,5 +234,8 @@ func StartFile(ctx context.Context, path string, opts Options) (*Gateway, <-chan
 	return g, done, nil
 }
 
-// PublicURL is the configured public_url's origin.
-func (g *Gateway) PublicURL() string { return g.cfg.Origin() }
+// PublicURL is the first frontend's public_url (its origin and prefix).
+func (g *Gateway) PublicURL() string {
+	fc := g.gen.Load().fronts[0].cfg
+	return fc.Origin() + fc.PathPrefix()
+}

@@ -1,0 +1,471 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/binding"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
+)
+
+// generation is everything built from one configuration file: one request
+// path per frontend, the binder that picks among them, and the admin API.
+// Requests hold the generation they started on (acquire/release) until they
+// finish, so a reload never changes the rules under a request in flight.
+type generation struct {
+	g      *Gateway
+	cfg    *config.Config
+	hash   string
+	fronts []*frontend
+	binder *binding.Binder[*frontend]
+	admin  http.Handler
+
+	inflight atomic.Int64
+	retired  atomic.Bool
+	drained  chan struct{}
+	drainOne sync.Once
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// frontend is one frontend's request path within a generation.
+type frontend struct {
+	cfg      *config.Config
+	id       string // the session namespace: the client name, "" in the one-frontend form
+	sessions *session.Manager
+	idp      *lazyIdP
+	proxy    *proxy.Proxy
+	handler  http.Handler
+	closers  []func() error
+}
+
+// sharedStore lets several Managers (one per frontend and generation) use
+// the process's one store; the Gateway closes the store itself.
+type sharedStore struct{ session.Store }
+
+func (sharedStore) Close() error { return nil }
+
+// sharedNotifier is sharedStore for stores shared between instances (redis),
+// which each Manager subscribes to.
+type sharedNotifier struct {
+	sharedStore
+	session.Notifier
+}
+
+func (g *Gateway) shared() session.Store {
+	if n, ok := g.store.(session.Notifier); ok {
+		return sharedNotifier{sharedStore{g.store}, n}
+	}
+	return sharedStore{g.store}
+}
+
+// build builds a generation from cfg. Nothing is started (see start); on
+// failure everything built so far is closed.
+func (g *Gateway) build(ctx context.Context, cfg *config.Config) (_ *generation, err error) {
+	gen := &generation{g: g, cfg: cfg, drained: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = gen.close()
+		}
+	}()
+	var probs config.Errors
+	var binds []binding.Frontend[*frontend]
+	for _, fc := range cfg.Frontends() {
+		fe, err := g.buildFrontend(ctx, cfg, fc)
+		if err != nil {
+			var ce *config.Errors
+			if errors.As(err, &ce) {
+				for _, p := range ce.Problems {
+					p.Frontend = fc.Client
+					probs.Add(p)
+				}
+				continue
+			}
+			return nil, err
+		}
+		gen.fronts = append(gen.fronts, fe)
+		binds = append(binds, binding.Frontend[*frontend]{URL: fc.PublicURL, Value: fe})
+	}
+	if err := probs.ErrOrNil(); err != nil {
+		return nil, err
+	}
+	if gen.binder, err = binding.New(binds); err != nil {
+		return nil, err
+	}
+	gen.admin = gen.adminHandler()
+	return gen, nil
+}
+
+func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (fe *frontend, err error) {
+	fe = &frontend{cfg: cfg}
+	if root.MultiFrontend() {
+		fe.id = cfg.Client
+	}
+	defer func() {
+		if err != nil {
+			_ = fe.close()
+		}
+	}()
+	log := g.log.With("client", cfg.Client)
+	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
+	authz, err := BuildPolicies(cfg, g.opts.Now, pdpClient)
+	if err != nil {
+		return nil, err
+	}
+	fe.sessions = session.NewManager(g.shared(), session.Options{
+		IdleTimeout:     cfg.Session.IdleTimeout,
+		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		Now:             g.opts.Now,
+		Logger:          log.With("component", "session"),
+		Frontend:        fe.id,
+	})
+	fe.closers = append(fe.closers, fe.sessions.Close)
+
+	keys, err := cfg.Session.CookieKeyRing()
+	if err != nil {
+		return nil, fmt.Errorf("%s: session.cookie_keys: %w", cfg.Client, err)
+	}
+	// Rotated cookie-key files take effect at once: the ring the OIDC client
+	// holds is rebuilt in place from the current values.
+	for _, v := range cfg.Session.CookieKeys {
+		v.OnChange(func() {
+			cur := make([]secret.Secret, 0, len(cfg.Session.CookieKeys))
+			for _, k := range cfg.Session.CookieKeys {
+				cur = append(cur, k.Get())
+			}
+			if err := keys.Replace(cur...); err != nil {
+				log.Error("session.cookie_keys rotation refused; the previous keys stay in force", "err", err)
+			}
+		})
+	}
+	if cfg.RandomCookieKeys() {
+		log.Warn("session.cookie_keys is not set: the login-state cookie key is random per process, so a login started on one instance cannot finish on another; set cookie_keys when running several instances")
+	}
+	idpClient := g.opts.IdPClient
+	if idpClient == nil {
+		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
+	}
+	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
+	fe.idp = newLazyIdP(oidc.Options{
+		Issuer:                cfg.Identity.Issuer,
+		ClientID:              cfg.Identity.ClientID,
+		ClientSecret:          cfg.Identity.ClientSecret,
+		ClientAuth:            string(cfg.Identity.ClientAuth),
+		Scopes:                cfg.Identity.Scopes,
+		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
+		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
+		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
+		CookieName:            cfg.EffectiveCookieName(),
+		PathPrefix:            cfg.PathPrefix(),
+		CookieSameSite:        cfg.Session.SameSite,
+		CookieKeys:            keys,
+		Sessions:              fe.sessions,
+		HTTPClient:            idpClient,
+		Clock:                 g.opts.Now,
+		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
+		Logger:                log.With("component", "oidc"),
+		Auditor:               evAudit,
+	}, log.With("component", "oidc"))
+
+	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		specs = append(specs, fe.routeSpec(g, &cfg.Routes[i], authz[cfg.Routes[i].Name]))
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	fe.proxy, err = proxy.New(specs, proxy.Options{
+		PublicURL:      cfg.PublicURL,
+		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
+		TrustedProxies: cfg.TrustedProxies,
+		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: fe.sessions},
+		UserTokens:     &userTokens{idp: fe.idp},
+		Exchanger:      &exchanger{idp: fe.idp},
+		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: g.opts.Now},
+		Transport:      transport,
+		WrapTransport:  g.tracing.Transport,
+		Logger:         log.With("component", "proxy"),
+		Now:            g.opts.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: build routes: %w", cfg.Client, err)
+	}
+	fe.closers = append(fe.closers, func() error { fe.proxy.Close(); return nil })
+	evAudit.onSessionEnd = fe.proxy.ForgetSession
+	fe.handler = fe.publicHandler()
+	return fe, nil
+}
+
+func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
+	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
+	spec := proxy.RouteSpec{
+		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
+		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
+		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		Authorizer: &routeAuthorizer{client: fe.cfg.Client, authz: authz, log: g.log.With("component", "policy", "client", fe.cfg.Client), now: g.opts.Now},
+	}
+	switch c := r.Credential; c.Kind {
+	case config.CredUserToken:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialUserToken}
+	case config.CredTokenExchange:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialTokenExchange,
+			Audience: c.TokenExchange.Audience, Scope: c.TokenExchange.Scope, Resource: c.TokenExchange.Resource}
+	case config.CredClientCredentials:
+		var scope, aud string
+		if c.ClientCredentials != nil {
+			scope, aud = c.ClientCredentials.Scope, c.ClientCredentials.Audience
+		}
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialClientCredentials, Source: clientCredentials(fe.idp, scope, aud)}
+	case config.CredHeader:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialHeader, HeaderName: c.Header.Name, HeaderValue: c.Header.Value}
+	default:
+		spec.Credential = proxy.Credential{Kind: proxy.CredentialNone}
+	}
+	return spec
+}
+
+// publicHandler is the frontend's own request path. It sees paths without
+// the frontend's prefix (the binder strips it).
+func (fe *frontend) publicHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/bff/", fe.idp)
+	for _, pre := range fe.proxy.Prefixes() {
+		mux.Handle(pre, fe.proxy)
+	}
+	var front http.Handler
+	switch {
+	case fe.cfg.Frontend.StaticDir != "":
+		front = staticFrontend(fe.cfg.Frontend.StaticDir)
+	case fe.cfg.Frontend.Upstream != nil:
+		front = upstreamFrontend(fe.cfg.Frontend.Upstream)
+	default:
+		front = noFrontend()
+	}
+	mux.Handle("/", front)
+	// The proxy cleans paths itself and must see them raw: dispatch on the
+	// raw path's prefix before ServeMux would clean or redirect it.
+	prefixes := fe.proxy.Prefixes()
+	underAPI := func(p string) bool {
+		for _, pre := range prefixes {
+			if strings.HasPrefix(p, pre) || p+"/" == pre {
+				return true
+			}
+		}
+		return false
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := r.URL.EscapedPath()
+		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
+		// the proxy's too: it answers with its own JSON verdict instead of
+		// ServeMux redirecting an XHR to the cleaned form.
+		if underAPI(raw) {
+			fe.proxy.ServeHTTP(w, r)
+			return
+		}
+		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
+			fe.proxy.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return server.SecurityHeaders(h, !fe.cfg.Development())
+}
+
+func (fe *frontend) close() error {
+	var err error
+	for _, c := range slices.Backward(fe.closers) {
+		err = errors.Join(err, c())
+	}
+	fe.closers = nil
+	return err
+}
+
+// servePublic binds the request to a frontend of the current generation and
+// serves it there; a request that binds to no frontend gets 404 and reaches
+// nothing.
+func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request) {
+	gen := g.acquire()
+	defer gen.release()
+	fe, prefix, ok := gen.binder.Bind(r.Host, r.URL.EscapedPath())
+	if !ok {
+		apierror.Write(w, http.StatusNotFound, "no_frontend", "no frontend is served at this host and path")
+		return
+	}
+	fe.handler.ServeHTTP(w, binding.StripPrefix(r, prefix))
+}
+
+func (g *Gateway) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	gen := g.acquire()
+	defer gen.release()
+	gen.admin.ServeHTTP(w, r)
+}
+
+// acquire returns the current generation, counted as in use until release.
+// A generation retired between the load and the count is given back and the
+// new one taken: once a retired generation's count reaches zero, no request
+// can start on it again.
+func (g *Gateway) acquire() *generation {
+	for {
+		gen := g.gen.Load()
+		gen.inflight.Add(1)
+		if !gen.retired.Load() {
+			return gen
+		}
+		gen.release()
+	}
+}
+
+func (gen *generation) release() {
+	if gen.inflight.Add(-1) == 0 && gen.retired.Load() {
+		gen.drainOne.Do(func() { close(gen.drained) })
+	}
+}
+
+// retire stops new requests from starting on gen and waits (up to timeout)
+// for those in flight to finish; then it closes gen.
+func (gen *generation) retire(timeout time.Duration) {
+	gen.retired.Store(true)
+	if gen.inflight.Load() != 0 {
+		t := time.NewTimer(timeout)
+		select {
+		case <-gen.drained:
+		case <-t.C:
+			gen.g.log.Warn("requests of the previous configuration still running after the drain timeout; closing it", "in_flight", gen.inflight.Load())
+		}
+		t.Stop()
+	}
+	if err := gen.close(); err != nil {
+		gen.g.log.Warn("closing the previous configuration", "err", err)
+	}
+}
+
+// start runs the generation's background work (IdP discovery, secret
+// rotation) until it is closed or ctx ends.
+func (gen *generation) start(ctx context.Context) {
+	ctx, gen.cancel = context.WithCancel(ctx)
+	for _, fe := range gen.fronts {
+		gen.wg.Go(func() { fe.idp.run(ctx) })
+	}
+	gen.wg.Go(func() {
+		secret.Watch(ctx, gen.g.opts.SecretPollInterval, gen.cfg.Secrets(), gen.secretChanged)
+	})
+}
+
+// close stops the background work and closes every frontend.
+func (gen *generation) close() error {
+	gen.closeOnce.Do(func() {
+		if gen.cancel != nil {
+			gen.cancel()
+		}
+		gen.wg.Wait()
+		for _, fe := range gen.fronts {
+			gen.closeErr = errors.Join(gen.closeErr, fe.close())
+		}
+	})
+	return gen.closeErr
+}
+
+// secretChanged audits a rotation. source names the reference, never the value.
+func (gen *generation) secretChanged(source string, changed bool, err error) {
+	g := gen.g
+	if err != nil {
+		g.log.Warn("secret file could not be re-read; the previous value stays in force", "source", source, "err", err)
+		return
+	}
+	g.log.Info("secret rotated", "source", source)
+	g.metrics.Event(string(audit.EventSecretRotated), string(audit.OutcomeSuccess))
+	client := ""
+	if fs := gen.cfg.Frontends(); len(fs) == 1 {
+		client = fs[0].Client
+	}
+	if aerr := g.audit.Log(context.Background(), audit.Record{Event: audit.EventSecretRotated, Outcome: audit.OutcomeSuccess,
+		Client: client, Reason: source}); aerr != nil {
+		g.log.Error("audit record not written", "event", "secret_rotated", "err", aerr)
+	}
+}
+
+func (gen *generation) adminHandler() http.Handler {
+	g := gen.g
+	mux := http.NewServeMux()
+	checks := []server.Check{{Name: "session_store", Fn: gen.fronts[0].sessions.Ready}}
+	for _, fe := range gen.fronts {
+		name := "identity_provider"
+		if fe.id != "" {
+			name += ":" + fe.id
+		}
+		checks = append(checks, server.Check{Name: name, Fn: fe.idp.Ready})
+	}
+	checks = append(checks, server.Check{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }})
+	server.HealthHandlers(mux, checks, g.reload.status)
+	mux.Handle("GET /metrics", g.metrics.Handler())
+	var clients []string
+	for _, fe := range gen.fronts {
+		clients = append(clients, fe.cfg.Client)
+	}
+	admin.Register(mux, admin.Options{
+		Token: gen.cfg.Admin.Token, Sessions: &revoker{gen: gen},
+		Audit: g.audit, Client: clients[0], Clients: clients, Logger: g.log.With("component", "admin"),
+	})
+	return mux
+}
+
+// revoker ends sessions for the admin API, across the generation's
+// frontends, dropping per-session caches along with each session.
+type revoker struct{ gen *generation }
+
+func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
+	infos, err := r.gen.fronts[0].sessions.List(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	if r.gen.cfg.MultiFrontend() {
+		return infos, nil
+	}
+	// The one-frontend form: every session is the one frontend's.
+	for i := range infos {
+		infos[i].Frontend = r.gen.fronts[0].cfg.Client
+	}
+	return infos, nil
+}
+
+func (r *revoker) Delete(ctx context.Context, id string) error {
+	for _, fe := range r.gen.fronts {
+		fe.proxy.ForgetSession(id)
+	}
+	return r.gen.fronts[0].sessions.Delete(ctx, id)
+}
+
+func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
+	infos, _ := r.gen.fronts[0].sessions.List(ctx, sub)
+	for _, in := range infos {
+		for _, fe := range r.gen.fronts {
+			fe.proxy.ForgetSession(in.ID)
+		}
+	}
+	total := 0
+	for _, fe := range r.gen.fronts {
+		n, err := fe.sessions.DeleteBySubject(ctx, sub)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
