@@ -115,8 +115,8 @@ func (g *Gateway) build(ctx context.Context, cfg *config.Config) (_ *generation,
 	return gen, nil
 }
 
-func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (fe *frontend, err error) {
-	fe = &frontend{cfg: cfg}
+func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (_ *frontend, err error) {
+	fe := &frontend{cfg: cfg}
 	if root.MultiFrontend() {
 		fe.id = cfg.Client
 	}
@@ -191,8 +191,10 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 		specs = append(specs, fe.routeSpec(g, &cfg.Routes[i], authz[cfg.Routes[i].Name]))
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	origin := *cfg.PublicURL // the proxy checks origins: public_url without a path-bound prefix
+	origin.Path, origin.RawPath = "", ""
 	fe.proxy, err = proxy.New(specs, proxy.Options{
-		PublicURL:      cfg.PublicURL,
+		PublicURL:      &origin,
 		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
 		TrustedProxies: cfg.TrustedProxies,
 		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: fe.sessions},

@@ -268,7 +268,7 @@ func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
 			IdleExpiresIn: secondsUntil(s.IdleExpiry, now),
 			SID:           s.ID,
 		},
-		LogoutURL: "/bff/logout?sid=" + url.QueryEscape(s.ID),
+		LogoutURL: h.opts.PathPrefix + "/bff/logout?sid=" + url.QueryEscape(s.ID), // under a path-bound frontend's prefix
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
