@@ -45,6 +45,7 @@ type generation struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool
 }
 
 // frontend is one frontend's request path within a generation.
@@ -380,6 +381,7 @@ func (gen *generation) close() error {
 		for _, fe := range gen.fronts {
 			gen.closeErr = errors.Join(gen.closeErr, fe.close())
 		}
+		gen.closed.Store(true)
 	})
 	return gen.closeErr
 }
