@@ -104,6 +104,7 @@ func printProblems(w io.Writer, err error) {
 		fmt.Fprintln(w, p.String())
 	}
 }
+
 // checkDiscovery fetches the IdP's discovery document and checks that it
 // names the configured issuer exactly (OIDC Discovery §4.3).
 func checkDiscovery(ctx context.Context, issuer string) error {

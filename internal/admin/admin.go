@@ -43,7 +43,7 @@ type Options struct {
 	// list and revoke take ?client= to act on one of them only. Empty means
 	// just Client.
 	Clients []string
-	Logger   *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Register adds the admin routes to mux.

@@ -152,7 +152,6 @@ func urlString(u *url.URL) string {
 	return u.String()
 }
 
-
 // PublicHandler is the public listener's handler (tests drive it in-process).
 func (g *Gateway) PublicHandler() http.Handler { return g.public }
 

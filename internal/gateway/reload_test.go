@@ -83,4 +83,3 @@ func TestRestartRequired(t *testing.T) {
 		}
 	}
 }
-

@@ -23,8 +23,8 @@ import (
 // reloadConfig renders the reload test's configuration.
 type reloadConfig struct {
 	issuer, web, partners, upWeb, upPartners, upSlow string
-	newRoute, slowRoute, withPartners, broken           bool
-	partnersAllow                                       string
+	newRoute, slowRoute, withPartners, broken        bool
+	partnersAllow                                    string
 }
 
 func (c reloadConfig) String() string {
