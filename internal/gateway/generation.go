@@ -165,7 +165,8 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	if idpClient == nil {
 		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
 	}
-	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
+	metrics := g.metrics.For(cfg.Client)
+	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: metrics}
 	fe.idp = newLazyIdP(oidc.Options{
 		Issuer:                cfg.Identity.Issuer,
 		ClientID:              cfg.Identity.ClientID,
@@ -201,7 +202,7 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: fe.sessions},
 		UserTokens:     &userTokens{idp: fe.idp},
 		Exchanger:      &exchanger{idp: fe.idp},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: g.opts.Now},
+		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: metrics, now: g.opts.Now},
 		Transport:      transport,
 		WrapTransport:  g.tracing.Transport,
 		Logger:         log.With("component", "proxy"),

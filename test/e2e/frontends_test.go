@@ -179,4 +179,11 @@ frontends:
 	if !sawPartners {
 		t.Error("no access record names the partners frontend")
 	}
+	metrics := get(t, e.Admin+"/metrics")
+	for _, m := range []string{`gatehouse_requests_total{client="partners",code="200",outcome="allow",route="partner-api"}`,
+		`gatehouse_requests_total{client="shop",code="200",outcome="allow",route="cart"}`} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
 }
