@@ -1,10 +1,10 @@
-// Package bench holds Gatehouse's load benchmark: the full gateway (session
+// The go test benchmarks here are the in-process form of the load benchmark: the full gateway (session
 // from a real OP login, CSRF, route, CEL policy, user-token credential, header
 // hygiene, hash-chained audit) against a bare httputil.ReverseProxy, both over
 // loopback TCP to the same upstream. Results go in docs/performance.md.
 //
 //	go test -run '^$' -bench . -benchmem ./bench/
-package bench
+package main
 
 import (
 	"context"

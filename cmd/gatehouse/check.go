@@ -26,25 +26,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		printProblems(stderr, err)
 		return errReported
 	}
-	// The build stage's own checks (policy expressions) run too, so that
-	// check and serve never disagree about a configuration.
-	var built config.Errors
-	for _, fc := range cfg.Frontends() {
-		if _, err := gateway.BuildPolicies(fc, nil, nil); err != nil {
-			var ce *config.Errors
-			if !errors.As(err, &ce) {
-				fmt.Fprintln(stderr, err)
-				return errReported
-			}
-			for _, p := range ce.Problems {
-				if cfg.MultiFrontend() {
-					p.Frontend = fc.Client
-				}
-				built.Add(p)
-			}
-		}
-	}
-	if err := built.ErrOrNil(); err != nil {
+	// The build stage's own checks (policies, OIDC options, routes) run
+	// too, with serve's constructors, so check and serve never disagree.
+	if err := gateway.Check(cfg); err != nil {
 		printProblems(stderr, err)
 		return errReported
 	}

@@ -103,6 +103,9 @@ type Record struct {
 	Sub string
 	// Session is the public session id or a hash of the handle — never the cookie handle itself.
 	Session string
+	// Sessions lists the public ids of the sessions an event ended when it
+	// ended several (back-channel logout).
+	Sessions []string
 	// Actor is the delegation chain, outermost first (e.g. the agent id acting for Sub).
 	Actor    []string
 	Client   string

@@ -49,6 +49,16 @@ func appendBody(buf []byte, rec *Record, seq uint64, prev []byte) []byte {
 	buf = appendField(buf, `,"reason":`, rec.Reason)
 	buf = appendField(buf, `,"sub":`, rec.Sub)
 	buf = appendField(buf, `,"session":`, rec.Session)
+	if len(rec.Sessions) > 0 {
+		buf = append(buf, `,"sessions":[`...)
+		for i, a := range rec.Sessions {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendString(buf, a)
+		}
+		buf = append(buf, ']')
+	}
 	if len(rec.Actor) > 0 {
 		buf = append(buf, `,"actor":[`...)
 		for i, a := range rec.Actor {

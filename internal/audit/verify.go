@@ -151,6 +151,7 @@ type jsonLine struct {
 	Reason    string   `json:"reason"`
 	Sub       string   `json:"sub"`
 	Session   string   `json:"session"`
+	Sessions  []string `json:"sessions"`
 	Actor     []string `json:"actor"`
 	Client    string   `json:"client"`
 	Route     string   `json:"route"`
@@ -206,7 +207,7 @@ func (c *lineChecker) check(line []byte) (Entry, string) {
 	e := Entry{
 		Record: Record{
 			Time: t, Event: Event(j.Event), Outcome: Outcome(j.Outcome), Reason: j.Reason, Sub: j.Sub,
-			Session: j.Session, Actor: j.Actor, Client: j.Client, Route: j.Route, Method: j.Method,
+			Session: j.Session, Sessions: j.Sessions, Actor: j.Actor, Client: j.Client, Route: j.Route, Method: j.Method,
 			Path: j.Path, Status: j.Status, Upstream: j.Upstream, RemoteIP: j.RemoteIP,
 			RequestID: j.RequestID, TraceID: j.TraceID,
 		},

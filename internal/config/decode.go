@@ -470,7 +470,9 @@ func (d *decoder) sessionCookie(c *Config, f *fields) {
 		case c.PathPrefix() != "":
 			// Path-bound: __Host- is impossible (see above); __Secure- is the best available.
 		case !c.Development() && !strings.HasPrefix(s.CookieName, "__Host-"):
-			d.warnf(f.keyNode("cookie_name"), "session.cookie_name", "without the __Host- prefix a sibling subdomain can plant a cookie of the same name; prefer __Host-%s", stripCookiePrefix(s.CookieName))
+			// Refused, not warned: the OIDC client refuses it too, and a
+			// config `check` accepts must start (issue 9).
+			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "with an https public_url the session cookie must be named __Host-…: without the prefix a sibling subdomain can plant a cookie of the same name; use __Host-%s", stripCookiePrefix(s.CookieName))
 		}
 	}
 }

@@ -42,12 +42,10 @@ func problemsOf(t *testing.T, err error) []Problem {
 
 // Every class of configuration mistake is refused with the file, the line,
 // the key path and a way to fix it.
-func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
-	tests := []struct {
-		name string
-		src  string
-		want string // a line of the error output
-	}{
+// errorClassCases are the error tests' inputs; the check/serve agreement
+// test (agreement_test.go) runs every one through both.
+func errorClassCases() []errorClassCase {
+	return []errorClassCase{
 		// unknown keys, with the closest known key suggested
 		{"unknown key suggests closest", head + "lisen: 127.0.0.1:8080\n",
 			`t.yaml:6: lisen: unknown key "lisen"; did you mean "listen"?`},
@@ -209,7 +207,16 @@ func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
 		{"admin and public on one port", head + "listen: 127.0.0.1:9000\nadmin_listen: 127.0.0.1:9000\n",
 			`t.yaml:7: admin_listen: uses the same port as listen (127.0.0.1:9000); the admin listener must be separate`},
 	}
-	for _, tc := range tests {
+}
+
+type errorClassCase struct {
+	name string
+	src  string
+	want string // a line of the error output
+}
+
+func TestEveryErrorClassNamesFileLineAndKey(t *testing.T) {
+	for _, tc := range errorClassCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GH_TEST_SHORT", "too-short")
 			_, err := parseString(t, tc.src)

@@ -219,6 +219,11 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return nil
 	case err := <-done:
 		gatewayStopped = true
+		if ctx.Err() != nil {
+			// Both were ready: the gateway stopped because ctx ended.
+			fmt.Fprintln(out, "\nStopping the demo…")
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("demo: Gatehouse stopped: %w", err)
 		}

@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
@@ -237,4 +239,28 @@ func StartFile(ctx context.Context, path string, opts Options) (*Gateway, <-chan
 func (g *Gateway) PublicURL() string {
 	fc := g.gen.Load().fronts[0].cfg
 	return fc.Origin() + fc.PathPrefix()
+}
+
+// Call runs the post-identify half of the pipeline (authorize, credential,
+// forward, audit) of route for an identified caller and returns the
+// upstream's response; refusals are *pipeline.Refusal errors. See
+// proxy.Proxy.Call. It uses the current configuration's first frontend
+// (the only one in the one-frontend form).
+func (g *Gateway) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
+	gen := g.acquire()
+	defer gen.release()
+	return gen.fronts[0].proxy.Call(ctx, caller, route, method, path, rawQuery, body)
+}
+
+// ExchangeCached reports whether this instance caches an exchanged token for
+// the session at any frontend (tests: every session end must drop them).
+func (g *Gateway) ExchangeCached(sessionID string) bool {
+	gen := g.acquire()
+	defer gen.release()
+	for _, fe := range gen.fronts {
+		if fe.proxy.ExchangeCached(sessionID) {
+			return true
+		}
+	}
+	return false
 }

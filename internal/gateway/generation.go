@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
 // generation is everything built from one configuration file: one request
@@ -167,7 +169,29 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	}
 	metrics := g.metrics.For(cfg.Client)
 	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: metrics}
-	fe.idp = newLazyIdP(oidc.Options{
+	oo := fe.oidcOptions(g, keys, idpClient, evAudit)
+	// Refused now, not retried in the background for ever (issue 9).
+	if err := oidc.ValidateOptions(oo); err != nil {
+		return nil, err
+	}
+	fe.idp = newLazyIdP(oo, log.With("component", "oidc"))
+
+	if fe.proxy, err = fe.buildProxy(g, authz, metrics); err != nil {
+		return nil, err
+	}
+	fe.closers = append(fe.closers, func() error { fe.proxy.Close(); return nil })
+	// Every per-session cache is dropped here, whatever ended the session
+	// (logout, back-channel, revocation, refused refresh, expiry, another
+	// instance).
+	fe.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { fe.proxy.ForgetSession(e.ID) })
+	fe.handler = fe.publicHandler()
+	return fe, nil
+}
+
+// oidcOptions maps the frontend's configuration onto the OIDC client's options.
+func (fe *frontend) oidcOptions(g *Gateway, keys *secret.KeyRing, idpClient *http.Client, evAudit oidc.Auditor) oidc.Options {
+	cfg := fe.cfg
+	return oidc.Options{
 		Issuer:                cfg.Identity.Issuer,
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
@@ -184,37 +208,127 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 		HTTPClient:            idpClient,
 		Clock:                 g.opts.Now,
 		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
-		Logger:                log.With("component", "oidc"),
+		CSRFHeader:            cfg.CSRF.Header,
+		Logger:                g.log.With("component", "oidc", "client", cfg.Client),
 		Auditor:               evAudit,
-	}, log.With("component", "oidc"))
+	}
+}
 
+// buildProxy builds the frontend's route table and proxy, with its own
+// stage list (stages.go). Route problems come back at the route's file:line.
+func (fe *frontend) buildProxy(g *Gateway, authz map[string]*policy.Authorizer, metrics *telemetry.Metrics) (*proxy.Proxy, error) {
+	cfg, opts := fe.cfg, g.opts
 	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		specs = append(specs, fe.routeSpec(g, &cfg.Routes[i], authz[cfg.Routes[i].Name]))
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if g.tracing != nil {
+		wrap = g.tracing.Transport
+	}
 	origin := *cfg.PublicURL // the proxy checks origins: public_url without a path-bound prefix
 	origin.Path, origin.RawPath = "", ""
-	fe.proxy, err = proxy.New(specs, proxy.Options{
+	p, err := proxy.New(specs, proxy.Options{
 		PublicURL:      &origin,
 		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
 		TrustedProxies: cfg.TrustedProxies,
-		Authenticator:  &cookieAuth{name: cfg.EffectiveCookieName(), sessions: fe.sessions},
+		Stages:         fe.stages(),
 		UserTokens:     &userTokens{idp: fe.idp},
 		Exchanger:      &exchanger{idp: fe.idp},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: metrics, now: g.opts.Now},
+		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: metrics, now: opts.Now},
+		Counter:        metrics,
 		Transport:      transport,
-		WrapTransport:  g.tracing.Transport,
-		Logger:         log.With("component", "proxy"),
-		Now:            g.opts.Now,
+		WrapTransport:  wrap,
+		Logger:         g.log.With("component", "proxy", "client", cfg.Client),
+		Now:            opts.Now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: build routes: %w", cfg.Client, err)
+		return nil, routeProblems(cfg, err)
 	}
-	fe.closers = append(fe.closers, func() error { fe.proxy.Close(); return nil })
-	evAudit.onSessionEnd = fe.proxy.ForgetSession
-	fe.handler = fe.publicHandler()
-	return fe, nil
+	return p, nil
+}
+
+// routeProblems turns the proxy's route errors into config problems at
+// each route's position; other errors pass through.
+func routeProblems(cfg *config.Config, err error) error {
+	var probs []config.Problem
+	var rest []error
+	for _, e := range flatten(err) {
+		var re *proxy.RouteError
+		if errors.As(e, &re) && re.Index >= 0 && re.Index < len(cfg.Routes) {
+			r := cfg.Routes[re.Index]
+			probs = append(probs, r.Pos.Problem(r.Key, re.Err.Error()))
+			continue
+		}
+		rest = append(rest, e)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("build routes: %w", errors.Join(append(rest, (&config.Errors{Problems: probs}).ErrOrNil())...))
+	}
+	return (&config.Errors{Problems: probs}).ErrOrNil()
+}
+
+// flatten lists the errors an errors.Join holds.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Check builds what New builds that needs no listener, store, audit file or
+// network — for every frontend: policies, the OIDC client's options, the
+// cookie keys, the route table — with the same constructors New calls, and
+// returns what New would refuse (config problems at file:line, naming their
+// frontend). `gatehouse check` calls it, so check and serve agree.
+func Check(cfg *config.Config) error {
+	g := &Gateway{cfg: cfg, log: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}, metrics: telemetry.NewMetrics()}
+	if err := checkSupported(cfg); err != nil {
+		return err
+	}
+	var probs config.Errors
+	for _, fc := range cfg.Frontends() {
+		err := checkFrontend(g, fc)
+		var ce *config.Errors
+		switch {
+		case err == nil:
+		case errors.As(err, &ce):
+			for _, p := range ce.Problems {
+				if cfg.MultiFrontend() {
+					p.Frontend = fc.Client
+				}
+				probs.Add(p)
+			}
+		case cfg.MultiFrontend():
+			return fmt.Errorf("frontend %s (%s): %w", fc.Client, fc.Key, err)
+		default:
+			return err
+		}
+	}
+	return probs.ErrOrNil()
+}
+
+func checkFrontend(g *Gateway, fc *config.Config) error {
+	fe := &frontend{cfg: fc}
+	authz, err := BuildPolicies(fc, nil, nil)
+	if err != nil {
+		return err
+	}
+	keys, err := fc.Session.CookieKeyRing()
+	if err != nil {
+		return fmt.Errorf("session.cookie_keys: %w", err)
+	}
+	// No store is opened: the options only need a session manager named.
+	if err := oidc.ValidateOptions(fe.oidcOptions(g, keys, nil, nil)); err != nil {
+		return err
+	}
+	p, err := fe.buildProxy(g, authz, g.metrics)
+	if err != nil {
+		return err
+	}
+	p.Close()
+	return nil
 }
 
 func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
@@ -450,24 +564,25 @@ func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) 
 	return infos, nil
 }
 
+// Delete ends the session (cause EndRevoked) through every frontend's
+// Manager: the id does not say whose it is, and each Manager runs its own
+// end hooks (per-session caches). Ending an absent session is no error.
 func (r *revoker) Delete(ctx context.Context, id string) error {
 	for _, fe := range r.gen.fronts {
-		fe.proxy.ForgetSession(id)
-	}
-	return r.gen.fronts[0].sessions.Delete(ctx, id)
-}
-
-func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	infos, _ := r.gen.fronts[0].sessions.List(ctx, sub)
-	for _, in := range infos {
-		for _, fe := range r.gen.fronts {
-			fe.proxy.ForgetSession(in.ID)
+		if err := fe.sessions.End(ctx, id, session.EndRevoked); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// DeleteBySubject ends sub's sessions at every frontend, each through its
+// own Manager (which ends only its frontend's sessions).
+func (r *revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
 	total := 0
 	for _, fe := range r.gen.fronts {
-		n, err := fe.sessions.DeleteBySubject(ctx, sub)
-		total += n
+		ids, err := fe.sessions.EndBySubject(ctx, sub, session.EndRevoked)
+		total += len(ids)
 		if err != nil {
 			return total, err
 		}

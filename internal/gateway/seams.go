@@ -14,57 +14,24 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
-	"github.com/gatehouse-dev/gatehouse/internal/session"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
 // This file adapts the packages to the proxy's consumer-side seams. Each
 // adapter is a thin translation; the behaviour lives in the packages.
 
-// sessionRef travels in proxy.Identity.Session back to the token adapter.
-type sessionRef struct {
-	h session.Handle
-	s *session.Session
-}
-
-// cookieAuth finds the session behind the session cookie.
-type cookieAuth struct {
-	name     string
-	sessions *session.Manager
-}
-
-func (a *cookieAuth) Authenticate(ctx context.Context, r *http.Request) (*proxy.Identity, error) {
-	c, err := r.Cookie(a.name)
-	if err != nil || c.Value == "" {
-		return nil, proxy.ErrNoSession
-	}
-	h, err := session.ParseHandle(c.Value)
-	if err != nil {
-		return nil, proxy.ErrNoSession
-	}
-	s, err := a.sessions.Load(ctx, h, true)
-	switch {
-	case errors.Is(err, session.ErrNotFound), errors.Is(err, session.ErrInvalidHandle):
-		return nil, proxy.ErrNoSession
-	case err != nil:
-		return nil, err
-	}
-	return &proxy.Identity{SessionID: s.ID, Subject: s.Subject, Claims: s.Claims, Session: &sessionRef{h: h, s: s}}, nil
-}
-
 // userTokens hands the proxy the user's access token, refreshed on demand.
 type userTokens struct{ idp *lazyIdP }
 
 func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secret.Secret, error) {
-	ref, ok := id.Session.(*sessionRef)
-	if !ok {
+	if id.Session == nil {
 		return secret.Secret{}, errors.New("identity carries no session")
 	}
 	t, err := u.idp.tokens()
 	if err != nil {
 		return secret.Secret{}, err
 	}
-	tok, err := t.AccessToken(ctx, ref.h, ref.s)
+	tok, err := t.AccessToken(ctx, id.Handle, id.Session)
 	if errors.Is(err, oidc.ErrSessionEnded) {
 		return secret.Secret{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
 	}
@@ -121,8 +88,7 @@ func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (
 	}
 	if in.Identity != nil {
 		pin.User = in.Identity.Claims
-		if ref, ok := in.Identity.Session.(*sessionRef); ok {
-			s := ref.s
+		if s := in.Identity.Session; s != nil {
 			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: a.now().Sub(s.Created)}
 		}
 	}
@@ -174,12 +140,6 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 		rec.Reason = ev.Reason
 	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
-	switch ev.Code {
-	case "upstream_unavailable", "upstream_timeout", "upstream_unauthorized", "upstream_forbidden":
-		a.metrics.UpstreamError(ev.Route, strings.TrimPrefix(ev.Code, "upstream_"))
-	case "token_exchange_failed", "client_credentials_failed", "credential_failed":
-		a.metrics.UpstreamError(ev.Route, "credential")
-	}
 	return rec
 }
 
@@ -204,25 +164,18 @@ func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {
 	return a.log.Log(ctx, a.record(ctx, ev))
 }
 
-// eventAuditor passes the OIDC client's security events to the audit log,
-// counts them in the metrics, and tells the proxy when a session ended so
-// caches keyed by session (exchanged tokens) are dropped.
+// eventAuditor passes the OIDC client's security events to the audit log
+// and counts them in the metrics. It is a sink only: session ends reach the
+// per-session caches through session.Manager.OnEnd.
 type eventAuditor struct {
-	log          *audit.Logger
-	client       string
-	metrics      *telemetry.Metrics
-	onSessionEnd func(id string)
+	log     *audit.Logger
+	client  string
+	metrics *telemetry.Metrics
 }
 
 func (e *eventAuditor) Log(ctx context.Context, rec audit.Record) error {
 	if rec.Client == "" {
 		rec.Client = e.client
-	}
-	switch rec.Event {
-	case audit.EventLogout, audit.EventRefreshFailed, audit.EventSessionExpired, audit.EventBackchannelLogout:
-		if rec.Session != "" && e.onSessionEnd != nil {
-			e.onSessionEnd(rec.Session)
-		}
 	}
 	e.metrics.Event(string(rec.Event), string(rec.Outcome))
 	return e.log.Log(ctx, rec)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
 const (
@@ -73,11 +74,11 @@ func (h *Handler) Backchannel(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusBadRequest, "invalid_request", "the logout token was already used")
 		return
 	}
-	var n int
+	var ended []string
 	if lc.SessionID != "" {
-		n, err = h.opts.Sessions.DeleteByIdPSession(ctx, lc.SessionID)
+		ended, err = h.opts.Sessions.EndByIdPSession(ctx, lc.SessionID, session.EndBackchannel)
 	} else {
-		n, err = h.opts.Sessions.DeleteBySubject(ctx, lc.Subject)
+		ended, err = h.opts.Sessions.EndBySubject(ctx, lc.Subject, session.EndBackchannel)
 	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "end sessions for back-channel logout", "error", err)
@@ -85,7 +86,7 @@ func (h *Handler) Backchannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = h.audit(ctx, r, audit.Record{Event: audit.EventBackchannelLogout, Outcome: audit.OutcomeSuccess,
-		Sub: lc.Subject, Reason: fmt.Sprintf("sessions_ended=%d", n)})
+		Sub: lc.Subject, Reason: fmt.Sprintf("sessions_ended=%d", len(ended)), Sessions: ended})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,37 @@ const (
 )
 
 // auditLog records audit events; fail makes Log return audit.ErrUnavailable.
+// endLog records the session ends the Manager reports (OnEnd).
+type endLog struct {
+	mu   sync.Mutex
+	ends []session.SessionEnd
+}
+
+func (l *endLog) record(_ context.Context, e session.SessionEnd) {
+	l.mu.Lock()
+	l.ends = append(l.ends, e)
+	l.mu.Unlock()
+}
+
+// causes returns the causes reported for session id, in order.
+func (l *endLog) causes(id string) []session.EndCause {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []session.EndCause
+	for _, e := range l.ends {
+		if e.ID == id {
+			out = append(out, e.Cause)
+		}
+	}
+	return out
+}
+
+func (l *endLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ends)
+}
+
 type auditLog struct {
 	mu     sync.Mutex
 	events []audit.Record
@@ -126,6 +158,7 @@ type env struct {
 	gw     *httptest.Server
 	h      *oidc.Handler
 	mgr    *session.Manager
+	ends   *endLog
 	store  *session.MemoryStore
 	clock  *testclock.Clock
 	logs   *syncbuf.Buffer
@@ -145,6 +178,8 @@ type envOpts struct {
 	secret *secret.Value // default: a static client secret
 	// cacheTTL is the session Manager's CacheTTL (0: its default; negative: off).
 	cacheTTL time.Duration
+	// csrfHeader is Options.CSRFHeader (default X-CSRF).
+	csrfHeader string
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -186,6 +221,8 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	e.store = session.NewMemoryStore(e.clock.Now)
 	e.mgr = session.NewManager(e.store, session.Options{Now: e.clock.Now, Logger: logger, HealthInterval: -1, CacheTTL: eo.cacheTTL})
 	t.Cleanup(func() { _ = e.mgr.Close() })
+	e.ends = &endLog{}
+	e.mgr.OnEnd(e.ends.record)
 	e.secret = eo.secret
 	if e.secret == nil {
 		e.secret = secret.Static(clientSecret)
@@ -205,6 +242,7 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		Clock:        e.clock.Now,
 		Logger:       logger,
 		Auditor:      e.audit,
+		CSRFHeader:   eo.csrfHeader,
 	})
 	if err != nil {
 		t.Fatalf("oidc.New: %v", err)
@@ -405,4 +443,10 @@ func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		next.ServeHTTP(w, r)
 	}
+}
+
+func (a *auditLog) all() []audit.Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.events)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,6 +123,9 @@ func TestLoginUserLogoutRoundTrip(t *testing.T) {
 	s3, _ := e.mgr.Load(context.Background(), h3, false)
 	if _, err := e.h.Tokens().AccessToken(context.Background(), h3, s3); !errors.Is(err, oidc.ErrSessionEnded) {
 		t.Errorf("refresh token still usable after logout: %v", err)
+	}
+	if got := e.ends.causes(s.ID); !slices.Equal(got, []session.EndCause{session.EndLogout}) {
+		t.Errorf("OnEnd causes for the logged-out session: %v, want [logout]", got)
 	}
 	if !e.audit.has(audit.EventLogin) || !e.audit.has(audit.EventLogout) {
 		t.Errorf("audit events missing: %s", e.audit.String())
@@ -387,6 +391,9 @@ func TestRefreshInvalidGrantEndsSession(t *testing.T) {
 	if _, err := e.mgr.Load(context.Background(), h2, false); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("session survived invalid_grant: %v", err)
 	}
+	if got := e.ends.causes(h2.ID()); !slices.Equal(got, []session.EndCause{session.EndRefreshFailed}) {
+		t.Errorf("OnEnd causes after invalid_grant: %v, want [refresh_failed]", got)
+	}
 	if !e.audit.has(audit.EventRefreshFailed) {
 		t.Errorf("no refresh_failed audit event")
 	}
@@ -406,6 +413,10 @@ func TestRefreshIdPDownIsUnavailableNotEnded(t *testing.T) {
 	}
 	if _, err := e.mgr.Load(context.Background(), h, false); err != nil {
 		t.Errorf("session lost because the IdP was down: %v", err)
+	}
+	// An IdP outage ends nothing: no per-session cache is dropped.
+	if n := e.ends.count(); n != 0 {
+		t.Errorf("OnEnd fired %d times during an IdP outage, want 0: %v", n, e.ends.ends)
 	}
 }
 
@@ -580,6 +591,22 @@ func TestBackchannelLogout(t *testing.T) {
 	if !e.audit.has(audit.EventBackchannelLogout) {
 		t.Errorf("no backchannel_logout audit event")
 	}
+	// Every ended session was reported with its cause, and the audit
+	// records name the sessions each logout token ended.
+	var recorded []string
+	for _, rec := range e.audit.all() {
+		if rec.Event == audit.EventBackchannelLogout {
+			recorded = append(recorded, rec.Sessions...)
+		}
+	}
+	for _, id := range []string{vs.ID, bs.ID} {
+		if got := e.ends.causes(id); !slices.Contains(got, session.EndBackchannel) {
+			t.Errorf("OnEnd causes for %s: %v, want backchannel_logout", id, got)
+		}
+		if !slices.Contains(recorded, id) {
+			t.Errorf("no backchannel_logout audit record names session %s (records name %v)", id, recorded)
+		}
+	}
 	e.assertNoLeak(vs.AccessToken.Reveal(), vs.RefreshToken.Reveal(), vs.IDToken.Reveal(), bs.AccessToken.Reveal(), valid)
 }
 
@@ -753,5 +780,29 @@ func TestLoginFailsClosedWhenAuditIsDown(t *testing.T) {
 	}
 	if n, err := e.mgr.List(context.Background(), "user-alice"); err != nil || len(n) != 0 {
 		t.Errorf("unaudited login left %d sessions (%v)", len(n), err)
+	}
+}
+
+// The configured CSRF header (not a hard-coded X-CSRF) marks an XHR that
+// gets JSON errors from /bff endpoints, even when it also accepts HTML.
+func TestConfiguredCSRFHeaderMeansJSON(t *testing.T) {
+	e := newEnv(t, envOpts{csrfHeader: "X-Requested-By"})
+	for _, tc := range []struct {
+		header   string
+		wantJSON bool
+	}{{"X-Requested-By", true}, {"X-CSRF", false}} {
+		req, _ := http.NewRequest("GET", e.gw.URL+"/bff/callback?code=x&state=y", nil)
+		req.Header.Set(tc.header, "1")
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		isJSON := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
+		if resp.StatusCode < 400 || isJSON != tc.wantJSON {
+			t.Errorf("%s: %d %s, want JSON %v", tc.header, resp.StatusCode, resp.Header.Get("Content-Type"), tc.wantJSON)
+		}
 	}
 }

@@ -211,7 +211,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	// A session that existed before this login is ended: the new one gets a
 	// fresh handle (no fixation) and the old handle must not stay valid.
 	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
-		if err := h.opts.Sessions.Delete(ctx, old.ID); err != nil {
+		if err := h.opts.Sessions.End(ctx, old.ID, session.EndReplaced); err != nil {
 			h.log.WarnContext(ctx, "end previous session at login", "error", err)
 		}
 	}
@@ -223,7 +223,7 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.audit(ctx, r, audit.Record{Event: audit.EventLogin, Outcome: audit.OutcomeSuccess, Sub: s.Subject, Session: hnd.ID()}); err != nil {
 		// A login that cannot be audited does not happen.
-		if derr := h.opts.Sessions.Delete(ctx, hnd.ID()); derr != nil {
+		if derr := h.opts.Sessions.End(ctx, hnd.ID(), session.EndDeleted); derr != nil {
 			h.log.ErrorContext(ctx, "remove unaudited session", "error", derr)
 		}
 		h.fail(w, r, http.StatusServiceUnavailable, "audit_unavailable", "the sign-in could not be recorded; try again later")
@@ -306,7 +306,7 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusForbidden, "sid_mismatch", "the sid does not belong to the current session")
 		return
 	}
-	if err := h.opts.Sessions.Delete(ctx, s.ID); err != nil {
+	if err := h.opts.Sessions.End(ctx, s.ID, session.EndLogout); err != nil {
 		h.log.ErrorContext(ctx, "delete session at logout", "error", err)
 		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session could not be ended; try again later")
 		return
@@ -388,7 +388,7 @@ func (h *Handler) loginFailed(w http.ResponseWriter, r *http.Request, status int
 // fail writes a JSON error for API clients and a small HTML page for
 // browser navigations. msg is always a constant written by us.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	if wantsJSON(r) {
+	if h.wantsJSON(r) {
 		apierror.Write(w, status, code, msg)
 		return
 	}
@@ -411,8 +411,8 @@ func redirect(w http.ResponseWriter, target string) {
 	w.WriteHeader(http.StatusFound)
 }
 
-func wantsJSON(r *http.Request) bool {
-	if r.Header.Get("X-CSRF") != "" {
+func (h *Handler) wantsJSON(r *http.Request) bool {
+	if r.Header.Get(h.opts.CSRFHeader) != "" {
 		return true
 	}
 	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {

@@ -35,6 +35,14 @@ const (
 	PARNever  = "never"
 )
 
+// Defaults for Options fields left zero. They equal the configuration's
+// defaults (config.DefaultRefreshBeforeExpiry, config.DefaultCSRFHeader);
+// gateway's TestDefaultsAgree keeps them so.
+const (
+	DefaultRefreshBeforeExpiry = 30 * time.Second
+	DefaultCSRFHeader          = "X-CSRF"
+)
+
 // Options configure the OIDC client. The caller maps its configuration onto
 // it; zero values take the documented defaults.
 type Options struct {
@@ -82,6 +90,9 @@ type Options struct {
 	// RefreshBeforeExpiry: an access token this close to expiry is refreshed
 	// before use; default 60s.
 	RefreshBeforeExpiry time.Duration
+	// CSRFHeader is the configured CSRF header (csrf.header): a request
+	// carrying it is an XHR and gets JSON answers. Default DefaultCSRFHeader.
+	CSRFHeader string
 	// LoginStateTTL bounds the time between /bff/login and /bff/callback; default 10m.
 	LoginStateTTL time.Duration
 
@@ -100,9 +111,11 @@ type Sessions interface {
 	// replacing) any cached copy; used under the refresh lock.
 	LoadFresh(ctx context.Context, h session.Handle) (*session.Session, error)
 	Update(ctx context.Context, h session.Handle, s *session.Session) error
-	Delete(ctx context.Context, id string) error
-	DeleteBySubject(ctx context.Context, sub string) (int, error)
-	DeleteByIdPSession(ctx context.Context, sid string) (int, error)
+	// End* end sessions with a cause; the session manager tells every
+	// per-session cache (session.Manager.OnEnd).
+	End(ctx context.Context, id string, cause session.EndCause) error
+	EndBySubject(ctx context.Context, sub string, cause session.EndCause) ([]string, error)
+	EndByIdPSession(ctx context.Context, sid string, cause session.EndCause) ([]string, error)
 	Lock(ctx context.Context, name string, ttl time.Duration) (func(), error)
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
@@ -271,7 +284,10 @@ func (o *Options) defaults() error {
 		o.Clock = time.Now
 	}
 	if o.RefreshBeforeExpiry <= 0 {
-		o.RefreshBeforeExpiry = 60 * time.Second
+		o.RefreshBeforeExpiry = DefaultRefreshBeforeExpiry
+	}
+	if o.CSRFHeader == "" {
+		o.CSRFHeader = DefaultCSRFHeader
 	}
 	if o.LoginStateTTL <= 0 {
 		o.LoginStateTTL = 10 * time.Minute
@@ -281,6 +297,11 @@ func (o *Options) defaults() error {
 	}
 	return nil
 }
+
+// ValidateOptions reports what New would refuse in o without contacting the
+// IdP (`gatehouse check`, and the gateway before it starts retrying
+// discovery in the background).
+func ValidateOptions(o Options) error { return o.defaults() }
 
 // Tokens returns the token service the proxy uses.
 func (h *Handler) Tokens() *Tokens { return h.tokens }

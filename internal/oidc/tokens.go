@@ -155,7 +155,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 }
 
 func (t *Tokens) endSession(ctx context.Context, s *session.Session, reason string) {
-	if err := t.h.opts.Sessions.Delete(ctx, s.ID); err != nil {
+	if err := t.h.opts.Sessions.End(ctx, s.ID, session.EndRefreshFailed); err != nil {
 		t.h.log.ErrorContext(ctx, "delete session after failed refresh", "session", s.ID, "error", err)
 	}
 	_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventRefreshFailed, Outcome: audit.OutcomeFailure, Sub: s.Subject, Session: s.ID, Reason: reason})

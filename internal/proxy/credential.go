@@ -157,3 +157,15 @@ func (c *exchangeCache) forget(session string) {
 		}
 	}
 }
+
+// holds reports whether any token of a session is cached.
+func (c *exchangeCache) holds(session string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.entries {
+		if k.session == session {
+			return true
+		}
+	}
+	return false
+}

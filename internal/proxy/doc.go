@@ -3,9 +3,14 @@
 // session, policy, credential, audit) and forwards allowed requests with
 // strict header hygiene.
 //
-// Stage order (Proxy.ServeHTTP): clean path -> route (and method, upgrade,
-// declared body size) -> CSRF -> identify -> authorize -> credential ->
-// audit reserve -> forward -> audit commit. The route comes first because it
+// The stages are values (Route, CSRF, Identify, Custom, Authorize,
+// AttachCredential, Audit, Forward); a frontend's order is written once, in
+// internal/gateway/stages.go (Options.Stages; DefaultStages otherwise):
+// clean path -> route (and method, upgrade, declared body size) -> CSRF ->
+// identify -> [limit] -> authorize -> credential -> audit reserve -> forward
+// -> audit commit. Call runs the post-identify half for Go callers. Every
+// refusal is a *pipeline.Refusal, written, audited and counted by
+// refuse/account only. The route comes first because it
 // says whether a session is needed (anonymous) and whether the Origin check
 // replaces the CSRF header (WebSocket); CSRF comes before identify so a forged
 // request costs no session-store read. Nothing downstream is contacted before
@@ -14,6 +19,7 @@
 // Answers Gatehouse gives itself, always as JSON via apierror:
 //
 //	400 bad_path                    path cannot be cleaned unambiguously
+//	400 ambiguous_credentials       a session cookie and a non-cookie credential together
 //	401 unauthenticated             no valid session (Authenticator: ErrNoSession)
 //	401 session_expired             UserTokens refused to refresh (ErrNoSession)
 //	403 csrf_*                      CSRF header, Origin or Sec-Fetch-Site check failed

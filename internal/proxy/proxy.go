@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
 
@@ -40,6 +41,12 @@ type Options struct {
 	Exchanger Exchanger
 	// Auditor is required.
 	Auditor Auditor
+	// Stages is the request path, in order (internal/gateway/stages.go
+	// writes the frontend's). Default: DefaultStages(Authenticator).
+	Stages []Stage
+	// Counter counts refusals and upstream failures by code and route
+	// (optional).
+	Counter pipeline.Counter
 
 	// ExchangeSkew is how long before expiry a cached exchanged token is
 	// replaced (default 30s).
@@ -69,6 +76,9 @@ type Proxy struct {
 	exchanges *exchangeCache
 	prefixes  []string
 	buffers   bufferPool
+	stages    []Stage
+	// reqPool recycles the per-request state (one fewer allocation).
+	reqPool   sync.Pool
 	credNames map[string]struct{} // normalised header-credential names
 	// fwdHost is public_url's host, the only X-Forwarded-Host upstreams
 	// see: the Host header is the client's to choose.
@@ -105,6 +115,10 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		errs = append(errs, err)
 	}
 	p.csrf = csrf
+	p.stages = opts.Stages
+	if p.stages == nil {
+		p.stages = DefaultStages(opts.Authenticator)
+	}
 	if opts.Auditor == nil {
 		errs = append(errs, errors.New("no auditor: every decision must be audited"))
 	}
@@ -114,14 +128,14 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		base = http.DefaultTransport.(*http.Transport)
 	}
 	names := map[string]bool{}
-	for _, spec := range routes {
+	for i, spec := range routes {
 		rt, err := buildRoute(spec, &p.opts)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &RouteError{Index: i, Err: err})
 			continue
 		}
 		if names[rt.name] {
-			errs = append(errs, fmt.Errorf("route %q: name used twice", rt.name))
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: name used twice", rt.name)})
 			continue
 		}
 		names[rt.name] = true
@@ -130,12 +144,12 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			m = p.routes.prefix
 		}
 		if other, dup := m[rt.path]; dup {
-			errs = append(errs, fmt.Errorf("route %q: path %s is already routed to %q", rt.name, rt.path, other.name))
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: path %s is already routed to %q", rt.name, rt.path, other.name)})
 			continue
 		}
 		m[rt.path] = rt
-		if !rt.anonymous && opts.Authenticator == nil {
-			errs = append(errs, fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name))
+		if !rt.anonymous && opts.Authenticator == nil && opts.Stages == nil {
+			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name)})
 		}
 		if rt.credNorm != "" {
 			p.credNames[rt.credNorm] = struct{}{}
@@ -152,6 +166,20 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 	}
 	return p, nil
 }
+
+// RouteError is a problem with one route spec; Index is its place in the
+// list given to New, so callers can point at the route's position in the
+// configuration file.
+type RouteError struct {
+	Index int
+	Err   error
+}
+
+// Error returns the problem, naming the route.
+func (e *RouteError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying problem.
+func (e *RouteError) Unwrap() error { return e.Err }
 
 // mountPrefix is the first path segment of a route as a subtree pattern
 // ("/api/profile/" -> "/api/"), or the route path itself for a one-segment
@@ -173,6 +201,10 @@ func (p *Proxy) Prefixes() []string { return slices.Clone(p.prefixes) }
 // the session ends (logout, back-channel logout, revocation).
 func (p *Proxy) ForgetSession(sessionID string) { p.exchanges.forget(sessionID) }
 
+// ExchangeCached reports whether an exchanged token is cached for the
+// session (tests and diagnostics: every session end must drop them).
+func (p *Proxy) ExchangeCached(sessionID string) bool { return p.exchanges.holds(sessionID) }
+
 // Close releases idle upstream connections.
 func (p *Proxy) Close() {
 	for _, rt := range p.all {
@@ -180,131 +212,119 @@ func (p *Proxy) Close() {
 	}
 }
 
-// ServeHTTP runs the pipeline. Every check comes before any downstream is
-// contacted; the first one that fails answers with a JSON error.
+// ServeHTTP runs the stage list (Options.Stages). Every check comes before
+// any downstream is contacted; the first stage that refuses ends the
+// request, and its Refusal is written, audited and counted by refuse.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	ev := AuditEvent{Time: p.now(), Method: r.Method, ClientIP: p.clientIP(r), RequestID: newRequestID()}
-	w.Header()["X-Request-Id"] = []string{ev.RequestID}
-
-	// path: cleaned once; this exact path is matched, authorized and forwarded.
-	path, err := cleanPath(r.URL.EscapedPath(), p.opts.MaxPathLength)
-	if err != nil {
-		p.deny(ctx, w, &ev, http.StatusBadRequest, "bad_path", err.Error()+": request the canonical path")
-		return
+	x, _ := p.reqPool.Get().(*exchange)
+	if x == nil {
+		x = new(exchange)
 	}
-	ev.Path = path
-
-	// route: longest prefix; the query never takes part.
-	rt := p.routes.match(path)
-	if rt == nil {
-		p.deny(ctx, w, &ev, http.StatusNotFound, "no_route", "no API route matches this path")
-		return
-	}
-	ev.Route, ev.Credential, ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
-	if !slices.Contains(rt.methods, r.Method) {
-		w.Header().Set("Allow", rt.allow)
-		p.deny(ctx, w, &ev, http.StatusMethodNotAllowed, "method_not_allowed", "route "+rt.name+" allows "+rt.allow)
-		return
-	}
-	upgrade := hasUpgrade(r.Header)
-	if upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
-		p.deny(ctx, w, &ev, http.StatusForbidden, "upgrade_not_allowed", "route "+rt.name+" does not accept protocol upgrades")
-		return
-	}
-	if rt.maxBody >= 0 && r.ContentLength > rt.maxBody {
-		p.deny(ctx, w, &ev, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody))
-		return
-	}
-
-	// csrf: cookie-borne and anonymous requests alike.
-	if code, msg := p.csrf.check(r.Header, upgrade); code != "" {
-		p.deny(ctx, w, &ev, http.StatusForbidden, code, msg)
-		return
-	}
-
-	// identify: the session behind the cookie (anonymous routes have none).
-	var id *Identity
-	if !rt.anonymous {
-		id, err = p.opts.Authenticator.Authenticate(ctx, r)
-		switch {
-		case errors.Is(err, ErrNoSession) || (err == nil && id == nil):
-			p.deny(ctx, w, &ev, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
-			return
-		case err != nil:
-			p.log.ErrorContext(ctx, "session lookup failed", "route", rt.name, "err", err)
-			p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "session_unavailable", "the session store is unavailable; try again shortly")
-			return
+	x.w = w
+	x.req = pipeline.Request{HTTP: r, ID: newRequestID(), Start: p.now(), ClientIP: p.clientIP(r)}
+	x.req.Caller.IP = x.req.ClientIP
+	x.ev = AuditEvent{Time: x.req.Start, Method: r.Method, ClientIP: x.req.ClientIP, RequestID: x.req.ID}
+	w.Header()["X-Request-Id"] = []string{x.req.ID}
+	for _, s := range p.stages {
+		if ref := s.run(ctx, p, x); ref != nil {
+			p.refuse(ctx, w, &x.ev, ref, !x.noAudit)
+			break
 		}
-		ev.Subject, ev.SessionID = id.Subject, id.SessionID
 	}
+	*x = exchange{}
+	p.reqPool.Put(x)
+}
 
-	// authorize: the route's policy; errors deny.
-	in := AuthzInput{Route: rt.name, Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header,
-		Identity: id, ClientIP: ev.ClientIP, RequestID: ev.RequestID}
-	allow, err := rt.authz.Authorize(ctx, &in)
+// admit runs authorize, credential and the audit reservation for an
+// identified request (Call). On refusal, audit says whether the refusal can
+// still be recorded (not when the audit log itself refused).
+func (p *Proxy) admit(ctx context.Context, rt *route, ev *AuditEvent, in *AuthzInput, id *Identity) (cred secret.Secret, res Reservation, ref *pipeline.Refusal, audit bool) {
+	if ref = p.authorize(ctx, rt, ev, in); ref != nil {
+		return cred, nil, ref, true
+	}
+	if cred, ref = p.obtain(ctx, rt, id); ref != nil {
+		return cred, nil, ref, true
+	}
+	if res, ref = p.reserve(ctx, rt, ev); ref != nil {
+		return cred, nil, ref, false
+	}
+	return cred, res, nil, false
+}
+
+// authorize evaluates the route's policy; errors deny.
+func (p *Proxy) authorize(ctx context.Context, rt *route, ev *AuditEvent, in *AuthzInput) *pipeline.Refusal {
+	allow, err := rt.authz.Authorize(ctx, in)
 	ev.Reason = in.Reason
 	if err != nil {
 		p.log.ErrorContext(ctx, "policy evaluation failed", "route", rt.name, "err", err)
-		p.deny(ctx, w, &ev, http.StatusServiceUnavailable, "policy_unavailable", "the policy could not be evaluated; try again shortly")
-		return
+		return &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "policy_unavailable", Message: "the policy could not be evaluated; try again shortly", Err: err}
 	}
 	if !allow {
-		p.deny(ctx, w, &ev, http.StatusForbidden, "policy_denied", "the route's policy does not allow this request")
-		return
+		return &pipeline.Refusal{Status: http.StatusForbidden, Code: "policy_denied", Message: "the route's policy does not allow this request"}
 	}
-
-	// credential: exactly the route's one kind.
-	cred, err := p.credential(ctx, rt, id)
-	if err != nil {
-		if errors.Is(err, ErrNoSession) {
-			p.deny(ctx, w, &ev, http.StatusUnauthorized, "session_expired", "the session has ended; sign in again (/bff/login)")
-			return
-		}
-		code, msg := "credential_failed", "the route's credential could not be obtained"
-		var ce *credError
-		if errors.As(err, &ce) {
-			code, msg = ce.code, ce.msg
-		}
-		p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
-		p.deny(ctx, w, &ev, http.StatusBadGateway, code, msg)
-		return
-	}
-
-	// audit: reserved before forwarding, so nothing is served unaudited.
-	ev.Decision = "allow"
-	res, err := p.opts.Auditor.Reserve(ctx, &ev)
-	if err != nil {
-		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
-		ev.Decision = "deny"
-		writeError(w, &ev, http.StatusServiceUnavailable, "audit_unavailable", "the audit log is unavailable; try again shortly")
-		return
-	}
-
-	// forward, then complete the audit record with the outcome.
-	st := &forwarding{path: upstreamPath(rt, path), cred: cred, requestID: ev.RequestID, status: http.StatusBadGateway}
-	defer func() {
-		ev.Status, ev.Code = st.status, st.code
-		res.Commit(context.WithoutCancel(ctx), &ev)
-	}()
-	if rt.maxBody >= 0 && r.Body != nil && r.Body != http.NoBody {
-		st.limited = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}
-	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardingKey{}, st)))
+	return nil
 }
 
-// deny answers with an error and records the refusal.
-func (p *Proxy) deny(ctx context.Context, w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
+// obtain gets exactly the route's one credential.
+func (p *Proxy) obtain(ctx context.Context, rt *route, id *Identity) (secret.Secret, *pipeline.Refusal) {
+	cred, err := p.credential(ctx, rt, id)
+	if err == nil {
+		return cred, nil
+	}
+	if errors.Is(err, ErrNoSession) {
+		return cred, &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "session_expired", Message: "the session has ended; sign in again (/bff/login)", Err: err}
+	}
+	code, msg := "credential_failed", "the route's credential could not be obtained"
+	var ce *credError
+	if errors.As(err, &ce) {
+		code, msg = ce.code, ce.msg
+	}
+	p.log.ErrorContext(ctx, "credential failed", "route", rt.name, "code", code, "err", err)
+	p.upstreamFailed(rt.name, "credential")
+	return cred, &pipeline.Refusal{Status: http.StatusBadGateway, Code: code, Message: msg, Err: err}
+}
+
+// reserve reserves the audit record before forwarding, so nothing is
+// served unaudited.
+func (p *Proxy) reserve(ctx context.Context, rt *route, ev *AuditEvent) (Reservation, *pipeline.Refusal) {
+	ev.Decision = "allow"
+	res, err := p.opts.Auditor.Reserve(ctx, ev)
+	if err != nil {
+		p.log.ErrorContext(ctx, "audit reserve failed", "route", rt.name, "err", err)
+		return nil, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "audit_unavailable", Message: "the audit log is unavailable; try again shortly", Err: err}
+	}
+	return res, nil
+}
+
+// refuse writes a refusal and accounts for it.
+func (p *Proxy) refuse(ctx context.Context, w http.ResponseWriter, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
+	ref.Write(w)
+	p.account(ctx, ev, ref, audit)
+}
+
+// account is the one place a refusal is audited and counted, whether it
+// was answered over HTTP (refuse) or returned to Go code (Call). audit is
+// false only when the audit log itself refused (audit_unavailable).
+func (p *Proxy) account(ctx context.Context, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
 	ev.Decision = "deny"
-	writeError(w, ev, status, code, msg)
+	ev.Status, ev.Code = ref.Status, ref.Code
+	if p.opts.Counter != nil {
+		p.opts.Counter.Refused(ev.Route, ref.Code, ref.Status)
+	}
+	if !audit {
+		return
+	}
 	if err := p.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
 		p.log.ErrorContext(ctx, "audit record failed", "route", ev.Route, "err", err)
 	}
 }
 
-func writeError(w http.ResponseWriter, ev *AuditEvent, status int, code, msg string) {
-	ev.Status, ev.Code = status, code
-	apierror.Write(w, status, code, msg)
+// upstreamFailed counts a failed upstream round trip or credential.
+func (p *Proxy) upstreamFailed(route, kind string) {
+	if p.opts.Counter != nil {
+		p.opts.Counter.UpstreamError(route, kind)
+	}
 }
 
 // clientIP is the peer's address, or, when the peer is a trusted proxy, the
@@ -502,24 +522,30 @@ func modifyResponse(rt *route, res *http.Response) error {
 // upstreamError answers for a request whose forwarding failed.
 func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request, err error) {
 	st := forwardingOf(r.Context())
-	status, code, msg := http.StatusBadGateway, "upstream_unavailable", "the upstream of route "+rt.name+" could not be reached"
+	// kind is the upstream-failure metric's label; "" when the upstream is
+	// not at fault (the client went away, or sent too much).
+	status, code, kind, msg := http.StatusBadGateway, "upstream_unavailable", "unavailable", "the upstream of route "+rt.name+" could not be reached"
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
 	case errors.Is(err, errUpstreamUnauthorized):
-		code, msg = "upstream_unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
+		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
-		status, code, msg = http.StatusForbidden, "upstream_forbidden", "the upstream of route "+rt.name+" refused the request"
+		status, code, kind, msg = http.StatusForbidden, "upstream_forbidden", "forbidden", "the upstream of route "+rt.name+" refused the request"
 	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
-		status, code, msg = http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
+		status, code, kind, msg = http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
-		code, msg = "client_closed_request", "the client closed the request"
+		code, kind, msg = "client_closed_request", "", "the client closed the request"
 	case errors.As(err, &netErr) && netErr.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		status, code, msg = http.StatusGatewayTimeout, "upstream_timeout", "the upstream of route "+rt.name+" did not answer in time"
+		status, code, kind, msg = http.StatusGatewayTimeout, "upstream_timeout", "timeout", "the upstream of route "+rt.name+" did not answer in time"
 	}
-	if code != "client_closed_request" && code != "body_too_large" {
+	if kind != "" {
 		p.log.WarnContext(r.Context(), "upstream request failed", "route", rt.name, "code", code, "err", err)
+		p.upstreamFailed(rt.name, kind)
+	}
+	if p.opts.Counter != nil {
+		p.opts.Counter.Refused(rt.name, code, status)
 	}
 	if st != nil {
 		st.status, st.code = status, code

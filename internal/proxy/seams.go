@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
 
@@ -20,19 +21,10 @@ import (
 // wrapped); the proxy answers 401. Any other error means a dependency is down.
 var ErrNoSession = errors.New("no valid session")
 
-// Identity is the signed-in user a request acts for.
-type Identity struct {
-	// SessionID is Gatehouse's public session identifier (never the cookie
-	// handle). It keys the token-exchange cache and appears in audit records.
-	SessionID string
-	// Subject is the user's sub claim.
-	Subject string
-	// Claims are the ID token claims merged with userinfo claims.
-	Claims map[string]any
-	// Session is opaque to the proxy and handed back to UserTokens, so the
-	// session package can carry whatever it needs (e.g. its loaded record).
-	Session any
-}
+// Identity is the caller a request acts for: the typed pipeline.Caller
+// (SessionID keys the token-exchange cache and appears in audit records;
+// Session and Handle are the loaded session, handed back to UserTokens).
+type Identity = pipeline.Caller
 
 // Authenticator finds the session a request carries (its cookie). It must
 // not modify the request.

@@ -235,6 +235,9 @@ func (s *BoltStore) Get(_ context.Context, id string) (Record, error) {
 			return err
 		}
 		if !live {
+			if r.ID != "" {
+				return errExpiredRecord
+			}
 			return ErrNotFound
 		}
 		out = r

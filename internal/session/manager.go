@@ -95,6 +95,7 @@ type Manager struct {
 	origin string // identifies this Manager's own invalidation messages
 
 	available atomic.Bool
+	ends      endHooks
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -265,9 +266,13 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 		// later activity, so ask the store before giving up.
 		m.cache.drop(id)
 	}
-	rec, gen, err := m.read(ctx, id)
-	s, err := m.decode(ctx, h, rec, err)
+	rec, gen, rerr := m.read(ctx, id)
+	s, err := m.decode(ctx, h, rec, rerr)
 	if err != nil {
+		if errors.Is(rerr, errExpiredRecord) {
+			// The store still held it past its expiry: noticed here first.
+			m.expired(ctx, id)
+		}
 		return nil, err
 	}
 	e = newEntry(h, s, now)
@@ -275,6 +280,7 @@ func (m *Manager) Load(ctx context.Context, h Handle, slide bool) (*Session, err
 	if err != nil || !ok {
 		if err == nil {
 			err = ErrNotFound
+			m.expired(ctx, id)
 		}
 		return nil, err
 	}
@@ -467,63 +473,25 @@ func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
 	return nil
 }
 
-// Delete ends the session with public id id. Deleting a session that no
-// longer exists is not an error.
+// Delete ends the session with public id id (cause EndDeleted; prefer End
+// with the real cause). Deleting a session that no longer exists is not an
+// error.
 func (m *Manager) Delete(ctx context.Context, id string) error {
-	m.cache.drop(id)
-	if _, err := m.store.Delete(ctx, id); err != nil {
-		return m.storeErr(ctx, "delete session", err)
-	}
-	m.cache.drop(id)
-	m.publish(ctx, id)
-	return nil
+	return m.End(ctx, id, EndDeleted)
 }
 
-// DeleteBySubject ends every session of subject sub and returns how many.
-//
-// A Manager of a frontend (Options.Frontend) ends only that frontend's
-// sessions: subjects are issued by each frontend's own IdP, so the same sub
-// at another frontend may be another person.
+// DeleteBySubject ends every session of subject sub and returns how many
+// (cause EndDeleted; prefer EndBySubject).
 func (m *Manager) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	if m.frontend != "" {
-		recs, err := m.store.ListBySubject(ctx, sub)
-		if err != nil {
-			return 0, m.storeErr(ctx, "delete sessions by subject", err)
-		}
-		n := 0
-		for _, r := range recs {
-			if r.Frontend != m.frontend {
-				continue
-			}
-			if err := m.Delete(ctx, r.ID); err != nil {
-				return n, err
-			}
-			n++
-		}
-		return n, nil
-	}
-	ids, err := m.store.DeleteBySubject(ctx, sub)
-	if err != nil {
-		return 0, m.storeErr(ctx, "delete sessions by subject", err)
-	}
-	m.cache.drop(ids...)
-	m.publish(ctx, ids...)
-	return len(ids), nil
+	ids, err := m.EndBySubject(ctx, sub, EndDeleted)
+	return len(ids), err
 }
 
-// DeleteByIdPSession ends every session with the IdP session id sid (the
-// "sid" of a back-channel logout token) and returns how many.
+// DeleteByIdPSession ends every session with the IdP session id sid and
+// returns how many (cause EndDeleted; prefer EndByIdPSession).
 func (m *Manager) DeleteByIdPSession(ctx context.Context, sid string) (int, error) {
-	if sid == "" {
-		return 0, errors.New("delete sessions by IdP session: empty sid")
-	}
-	ids, err := m.store.DeleteByIdPSession(ctx, sid)
-	if err != nil {
-		return 0, m.storeErr(ctx, "delete sessions by IdP session", err)
-	}
-	m.cache.drop(ids...)
-	m.publish(ctx, ids...)
-	return len(ids), nil
+	ids, err := m.EndByIdPSession(ctx, sid, EndDeleted)
+	return len(ids), err
 }
 
 // List returns the live sessions of subject sub, oldest first.
@@ -672,9 +640,13 @@ func (m *Manager) publish(ctx context.Context, ids ...string) {
 }
 
 func (m *Manager) onInvalidation(msg string) {
-	origin, ids, ok := strings.Cut(msg, "\x00")
+	origin, rest, ok := strings.Cut(msg, "\x00")
 	if !ok || origin == m.origin {
 		return
 	}
-	m.cache.drop(strings.Split(ids, "\x00")...)
+	ids, cause := parseInvalidation(rest)
+	m.cache.drop(ids...)
+	if cause != "" {
+		m.ended(context.Background(), cause, true, ids...)
+	}
 }

@@ -134,8 +134,12 @@ func (s *MemoryStore) Get(_ context.Context, id string) (Record, error) {
 	if s.closed {
 		return Record{}, errClosed
 	}
+	_, held := s.recs[id]
 	r, ok := s.liveLocked(id, s.now())
 	if !ok {
+		if held {
+			return Record{}, errExpiredRecord
+		}
 		return Record{}, ErrNotFound
 	}
 	return cloneRecord(r), nil

@@ -323,7 +323,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, err
 	}
 	if !s.now().Before(r.Expires()) {
-		return Record{}, ErrNotFound
+		return Record{}, errExpiredRecord
 	}
 	return r, nil
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -46,6 +47,11 @@ var (
 	// absolute), revoked, or a record that does not decrypt with the handle's
 	// key (tampered). Callers answer 401.
 	ErrNotFound = errors.New("session not found or expired")
+
+	// errExpiredRecord is the ErrNotFound a store returns for a record it
+	// still holds past its expiry, so the Manager can report the end
+	// (OnEnd, EndExpired). It matches ErrNotFound.
+	errExpiredRecord = fmt.Errorf("%w (expired)", ErrNotFound)
 
 	// ErrUnavailable means the session store cannot be reached. Callers answer
 	// 503; the Manager recovers by itself when the store returns.

@@ -20,6 +20,7 @@ type Metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	upstreamErrors *prometheus.CounterVec
+	refusals       *prometheus.CounterVec
 	events         *prometheus.CounterVec
 	// client labels what this view records (see For); "" for the
 	// process-wide view.
@@ -53,11 +54,15 @@ func NewMetrics() *Metrics {
 		Name: "gatehouse_upstream_errors_total",
 		Help: "Failed upstream round trips, by frontend (client), route and kind (unreachable, timeout, credential).",
 	}, []string{"client", "route", "kind"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_refusals_total",
+		Help: "Requests Gatehouse refused, by frontend (client), route and stable error code (e.g. csrf_header_missing, audit_unavailable).",
+	}, []string{"client", "route", "code"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_security_events_total",
 		Help: "Security events (login, logout, token_refresh, ...), by frontend (client; empty for process-wide events), event and outcome.",
 	}, []string{"client", "event", "outcome"})
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.events,
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.refusals, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +94,18 @@ func (m *Metrics) UpstreamError(route, kind string) {
 		return
 	}
 	m.upstreamErrors.WithLabelValues(m.client, route, kind).Inc()
+}
+
+// Refused counts a refusal by its stable code (pipeline.Counter). status is
+// already counted by ObserveRequest.
+func (m *Metrics) Refused(route, code string, _ int) {
+	if m == nil {
+		return
+	}
+	if route == "" {
+		route = "none"
+	}
+	m.refusals.WithLabelValues(m.client, route, code).Inc()
 }
 
 // Event counts a security event.

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// request describes one request of a workload; the generator turns it into
+// an *http.Request for whichever target is measured.
+type request struct {
+	method string
+	path   string
+	cookie string
+	body   []byte
+}
+
+// workload picks the next request for a worker.
+type workload func(rnd *rand.Rand) request
+
+// round is one measured period against one target.
+type round struct {
+	target                  string
+	requests, errors, non2x int64
+	elapsed                 time.Duration
+	latencies               []time.Duration
+	upConns, upReqs         int64
+	before, after           procStats
+}
+
+// drive runs a closed loop of conns workers against base for d and returns
+// what it measured. Every worker has its own connection (MaxConnsPerHost).
+func drive(ctx context.Context, e *environment, target *child, conns int, d time.Duration, w workload) (round, error) {
+	tr := &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	// Warm up: connections open, caches filled, JIT-free but GC settled.
+	warm, cancelWarm := context.WithTimeout(ctx, 500*time.Millisecond)
+	_ = loop(warm, client, target.url, conns, w, nil)
+	cancelWarm()
+
+	before, err := scrape(ctx, target.metrics)
+	if err != nil {
+		return round{}, fmt.Errorf("metrics of %s: %w", target.name, err)
+	}
+	upC, upR := e.upstream.conns.Load(), e.upstream.reqs.Load()
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	start := time.Now()
+	r := round{target: target.name}
+	lats := loop(runCtx, client, target.url, conns, w, &r)
+	r.elapsed = time.Since(start)
+	cancel()
+	r.upConns, r.upReqs = e.upstream.conns.Load()-upC, e.upstream.reqs.Load()-upR
+	if r.after, err = scrape(ctx, target.metrics); err != nil {
+		return round{}, fmt.Errorf("metrics of %s: %w", target.name, err)
+	}
+	r.before = before
+	r.latencies = lats
+	return r, ctx.Err()
+}
+
+type workerResult struct {
+	lats                    []time.Duration
+	requests, errors, non2x int64
+}
+
+func loop(ctx context.Context, client *http.Client, base string, conns int, w workload, r *round) []time.Duration {
+	results := make([]workerResult, conns)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(i)+1, 7))
+			res := &results[i]
+			res.lats = make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil {
+				q := w(rnd)
+				var body io.Reader
+				if q.body != nil {
+					body = bytes.NewReader(q.body)
+				}
+				req, _ := http.NewRequest(q.method, base+q.path, body)
+				req.Header.Set("X-CSRF", "1")
+				if q.cookie != "" {
+					req.Header.Set("Cookie", q.cookie)
+				}
+				if q.body != nil {
+					req.Header.Set("Content-Type", "application/json")
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						res.errors++
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if ctx.Err() != nil {
+					break // the round ended mid-request: not counted
+				}
+				res.lats = append(res.lats, time.Since(t0))
+				res.requests++
+				if resp.StatusCode/100 != 2 {
+					res.non2x++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, res := range results {
+		all = append(all, res.lats...)
+		if r != nil {
+			r.requests += res.requests
+			r.errors += res.errors
+			r.non2x += res.non2x
+		}
+	}
+	return all
+}
+
+// summary merges a target's rounds.
+type summary struct {
+	Target       string    `json:"target"`
+	Requests     int64     `json:"requests"`
+	Errors       int64     `json:"errors"`
+	Non2xx       int64     `json:"non_2xx"`
+	RPS          float64   `json:"requests_per_second"`
+	P50us        float64   `json:"p50_us"`
+	P99us        float64   `json:"p99_us"`
+	P999us       float64   `json:"p999_us"`
+	CPUusPerReq  float64   `json:"cpu_us_per_request"`
+	AllocsPerReq float64   `json:"allocs_per_request"`
+	ReqPerUpConn float64   `json:"requests_per_upstream_connection"`
+	RSSBytes     float64   `json:"rss_bytes"`
+	Goroutines   float64   `json:"goroutines"`
+	RoundsRPS    []float64 `json:"rounds_rps"`
+	latencies    []time.Duration
+}
+
+func summarize(target string, rounds []round) summary {
+	s := summary{Target: target}
+	var elapsed time.Duration
+	var cpu, mallocs float64
+	var upConns, upReqs int64
+	for _, r := range rounds {
+		s.Requests += r.requests
+		s.Errors += r.errors
+		s.Non2xx += r.non2x
+		elapsed += r.elapsed
+		cpu += r.after.cpuSeconds - r.before.cpuSeconds
+		mallocs += r.after.mallocs - r.before.mallocs
+		upConns += r.upConns
+		upReqs += r.upReqs
+		s.latencies = append(s.latencies, r.latencies...)
+		s.RSSBytes = r.after.rss
+		s.Goroutines = r.after.goroutines
+		s.RoundsRPS = append(s.RoundsRPS, float64(r.requests)/r.elapsed.Seconds())
+	}
+	if s.Requests == 0 {
+		return s
+	}
+	s.RPS = float64(s.Requests) / elapsed.Seconds()
+	slices.Sort(s.latencies)
+	s.P50us = pct(s.latencies, 0.50)
+	s.P99us = pct(s.latencies, 0.99)
+	s.P999us = pct(s.latencies, 0.999)
+	s.CPUusPerReq = cpu * 1e6 / float64(s.Requests)
+	s.AllocsPerReq = mallocs / float64(s.Requests)
+	if upConns > 0 {
+		s.ReqPerUpConn = float64(upReqs) / float64(upConns)
+	}
+	return s
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i]) / float64(time.Microsecond)
+}
+
+func runtimeCPUs() int { return runtime.NumCPU() }

@@ -1,0 +1,125 @@
+package config_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/gateway"
+)
+
+// agreeBase is a valid file; cases append to it. Its routes start at line 9.
+const agreeBase = `public_url: https://app.example.com
+identity:
+  issuer: https://idp.example.com
+  client_id: web
+  client_secret: ${env:GH_TEST_CLIENT_SECRET}
+audit:
+  sink: file
+  path: audit.jsonl
+`
+
+func agreeRoute(upstream, credential string) string {
+	return "routes:\n  - name: a\n    path: /api/a/\n    upstream: " + upstream + "\n    credential: " + credential + "\n"
+}
+
+// TestCheckAndServeAgree: every configuration in the corpus is refused by
+// both `gatehouse check` (config.Load + gateway.Check) and serve
+// (config.Load + gateway.New, everything but binding listeners and
+// contacting the IdP), or accepted by both. The cases serve used to refuse
+// after check accepted them are refused by check at file:line.
+func TestCheckAndServeAgree(t *testing.T) {
+	t.Setenv("GH_TEST_CLIENT_SECRET", "test-client-secret-value")
+	t.Setenv("GH_TEST_SHORT", "too-short")
+	type tc struct {
+		src     string
+		wantPos string // for the named fixes: check's error names this file:line
+	}
+	corpus := map[string]tc{
+		"valid":                              {src: agreeBase + agreeRoute("http://a.internal/v1/", "user_token")},
+		"valid, several routes":              {src: agreeBase + agreeRoute("http://a.internal/", "none") + "  - name: b\n    path: /api/b/\n    upstream: https://b.internal/\n    credential: { token_exchange: { audience: b } }\n"},
+		"header credential X-Access-Token":   {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Access-Token, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:10:"},
+		"header credential X-Forwarded-User": {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Forwarded-User, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:14:"},
+		"upstream path /a%2Fb/":              {src: agreeBase + agreeRoute("http://a.internal/a%2Fb/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a/../b/":             {src: agreeBase + agreeRoute("http://a.internal/a/../b/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a//b/":               {src: agreeBase + agreeRoute("http://a.internal/a//b/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a;b/":                {src: agreeBase + agreeRoute("http://a.internal/a;b/", "none"), wantPos: "g.yaml:10:"},
+		"https without __Host-":              {src: agreeBase + "session:\n  cookie_name: sid\n", wantPos: "g.yaml:10:"},
+		"https with __Secure-":               {src: agreeBase + "session:\n  cookie_name: __Secure-sid\n", wantPos: "g.yaml:10:"},
+	}
+	bad, err := os.ReadFile("../../examples/bad.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	corpus["examples/bad.yaml"] = tc{src: string(bad)}
+	for name, src := range config.ErrorTestInputs() {
+		corpus["error test: "+name] = tc{src: src}
+	}
+	posRE := regexp.MustCompile(`g\.yaml:\d+: `)
+	for name, c := range corpus {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "g.yaml")
+			if err := os.WriteFile(path, []byte(c.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			checkErr := check(path)
+			serveErr := serve(t, path)
+			if (checkErr == nil) != (serveErr == nil) {
+				t.Fatalf("check and serve disagree:\ncheck: %v\nserve: %v", checkErr, serveErr)
+			}
+			if c.wantPos != "" {
+				if checkErr == nil || !strings.Contains(checkErr.Error(), c.wantPos) {
+					t.Fatalf("check: %v; want a problem at %s", checkErr, c.wantPos)
+				}
+			}
+			if checkErr != nil && !posRE.MatchString(checkErr.Error()) {
+				t.Errorf("check's refusal names no file:line: %v", checkErr)
+			}
+		})
+	}
+}
+
+func check(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	return gateway.Check(cfg)
+}
+
+// serve builds the gateway as `gatehouse serve` does, on loopback
+// listeners, then stops it at once (releasing its files).
+func serve(t *testing.T, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	var lns [2]net.Listener
+	for i := range lns {
+		if lns[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg, gateway.Options{Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard,
+		PublicListener: lns[0], AdminListener: lns[1]})
+	if err != nil {
+		cancel()
+		lns[0].Close()
+		lns[1].Close()
+		return err
+	}
+	cancel()
+	if err := g.Run(ctx); err != nil {
+		t.Logf("run: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+package gateway
+
+import (
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+)
+
+// The OIDC client's fallbacks are the configuration's defaults: a default
+// means one thing whichever package applies it. (config cannot import the
+// stage packages, so the values are pinned here.)
+func TestDefaultsAgree(t *testing.T) {
+	if oidc.DefaultRefreshBeforeExpiry != config.DefaultRefreshBeforeExpiry {
+		t.Errorf("refresh_before_expiry: oidc %v, config %v", oidc.DefaultRefreshBeforeExpiry, config.DefaultRefreshBeforeExpiry)
+	}
+	if oidc.DefaultCSRFHeader != config.DefaultCSRFHeader {
+		t.Errorf("csrf.header: oidc %q, config %q", oidc.DefaultCSRFHeader, config.DefaultCSRFHeader)
+	}
+}
