@@ -26,9 +26,13 @@ const (
 	DefaultBoltPath       = "data/sessions.db" // relative to the config file
 	DefaultRedisKeyPrefix = "gatehouse:"
 	DefaultCookieName     = "__Host-gatehouse"
-	// DefaultPathCookieName is the default for a path-bound frontend
-	// (public_url with a path), where __Host- is impossible.
-	DefaultPathCookieName      = "__Secure-gatehouse"
+	// DefaultPathCookiePrefix, then the client name, is the default cookie
+	// name of a path-bound frontend (public_url with a path), where __Host-
+	// is impossible: "__Secure-gatehouse-shop". The client name keeps it
+	// apart from a root frontend's cookie on the same host (which the
+	// browser also sends under the prefix), in development too, where the
+	// __Host-/__Secure- prefixes are dropped.
+	DefaultPathCookiePrefix = "__Secure-gatehouse-"
 	DefaultIdleTimeout         = 30 * time.Minute
 	DefaultAbsoluteTimeout     = 12 * time.Hour
 	DefaultRefreshBeforeExpiry = 30 * time.Second
@@ -397,7 +401,7 @@ func (d *decoder) sessionCookie(c *Config, f *fields) {
 	if c.PathPrefix() != "" {
 		// A path-bound frontend's cookie has Path=<prefix>, which the
 		// __Host- prefix forbids (RFC 6265bis §4.1.3.2).
-		s.CookieName = DefaultPathCookieName
+		s.CookieName = DefaultPathCookiePrefix + c.Client
 	}
 	s.SameSite = http.SameSiteStrictMode
 	s.IdleTimeout, s.AbsoluteTimeout = DefaultIdleTimeout, DefaultAbsoluteTimeout
@@ -464,11 +468,14 @@ func (d *decoder) sessionCookie(c *Config, f *fields) {
 		prefixed := stripCookiePrefix(s.CookieName) != s.CookieName
 		switch {
 		case c.PathPrefix() != "" && strings.HasPrefix(strings.ToLower(s.CookieName), "__host-"):
-			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "%s is impossible for a path-bound frontend: public_url has the path %s, so the cookie has Path=%s, and browsers drop __Host- cookies whose Path is not /; use the __Secure- prefix (the default here is %s)", quote(s.CookieName), c.PathPrefix(), c.PathPrefix(), DefaultPathCookieName)
+			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "%s is impossible for a path-bound frontend: public_url has the path %s, so the cookie has Path=%s, and browsers drop __Host- cookies whose Path is not /; use the __Secure- prefix (the default here is %s)", quote(s.CookieName), c.PathPrefix(), c.PathPrefix(), DefaultPathCookiePrefix+c.Client)
 		case c.Development() && prefixed:
 			d.warnf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "public_url is plain http, so the cookie is named %s (browsers refuse the %s prefix without https); development only", stripCookiePrefix(s.CookieName), strings.TrimSuffix(s.CookieName, stripCookiePrefix(s.CookieName)))
+		case c.PathPrefix() != "" && !c.Development() && !strings.HasPrefix(s.CookieName, "__Secure-"):
+			// Path-bound: __Host- is impossible (see above); __Secure- is the
+			// best available, and the OIDC client requires it.
+			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "a path-bound frontend on https needs a cookie named __Secure-… (__Host- is impossible with Path=%s); use __Secure-%s", c.PathPrefix(), stripCookiePrefix(s.CookieName))
 		case c.PathPrefix() != "":
-			// Path-bound: __Host- is impossible (see above); __Secure- is the best available.
 		case !c.Development() && !strings.HasPrefix(s.CookieName, "__Host-"):
 			// Refused, not warned: the OIDC client refuses it too, and a
 			// config `check` accepts must start (issue 9).

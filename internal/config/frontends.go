@@ -109,6 +109,7 @@ func (d *decoder) checkFrontends(fs []*Config, list *yaml.Node) {
 	for _, fc := range fs {
 		if prev := byName[fc.Client]; prev != nil {
 			d.errf(firstNode(fc.clientNode, list), fc.Key+".client", "client name %s is already used by %s; every frontend needs its own name (it is its identity in sessions, audit records, metrics and policies)", quote(fc.Client), prev.Key)
+			d.problems[len(d.problems)-1].Frontend = fc.Client
 		} else {
 			byName[fc.Client] = fc
 		}
@@ -118,6 +119,7 @@ func (d *decoder) checkFrontends(fs []*Config, list *yaml.Node) {
 		bind := fc.PublicURL.Host + fc.PathPrefix()
 		if prev := byBind[bind]; prev != nil {
 			d.errf(fc.urlNode, fc.Key+".public_url", "%s is already claimed by %s (%s); two frontends cannot be bound to the same host and path prefix", quote(fc.PublicURL.String()), prev.Key, prev.Client)
+			d.problems[len(d.problems)-1].Frontend = fc.Client
 		} else {
 			byBind[bind] = fc
 		}
@@ -131,6 +133,7 @@ func (d *decoder) checkFrontends(fs []*Config, list *yaml.Node) {
 				continue
 			}
 			d.errf(b.urlNode, b.Key+".session.cookie_name", "%s and %s are on the same host and both name their session cookie %s: the browser would send %s's cookie to %s too; give one of them another session.cookie_name", a.Client, b.Client, a.EffectiveCookieName(), shorter(a, b).Client, longer(a, b).Client)
+			d.problems[len(d.problems)-1].Frontend = b.Client
 		}
 	}
 }

@@ -58,7 +58,7 @@ func TestFrontendsFormGivesOneConfigPerFrontend(t *testing.T) {
 	}{
 		{"web", "https://app.example.com", "", "__Host-gatehouse", "/", "frontends[0]", "10m0s", 1},
 		{"partners", "https://partners.example.com", "", "__Host-gatehouse", "/", "frontends[1]", "30m0s", 1},
-		{"shop", "https://app.example.com/shop", "/shop", "__Secure-gatehouse", "/shop", "frontends[2]", "30m0s", 0},
+		{"shop", "https://app.example.com/shop", "/shop", "__Secure-gatehouse-shop", "/shop", "frontends[2]", "30m0s", 0},
 	}
 	for i, tt := range tests {
 		f := fs[i]
