@@ -32,7 +32,7 @@ const (
 	// apart from a root frontend's cookie on the same host (which the
 	// browser also sends under the prefix), in development too, where the
 	// __Host-/__Secure- prefixes are dropped.
-	DefaultPathCookiePrefix = "__Secure-gatehouse-"
+	DefaultPathCookiePrefix    = "__Secure-gatehouse-"
 	DefaultIdleTimeout         = 30 * time.Minute
 	DefaultAbsoluteTimeout     = 12 * time.Hour
 	DefaultRefreshBeforeExpiry = 30 * time.Second
