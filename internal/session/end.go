@@ -127,7 +127,7 @@ func (m *Manager) EndByIdPSession(ctx context.Context, sid string, cause EndCaus
 	if sid == "" {
 		return nil, errors.New("delete sessions by IdP session: empty sid")
 	}
-	ids, err := m.store.DeleteByIdPSession(ctx, sid)
+	ids, err := m.store.DeleteByIdPSession(ctx, storedSID(sid, m.frontend))
 	if err != nil {
 		return nil, m.storeErr(ctx, "delete sessions by IdP session", err)
 	}

@@ -53,7 +53,7 @@ func TestFrontendsNeverAcceptEachOthersSessions(t *testing.T) {
 				return m
 			}
 			web, partners, legacy := mk("web"), mk("partners"), mk("")
-			h, err := web.Create(ctx, &session.Session{Subject: "alice", AccessToken: secret.New("at-web")})
+			h, err := web.Create(ctx, &session.Session{Subject: "alice", IdPSessionID: "idp-sid-1", AccessToken: secret.New("at-web")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,17 +74,36 @@ func TestFrontendsNeverAcceptEachOthersSessions(t *testing.T) {
 			if err != nil || s.AccessToken.Reveal() != "at-web" {
 				t.Fatalf("web lost its own session: %v", err)
 			}
+			// A back-channel logout at one frontend for the same IdP
+			// session id (another IdP may issue it too) ends nothing of the
+			// other's.
+			if ids, err := partners.EndByIdPSession(ctx, "idp-sid-1", session.EndBackchannel); err != nil || len(ids) != 0 {
+				t.Fatalf("partners.EndByIdPSession = %v, %v; want nothing ended", ids, err)
+			}
+			if s, err := web.Load(ctx, same, false); err != nil || s.IdPSessionID != "idp-sid-1" {
+				t.Fatalf("web's session after partners' back-channel logout: %+v, %v", s, err)
+			}
 			// Revocation by subject at one frontend leaves the other's
 			// sessions alone (each frontend's IdP issues its own subjects).
 			if n, err := partners.DeleteBySubject(ctx, "alice"); err != nil || n != 0 {
 				t.Fatalf("partners.DeleteBySubject = %d, %v; want 0", n, err)
 			}
 			infos, err := partners.List(ctx, "alice")
-			if err != nil || len(infos) != 1 || infos[0].Frontend != "web" {
+			if err != nil || len(infos) != 1 || infos[0].Frontend != "web" || infos[0].IdPSessionID != "idp-sid-1" {
 				t.Fatalf("List = %+v, %v; want web's session, named as web's", infos, err)
+			}
+			if ids, err := web.EndByIdPSession(ctx, "idp-sid-1", session.EndBackchannel); err != nil || len(ids) != 1 {
+				t.Fatalf("web.EndByIdPSession = %v, %v; want its session ended", ids, err)
+			}
+			h2, err := web.Create(ctx, &session.Session{Subject: "alice"})
+			if err != nil {
+				t.Fatal(err)
 			}
 			if n, err := web.DeleteBySubject(ctx, "alice"); err != nil || n != 1 {
 				t.Fatalf("web.DeleteBySubject = %d, %v; want 1", n, err)
+			}
+			if _, err := web.Load(ctx, h2, false); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("web session after DeleteBySubject: %v", err)
 			}
 		})
 	}

@@ -232,7 +232,7 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
 
 func (m *Manager) recordOf(s *Session, sealed []byte) Record {
 	return Record{
-		ID: s.ID, Subject: s.Subject, IdPSessionID: s.IdPSessionID, Frontend: m.frontend,
+		ID: s.ID, Subject: s.Subject, IdPSessionID: storedSID(s.IdPSessionID, m.frontend), Frontend: m.frontend,
 		Created: s.Created, LastSeen: s.LastSeen, IdleExpiry: s.IdleExpiry, AbsoluteExpiry: s.AbsoluteExpiry,
 		Sealed: sealed,
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -57,6 +58,28 @@ func additionalData(id, sub, sid, frontend string) []byte {
 	}
 	return b
 }
+
+// storedSID is the IdP session id as a frontend's record stores it: with
+// the frontend's name in front, so that a back-channel logout at one
+// frontend (whose IdP issued the sid) ends no other frontend's sessions,
+// even should another IdP issue the same sid. The one-frontend form
+// (frontend "") stores it as is.
+func storedSID(sid, frontend string) string {
+	if sid == "" || frontend == "" {
+		return sid
+	}
+	return frontend + sidSep + sid
+}
+
+// idpSID is storedSID's inverse.
+func idpSID(stored, frontend string) string {
+	if frontend == "" {
+		return stored
+	}
+	return strings.TrimPrefix(stored, frontend+sidSep)
+}
+
+const sidSep = "\x1f"
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
@@ -115,14 +138,15 @@ func openFor(h Handle, rec Record, frontend string) (*Session, error) {
 	if len(rec.Sealed) < 1+ns+aead.Overhead() || rec.Sealed[0] != sealVersion {
 		return nil, ErrNotFound
 	}
-	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, rec.IdPSessionID, frontend))
+	sid := idpSID(rec.IdPSessionID, frontend)
+	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, sid, frontend))
 	if err != nil {
 		return nil, ErrNotFound
 	}
 	var p payload
 	err = json.Unmarshal(pt, &p)
 	clear(pt)
-	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != rec.IdPSessionID {
+	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != sid {
 		return nil, ErrNotFound
 	}
 	return &Session{

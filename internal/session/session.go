@@ -93,7 +93,7 @@ func (r Record) Expires() time.Time {
 }
 
 func (r Record) info() Info {
-	return Info{ID: r.ID, Subject: r.Subject, IdPSessionID: r.IdPSessionID, Frontend: r.Frontend,
+	return Info{ID: r.ID, Subject: r.Subject, IdPSessionID: idpSID(r.IdPSessionID, r.Frontend), Frontend: r.Frontend,
 		Created: r.Created, LastSeen: r.LastSeen, IdleExpiry: r.IdleExpiry, AbsoluteExpiry: r.AbsoluteExpiry}
 }
 
