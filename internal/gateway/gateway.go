@@ -93,9 +93,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 			_ = g.close()
 		}
 	}()
-	if err := checkSupported(cfg); err != nil {
-		return nil, err
-	}
 	for _, w := range cfg.Warnings() {
 		g.log.Warn("configuration warning", "problem", w.String())
 	}
@@ -139,11 +136,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	return g, nil
-}
-
-// checkSupported refuses what this build cannot serve yet.
-func checkSupported(cfg *config.Config) error {
-	return nil
 }
 
 // urlString is u as text, or "" when it is not set.

@@ -284,9 +284,6 @@ func flatten(err error) []error {
 // frontend). `gatehouse check` calls it, so check and serve agree.
 func Check(cfg *config.Config) error {
 	g := &Gateway{cfg: cfg, log: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}, metrics: telemetry.NewMetrics()}
-	if err := checkSupported(cfg); err != nil {
-		return err
-	}
 	var probs config.Errors
 	for _, fc := range cfg.Frontends() {
 		err := checkFrontend(g, fc)

@@ -152,9 +152,6 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if ps := restartRequired(g.cfg, cfg); len(ps) > 0 {
 		return g.rejectReload(ctx, hash, ps)
 	}
-	if err := checkSupported(cfg); err != nil {
-		return g.rejectReload(ctx, hash, problemLines(err))
-	}
 	gen, err := g.build(ctx, cfg)
 	if err != nil {
 		return g.rejectReload(ctx, hash, problemLines(err))
