@@ -61,6 +61,7 @@ type Gateway struct {
 	server  *server.Server
 	public  http.Handler
 	admin   http.Handler
+	unbound http.Handler // requests that bind to no frontend
 	closers []func() error
 
 	gen    atomic.Pointer[generation]
@@ -125,6 +126,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.gen.Store(gen)
 	g.reload.loaded(gen.hash, opts.Now())
 
+	g.unbound = unboundHandler()
 	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse")
 	g.admin = http.HandlerFunc(g.serveAdmin)
 	g.server, err = server.New(server.Options{

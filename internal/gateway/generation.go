@@ -420,10 +420,19 @@ func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request) {
 	defer gen.release()
 	fe, prefix, ok := gen.binder.Bind(r.Host, r.URL.EscapedPath())
 	if !ok {
-		apierror.Write(w, http.StatusNotFound, "no_frontend", "no frontend is served at this host and path")
+		g.unbound.ServeHTTP(w, r)
 		return
 	}
 	fe.handler.ServeHTTP(w, binding.StripPrefix(r, prefix))
+}
+
+// unboundHandler answers a request that binds to no frontend. No HSTS: the
+// host is none of ours, and includeSubDomains on it could reach hosts that
+// are not Gatehouse's either.
+func unboundHandler() http.Handler {
+	return server.SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		apierror.Write(w, http.StatusNotFound, "no_frontend", "no frontend is served at this host and path")
+	}), false)
 }
 
 func (g *Gateway) serveAdmin(w http.ResponseWriter, r *http.Request) {
