@@ -127,16 +127,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.reload.loaded(gen.hash, opts.Now())
 
 	g.unbound = unboundHandler()
-	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse")
+	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse", cfg.TrustedProxies)
 	g.admin = http.HandlerFunc(g.serveAdmin)
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
+		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.registerGauges()
 	return g, nil
 }
 
@@ -257,4 +260,41 @@ func (g *Gateway) ExchangeCached(sessionID string) bool {
 		}
 	}
 	return false
+}
+
+// registerGauges exposes the state of what the instance depends on. The checks
+// are the readiness checks (cached or cheap: a scrape must not hang); the IdP
+// gauge is 1 only when every frontend's IdP answers.
+func (g *Gateway) registerGauges() {
+	up := func(check func(context.Context) error) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}
+	}
+	idps := func(ctx context.Context) error {
+		gen := g.acquire()
+		defer gen.release()
+		for _, fe := range gen.fronts {
+			if err := fe.idp.Ready(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	m := g.metrics
+	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.store.Ping))
+	m.Gauge("gatehouse_idp_up", "1 when every frontend's IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(idps))
+	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
+	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
+	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
+	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
+	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
+	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
+	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
 }

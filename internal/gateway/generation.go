@@ -196,6 +196,9 @@ func (fe *frontend) oidcOptions(g *Gateway, keys *secret.KeyRing, idpClient *htt
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
 		ClientAuth:            string(cfg.Identity.ClientAuth),
+		PrivateKey:            cfg.Identity.PrivateKey,
+		PrivateKeyID:          cfg.Identity.PrivateKeyID,
+		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
@@ -242,6 +245,9 @@ func (fe *frontend) buildProxy(g *Gateway, authz map[string]*policy.Authorizer, 
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy", "client", cfg.Client),
 		Now:            opts.Now,
+		// The session cookie and the OIDC client's login-state cookie
+		// (oidc names it CookieName+"-login").
+		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
 	})
 	if err != nil {
 		return nil, routeProblems(cfg, err)
@@ -334,6 +340,7 @@ func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authori
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
 		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: fe.cfg.Client, authz: authz, log: g.log.With("component", "policy", "client", fe.cfg.Client), now: g.opts.Now},
 	}
 	switch c := r.Credential; c.Kind {
@@ -376,15 +383,7 @@ func (fe *frontend) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := fe.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
+	underAPI := fe.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
@@ -400,7 +399,7 @@ func (fe *frontend) publicHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	return server.SecurityHeaders(h, !fe.cfg.Development())
+	return server.SecurityHeaders(h, headerSet(fe.cfg))
 }
 
 func (fe *frontend) close() error {
@@ -432,7 +431,7 @@ func (g *Gateway) servePublic(w http.ResponseWriter, r *http.Request) {
 func unboundHandler() http.Handler {
 	return server.SecurityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusNotFound, "no_frontend", "no frontend is served at this host and path")
-	}), false)
+	}), server.NewHeaderSet(server.HeaderOptions{}))
 }
 
 func (g *Gateway) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -529,15 +528,23 @@ func (gen *generation) secretChanged(source string, changed bool, err error) {
 func (gen *generation) adminHandler() http.Handler {
 	g := gen.g
 	mux := http.NewServeMux()
+	// The IdP only degrades the instance (existing sessions keep working) unless
+	// server.ready_requires_idp; audit_buffer reports saturation without pulling
+	// the instance (decisions are refused 503 meanwhile). g.server is built after
+	// the first generation, hence the closure.
 	checks := []server.Check{{Name: "session_store", Fn: gen.fronts[0].sessions.Ready}}
 	for _, fe := range gen.fronts {
 		name := "identity_provider"
 		if fe.id != "" {
 			name += ":" + fe.id
 		}
-		checks = append(checks, server.Check{Name: name, Fn: fe.idp.Ready})
+		checks = append(checks, server.Check{Name: name, Fn: fe.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP})
 	}
-	checks = append(checks, server.Check{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }})
+	checks = append(checks,
+		server.Check{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+		server.Check{Name: "audit_buffer", Fn: func(context.Context) error { return g.audit.SaturatedErr() }, Degrades: true},
+		server.Check{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
+	)
 	server.HealthHandlers(mux, checks, g.reload.status)
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	var clients []string
@@ -547,8 +554,9 @@ func (gen *generation) adminHandler() http.Handler {
 	admin.Register(mux, admin.Options{
 		Token: gen.cfg.Admin.Token, Sessions: &revoker{gen: gen},
 		Audit: g.audit, Client: clients[0], Clients: clients, Logger: g.log.With("component", "admin"),
+		ListenAddr: g.cfg.AdminListen,
 	})
-	return mux
+	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
 // revoker ends sessions for the admin API, across the generation's
@@ -570,16 +578,19 @@ func (r *revoker) List(ctx context.Context, sub string) ([]session.Info, error) 
 	return infos, nil
 }
 
-// Delete ends the session (cause EndRevoked) through every frontend's
-// Manager: the id does not say whose it is, and each Manager runs its own
-// end hooks (per-session caches). Ending an absent session is no error.
-func (r *revoker) Delete(ctx context.Context, id string) error {
+// Revoke ends the session (cause EndRevoked) through every frontend's
+// Manager, and reports whether it existed: the id does not say whose it
+// is, and each Manager runs its own end hooks (per-session caches).
+func (r *revoker) Revoke(ctx context.Context, id string) (bool, error) {
+	existed := false
 	for _, fe := range r.gen.fronts {
-		if err := fe.sessions.End(ctx, id, session.EndRevoked); err != nil {
-			return err
+		e, err := fe.sessions.Revoke(ctx, id)
+		if err != nil {
+			return existed, err
 		}
+		existed = existed || e
 	}
-	return nil
+	return existed, nil
 }
 
 // DeleteBySubject ends sub's sessions at every frontend, each through its

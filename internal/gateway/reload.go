@@ -125,8 +125,8 @@ func (e *ReloadError) Error() string {
 // survive. A file that fails to load or build is rejected whole, logged and
 // audited with its problems, and the running configuration stays. The
 // listeners, the session store, the audit log and telemetry are kept: a
-// change of listen, admin_listen, session.store/bolt/redis, audit or
-// telemetry is rejected as needing a restart (docs/frontends.md).
+// change of listen, admin_listen, server, session.store/bolt/redis, audit
+// or telemetry is rejected as needing a restart (docs/frontends.md).
 // SIGHUP calls it (cmd/gatehouse); so does a change of the file while Run
 // runs.
 func (g *Gateway) Reload(ctx context.Context) error {
@@ -247,6 +247,9 @@ func restartRequired(old, cfg *config.Config) []string {
 	}
 	if urlString(old.Telemetry.OTLPEndpoint) != urlString(cfg.Telemetry.OTLPEndpoint) || old.Telemetry.LogLevel != cfg.Telemetry.LogLevel {
 		add("telemetry")
+	}
+	if !reflect.DeepEqual(old.Server, cfg.Server) {
+		add("server")
 	}
 	return out
 }

@@ -11,10 +11,14 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// Degrades marks a dependency whose failure degrades the instance but does not stop it
+	// from serving (the IdP: logins and refreshes fail, existing sessions work): it is
+	// reported as "degraded" and /readyz stays 200.
+	Degrades bool
 }
 
 // HealthHandlers registers /healthz (the process is up) and /readyz (every
-// dependency answers) on mux. /readyz names failing dependencies but never
+// dependency that is not merely degrading answers) on mux. /readyz names failing dependencies but never
 // prints their error text, which could carry addresses or credentials.
 // Each info function adds its keys to /readyz's answer (the loaded
 // configuration's hash and the last reload's outcome).
@@ -29,7 +33,9 @@ func HealthHandlers(mux *http.ServeMux, checks []Check, info ...func() map[strin
 		status := map[string]string{}
 		ready := true
 		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
+			if err := c.Fn(ctx); err != nil && c.Degrades {
+				status[c.Name] = "degraded"
+			} else if err != nil {
 				status[c.Name] = "unavailable"
 				ready = false
 			} else {
