@@ -279,12 +279,7 @@ func (g *Gateway) registerGauges() {
 	idps := func(ctx context.Context) error {
 		gen := g.acquire()
 		defer gen.release()
-		for _, fe := range gen.fronts {
-			if err := fe.idp.Ready(ctx); err != nil {
-				return err
-			}
-		}
-		return nil
+		return gen.idpsReady(ctx)
 	}
 	m := g.metrics
 	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.store.Ping))

@@ -532,13 +532,15 @@ func (gen *generation) adminHandler() http.Handler {
 	// server.ready_requires_idp; audit_buffer reports saturation without pulling
 	// the instance (decisions are refused 503 meanwhile). g.server is built after
 	// the first generation, hence the closure.
-	checks := []server.Check{{Name: "session_store", Fn: gen.fronts[0].sessions.Ready}}
+	// identity_provider is every frontend's IdP; with several frontends each
+	// also has its own identity_provider:<client>.
+	degrades := !g.cfg.Server.ReadyRequiresIdP
+	checks := []server.Check{{Name: "session_store", Fn: gen.fronts[0].sessions.Ready},
+		{Name: "identity_provider", Fn: gen.idpsReady, Degrades: degrades}}
 	for _, fe := range gen.fronts {
-		name := "identity_provider"
 		if fe.id != "" {
-			name += ":" + fe.id
+			checks = append(checks, server.Check{Name: "identity_provider:" + fe.id, Fn: fe.idp.Ready, Degrades: degrades})
 		}
-		checks = append(checks, server.Check{Name: name, Fn: fe.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP})
 	}
 	checks = append(checks,
 		server.Check{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
@@ -557,6 +559,16 @@ func (gen *generation) adminHandler() http.Handler {
 		ListenAddr: g.cfg.AdminListen,
 	})
 	return admin.CheckHost(mux, g.cfg.AdminListen)
+}
+
+// idpsReady reports whether every frontend's IdP is discovered and answers.
+func (gen *generation) idpsReady(ctx context.Context) error {
+	for _, fe := range gen.fronts {
+		if err := fe.idp.Ready(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // revoker ends sessions for the admin API, across the generation's

@@ -79,7 +79,7 @@ frontends:
 	if code, _ := feCall(t, alice, "GET", web.Base+"/bff/user", ""); code != 200 {
 		t.Fatalf("web /bff/user: %d", code)
 	}
-	if code, body := feCall(t, carol, "GET", shop.Base+"/bff/user", ""); code != 200 || !strings.Contains(body, `"logout_url":"/shop/bff/logout?sid=`) {
+	if code, body := feCall(t, carol, "GET", shop.Base+"/bff/user", ""); code != 200 || !strings.Contains(body, `"bff:logout_url","value":"/shop/bff/logout?sid=`) {
 		t.Fatalf("shop /bff/user: %d %s", code, body)
 	}
 	// The path-bound frontend's cookie lives under its prefix.
