@@ -40,11 +40,13 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-*; empty means no one may.
 	TrustedProxies []netip.Prefix
 
-	Frontend  Frontend
-	Identity  Identity
-	Session   Session
-	CSRF      CSRF
-	Routes    []Route
+	Frontend Frontend
+	Identity Identity
+	Session  Session
+	CSRF     CSRF
+	Routes   []Route
+	// Agents is nil when the agents section is absent (no delegation).
+	Agents    *Agents
 	Policy    Policy
 	Audit     Audit
 	Server    Server
@@ -52,6 +54,8 @@ type Config struct {
 	Admin     Admin
 	// SecurityHeaders overrides the response security headers (security_headers:).
 	SecurityHeaders SecurityHeaders
+	// TLS, when set, makes the public listener serve HTTPS itself.
+	TLS *TLS
 
 	// Key is where a frontend's settings are in the file: "frontends[i]",
 	// or "" in the one-frontend form.
@@ -64,6 +68,13 @@ type Config struct {
 	// clientNode and urlNode place a frontends[] entry's client and
 	// public_url, for problems found across entries.
 	clientNode, urlNode *yaml.Node
+}
+
+// TLS is the public listener's certificate and key (PEM files). Both files
+// are re-read when they change, so a renewed certificate takes effect
+// without a restart.
+type TLS struct {
+	CertFile, KeyFile string
 }
 
 // Frontend says where the SPA is served from. At most one field is set; both

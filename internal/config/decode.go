@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -78,6 +79,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 // sf is the top-level session section (only its store keys are read here).
 func (d *decoder) processWide(c *Config, top, sf *fields) {
 	d.listeners(c, top)
+	d.tls(c, top)
 	d.trustedProxies(c, top)
 	d.sessionStore(c, sf)
 	d.policy(c, top)
@@ -95,9 +97,6 @@ func (d *decoder) perFrontend(c *Config, f, sf *fields) {
 	if f.has("composites") {
 		d.errf(f.keyNode("composites"), "composites", "not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section")
 	}
-	if f.has("agents") {
-		d.errf(f.keyNode("agents"), "agents", "not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section")
-	}
 
 	c.Client = DefaultClient
 	if n := f.get(d, "client"); n != nil {
@@ -114,6 +113,10 @@ func (d *decoder) perFrontend(c *Config, f, sf *fields) {
 	d.sessionCookie(c, sf)
 	d.csrf(c, f)
 	d.routes(c, f)
+	d.agents(c, f)
+	if c.Agents != nil && !d.allowAgents {
+		d.errf(f.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
+	}
 	d.securityHeaders(c, f)
 }
 
@@ -268,6 +271,33 @@ func firstNode(ns ...*yaml.Node) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// tls decodes the public listener's certificate files and checks that they
+// load as a pair now, so a wrong path or a mismatched key fails at start.
+func (d *decoder) tls(c *Config, top *fields) {
+	f := d.section(top, "tls", "tls", "tls", "")
+	if f == nil {
+		return
+	}
+	cn, kn := f.get(d, "cert_file"), f.get(d, "key_file")
+	cert, cok := d.nonEmpty(cn, "tls.cert_file")
+	key, kok := d.nonEmpty(kn, "tls.key_file")
+	if cn == nil {
+		d.missing(f, "cert_file", "add tls.cert_file: the PEM certificate chain for the public listener")
+	}
+	if kn == nil {
+		d.missing(f, "key_file", "add tls.key_file: the PEM private key for tls.cert_file")
+	}
+	if !cok || !kok {
+		return
+	}
+	t := &TLS{CertFile: d.path(cert), KeyFile: d.path(key)}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		d.errf(cn, "tls.cert_file", "the certificate and key do not load: %v; give PEM files of one key pair", err)
+		return
+	}
+	c.TLS = t
 }
 
 // path makes p absolute against the config file's directory.

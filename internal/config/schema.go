@@ -10,7 +10,8 @@ import (
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
 		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin",
-		"security_headers", "server", "frontends"},
+		"security_headers", "server", "tls", "frontends"},
+	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
@@ -25,6 +26,8 @@ var schema = map[string][]string{
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
 	"credential.header":             {"name", "value"},
+	"agents":                        {"max_ttl", "default_ttl", "delegable_routes", "max_tokens_per_session", "rate_limit"},
+	"agents.rate_limit":             {"requests", "per", "burst"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
 	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},

@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -66,6 +67,11 @@ type Gateway struct {
 
 	gen    atomic.Pointer[generation]
 	reload reloadState
+
+	// grants is the agent grants' store, opened on first use (grantStore)
+	// and kept for the process, like store.
+	grantsMu sync.Mutex
+	grants   session.Store
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -126,13 +132,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.gen.Store(gen)
 	g.reload.loaded(gen.hash, opts.Now())
 
+	tlsConf, err := publicTLS(cfg, g.log)
+	if err != nil {
+		return nil, err
+	}
 	g.unbound = unboundHandler()
 	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse", cfg.TrustedProxies)
 	g.admin = http.HandlerFunc(g.serveAdmin)
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
-		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener, TLS: tlsConf,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
@@ -292,4 +302,22 @@ func (g *Gateway) registerGauges() {
 	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
 	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
 	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
+}
+
+// WaitIdP waits until every frontend's IdP is discovered (the demo prints
+// its sign-in URL only then), or ctx ends.
+func (g *Gateway) WaitIdP(ctx context.Context) error {
+	for {
+		gen := g.acquire()
+		err := gen.idpsReady(ctx)
+		gen.release()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the identity provider was not discovered: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/binding"
@@ -59,6 +60,12 @@ type frontend struct {
 	proxy    *proxy.Proxy
 	handler  http.Handler
 	closers  []func() error
+	// agents is nil without an agents section; agentLimit is nil without
+	// agents.rate_limit.
+	agents       *agent.Broker
+	agentLimit   *agentLimit
+	agentMint    agent.PolicyFunc
+	agentBrowser agent.BrowserSession
 }
 
 // sharedStore lets several Managers (one per frontend and generation) use
@@ -175,6 +182,9 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 		return nil, err
 	}
 	fe.idp = newLazyIdP(oo, log.With("component", "oidc"))
+	if err := fe.buildAgents(g, authz); err != nil {
+		return nil, err
+	}
 
 	if fe.proxy, err = fe.buildProxy(g, authz, metrics); err != nil {
 		return nil, err
@@ -184,6 +194,11 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	// (logout, back-channel, revocation, refused refresh, expiry, another
 	// instance).
 	fe.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { fe.proxy.ForgetSession(e.ID) })
+	if fe.agents != nil {
+		// Grants die with their session anyway (every agent request loads
+		// it); this frees them and audits their end.
+		fe.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { fe.agents.SessionEnded(e.ID, string(e.Cause), e.Remote) })
+	}
 	fe.handler = fe.publicHandler()
 	return fe, nil
 }
@@ -238,7 +253,7 @@ func (fe *frontend) buildProxy(g *Gateway, authz map[string]*policy.Authorizer, 
 		TrustedProxies: cfg.TrustedProxies,
 		Stages:         fe.stages(),
 		UserTokens:     &userTokens{idp: fe.idp},
-		Exchanger:      &exchanger{idp: fe.idp},
+		Exchanger:      &exchanger{idp: fe.idp, issuer: cfg.Origin(), now: opts.Now},
 		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: metrics, now: opts.Now},
 		Counter:        metrics,
 		Transport:      transport,
@@ -331,6 +346,11 @@ func checkFrontend(g *Gateway, fc *config.Config) error {
 		return err
 	}
 	p.Close()
+	if fc.Agents != nil {
+		if _, err := newAgentLimit(fc, nil, nil); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -367,6 +387,9 @@ func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authori
 // the frontend's prefix (the binder strips it).
 func (fe *frontend) publicHandler() http.Handler {
 	mux := http.NewServeMux()
+	if fe.agents != nil {
+		fe.agents.Register(mux, fe.agentBrowser, fe.agentMint)
+	}
 	mux.Handle("/bff/", fe.idp)
 	for _, pre := range fe.proxy.Prefixes() {
 		mux.Handle(pre, fe.proxy)
@@ -386,6 +409,15 @@ func (fe *frontend) publicHandler() http.Handler {
 	underAPI := fe.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
+		// An agent token reaches API routes only: never /bff/* (no minting,
+		// no /bff/user), the frontend or a path no route matches (403, not
+		// 404: what its grant does not name is refused).
+		if carriesAgentToken(r) {
+			if clean, err := proxy.CleanPath(raw); err != nil || fe.proxy.RouteOf(clean) == "" {
+				refuseAgent(w)
+				return
+			}
+		}
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
 		// the proxy's too: it answers with its own JSON verdict instead of
 		// ServeMux redirecting an XHR to the cleaned form.
@@ -553,11 +585,18 @@ func (gen *generation) adminHandler() http.Handler {
 	for _, fe := range gen.fronts {
 		clients = append(clients, fe.cfg.Client)
 	}
-	admin.Register(mux, admin.Options{
+	ao := admin.Options{
 		Token: gen.cfg.Admin.Token, Sessions: &revoker{gen: gen},
 		Audit: g.audit, Client: clients[0], Clients: clients, Logger: g.log.With("component", "admin"),
 		ListenAddr: g.cfg.AdminListen,
-	})
+	}
+	for _, fe := range gen.fronts {
+		if fe.agents != nil { // never a typed nil in the interface
+			ao.Agents = agentsAdmin{fe.agents}
+			break
+		}
+	}
+	admin.Register(mux, ao)
 	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 

@@ -251,6 +251,9 @@ func restartRequired(old, cfg *config.Config) []string {
 	if !reflect.DeepEqual(old.Server, cfg.Server) {
 		add("server")
 	}
+	if !reflect.DeepEqual(old.TLS, cfg.TLS) {
+		add("tls")
+	}
 	return out
 }
 

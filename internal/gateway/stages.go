@@ -20,10 +20,15 @@ func (fe *frontend) stages() []proxy.Stage {
 	identifiers := pipeline.Chain{
 		&cookieIdentifier{name: fe.cfg.EffectiveCookieName(), sessions: fe.sessions}, // below
 	}
+	if fe.agents != nil {
+		identifiers = append(identifiers, &agentIdentifier{broker: fe.agents}) // Bearer gha_… (agents.go)
+	}
 	return []proxy.Stage{
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
+		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
+		proxy.Custom(fe.agentLimit), // agents.rate_limit per agent token (agents.go; no-op without it)
 		// limit: the per-caller rate limit joins here as proxy.Custom(...)
 		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
 		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
