@@ -79,6 +79,16 @@ type sharedStore struct{ session.Store }
 
 func (sharedStore) Close() error { return nil }
 
+// Take passes the store's one-time reads through (the OAuth front door's
+// pending authorizations and codes); every store implements it.
+func (s sharedStore) Take(ctx context.Context, key string) (string, bool, error) {
+	t, ok := s.Store.(session.Taker)
+	if !ok {
+		return "", false, fmt.Errorf("session store %T cannot take one-time keys", s.Store)
+	}
+	return t.Take(ctx, key)
+}
+
 // sharedNotifier is sharedStore for stores shared between instances (redis),
 // which each Manager subscribes to.
 type sharedNotifier struct {
