@@ -35,15 +35,17 @@ type Config struct {
 	// TrustedProxies may set X-Forwarded-*; empty means no one may.
 	TrustedProxies []netip.Prefix
 
-	Frontend  Frontend
-	Identity  Identity
-	Session   Session
-	CSRF      CSRF
-	Routes    []Route
-	Policy    Policy
-	Audit     Audit
-	Telemetry Telemetry
-	Admin     Admin
+	Frontend Frontend
+	Identity Identity
+	Session  Session
+	CSRF     CSRF
+	Routes   []Route
+	// RateLimits is the rate_limits section (defaults filled in).
+	RateLimits RateLimits
+	Policy     Policy
+	Audit      Audit
+	Telemetry  Telemetry
+	Admin      Admin
 
 	warnings []Problem
 }

@@ -80,6 +80,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.session(c, top)
 	d.csrf(c, top)
 	d.routes(c, top)
+	d.rateLimits(c, top) // after routes: limits name routes
 	d.policy(c, top)
 	d.audit(c, top)
 	d.telemetry(c, top)

@@ -9,7 +9,7 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "rate_limits", "policy", "audit", "telemetry", "admin"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
@@ -24,6 +24,8 @@ var schema = map[string][]string{
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
 	"credential.header":             {"name", "value"},
+	"rate_limits":                   {"default", "routes", "concurrent_per_caller"},
+	"rate_limits.limit":             {"requests", "per", "burst"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
 	"audit":                         {"sink", "path", "fsync_interval", "max_size", "on_failure"},
