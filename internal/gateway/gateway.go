@@ -56,6 +56,7 @@ type Gateway struct {
 	audit    *audit.Logger
 	idp      *lazyIdP
 	proxy    *proxy.Proxy
+	limits   *limits
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
@@ -103,6 +104,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 
+	limitPolicies, err := compileLimits(cfg)
+	if err != nil {
+		return nil, err
+	}
+
 	if g.audit, err = openAudit(ctx, cfg, opts); err != nil {
 		return nil, err
 	}
@@ -112,6 +118,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	if err != nil {
 		return nil, err
 	}
+	lo := limitsOptions{Audit: g.audit, Metrics: g.metrics, Client: cfg.Client, Now: opts.Now, Logger: g.log.With("component", "ratelimit")}
+	if rs, ok := store.(*session.RedisStore); ok {
+		// One budget for every instance on this Redis (standalone,
+		// sentinel or cluster; the limiter's keys carry hash tags).
+		lo.Redis, lo.KeyPrefix = rs.Client(), rs.KeyPrefix()
+	}
+	g.limits = newLimits(limitPolicies, lo)
 	g.sessions = session.NewManager(store, session.Options{
 		IdleTimeout:     cfg.Session.IdleTimeout,
 		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
@@ -156,10 +169,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
+	g.limits.clientIP = g.proxy.ClientIP
 	// Every per-session cache is dropped here, whatever ended the session
 	// (logout, back-channel, revocation, refused refresh, expiry, another
 	// instance).
 	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
+	// A session's open streams and WebSockets end with it (issue 10 item 6).
+	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.limits.flights.end(e.ID) })
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
@@ -271,6 +287,9 @@ func Check(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if _, err := compileLimits(cfg); err != nil {
+		return err
+	}
 	keys, err := cfg.Session.CookieKeyRing()
 	if err != nil {
 		return fmt.Errorf("session.cookie_keys: %w", err)
@@ -327,8 +346,14 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 func (g *Gateway) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", g.idp)
+	// Sign-in endpoints are limited by client address (no session yet).
+	mux.Handle("/bff/login", g.limits.bff(bffLoginRoute, g.idp))
+	mux.Handle("/bff/callback", g.limits.bff(bffCallbackRoute, g.idp))
+	// Every API request gets a cancellable context and a flight the limit
+	// stage fills in (concurrency slot, session tracking).
+	api := g.limits.track(g.proxy)
 	for _, pre := range g.proxy.Prefixes() {
-		mux.Handle(pre, g.proxy)
+		mux.Handle(pre, api)
 	}
 	var front http.Handler
 	switch {
@@ -357,11 +382,11 @@ func (g *Gateway) publicHandler() http.Handler {
 		// the proxy's too: it answers with its own JSON verdict instead of
 		// ServeMux redirecting an XHR to the cleaned form.
 		if underAPI(raw) {
-			g.proxy.ServeHTTP(w, r)
+			api.ServeHTTP(w, r)
 			return
 		}
 		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
-			g.proxy.ServeHTTP(w, r)
+			api.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -433,8 +458,9 @@ func (g *Gateway) Sessions() *session.Manager { return g.sessions }
 func (g *Gateway) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); g.idp.run(bg) }()
+	go func() { defer wg.Done(); g.limits.runSummaries(bg) }()
 	go func() {
 		defer wg.Done()
 		secret.Watch(bg, g.opts.SecretPollInterval, g.cfg.Secrets(), g.secretChanged)

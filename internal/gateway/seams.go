@@ -136,7 +136,7 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 	// A policy refusal records the policy's own reason (cel_denied, cel_error,
 	// pdp_timeout, …) rather than the generic answer code, so the log tells a
 	// rule that said no from a PDP that could not be asked.
-	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable") {
+	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable" || ev.Code == codeRateLimited) {
 		rec.Reason = ev.Reason
 	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))

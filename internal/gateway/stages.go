@@ -24,12 +24,11 @@ func (g *Gateway) stages() []proxy.Stage {
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
-		// limit: the per-caller rate limit joins here as proxy.Custom(...)
-		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
-		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
-		proxy.AttachCredential(), // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
-		proxy.Audit(),            // reserve the audit record: nothing is served unaudited (internal/audit)
-		proxy.Forward(),          // hygiene, forwarding, then the audit record is committed (internal/proxy)
+		proxy.Custom(g.limits),      // per-caller rate limit and concurrency cap; tracks the session's requests (gateway/limits.go, internal/ratelimit)
+		proxy.Authorize(),           // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
+		proxy.AttachCredential(),    // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
+		proxy.Audit(),               // reserve the audit record: nothing is served unaudited (internal/audit)
+		proxy.Forward(),             // hygiene, forwarding, then the audit record is committed (internal/proxy)
 	}
 }
 

@@ -309,10 +309,13 @@ func (p *Proxy) refuse(ctx context.Context, w http.ResponseWriter, ev *AuditEven
 func (p *Proxy) account(ctx context.Context, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
 	ev.Decision = "deny"
 	ev.Status, ev.Code = ref.Status, ref.Code
+	if ref.AuditReason != "" {
+		ev.Reason = ref.AuditReason
+	}
 	if p.opts.Counter != nil {
 		p.opts.Counter.Refused(ev.Route, ref.Code, ref.Status)
 	}
-	if !audit {
+	if !audit || ref.Unaudited {
 		return
 	}
 	if err := p.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
@@ -355,6 +358,11 @@ func (p *Proxy) clientIP(r *http.Request) netip.Addr {
 	}
 	return ip
 }
+
+// ClientIP is the address limits and audit key an HTTP request by: the
+// peer, or the nearest untrusted address a trusted proxy reported. The
+// gateway uses it for the /bff/* endpoints the proxy does not serve.
+func (p *Proxy) ClientIP(r *http.Request) netip.Addr { return p.clientIP(r) }
 
 func (p *Proxy) trusted(ip netip.Addr) bool {
 	for _, pre := range p.opts.TrustedProxies {

@@ -135,6 +135,14 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	return s, nil
 }
 
+// Client is the store's Redis client (standalone, sentinel or cluster), for
+// other state the instances share in the same Redis (the rate limiter's
+// budgets). The store owns it: it is closed with the store.
+func (s *RedisStore) Client() redis.UniversalClient { return s.c }
+
+// KeyPrefix is the prefix of every key the store writes.
+func (s *RedisStore) KeyPrefix() string { return s.prefix }
+
 func (s *RedisStore) recKey(id string) string  { return s.prefix + "s:" + id }
 func (s *RedisStore) subKey(sub string) string { return s.prefix + "u:" + sub }
 func (s *RedisStore) sidKey(sid string) string { return s.prefix + "i:" + sid }

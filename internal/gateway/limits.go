@@ -1,0 +1,349 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
+	"github.com/redis/go-redis/v9"
+)
+
+// The /bff/* endpoints limited by client address, as named in the limiter's
+// policies, metric labels and audit records (route names cannot contain '/').
+const (
+	bffLoginRoute    = "/bff/login"
+	bffCallbackRoute = "/bff/callback"
+)
+
+// Codes of the limit stage's refusals.
+const (
+	codeRateLimited        = "rate_limited"
+	codeRateLimitUnavail   = "rate_limit_unavailable"
+	summaryReason          = "rate_limited_summary"
+	suppressedReasonSuffix = ";suppressed="
+)
+
+// compileLimits compiles rate_limits for the configured routes and the
+// /bff/* names. Check and New both call it.
+func compileLimits(cfg *config.Config) (*ratelimit.Policies, error) {
+	names := make([]string, 0, len(cfg.Routes)+2)
+	for _, r := range cfg.Routes {
+		names = append(names, r.Name)
+	}
+	names = append(names, bffLoginRoute, bffCallbackRoute)
+	return ratelimit.Compile(cfg.RateLimits.Spec, names)
+}
+
+// limits is the limit stage (rate limit and concurrency cap per caller),
+// the /bff/login and /bff/callback limits by client address, and the
+// in-flight tracker that ends a session's open requests when it ends.
+type limits struct {
+	lim      ratelimit.Limiter
+	conc     *ratelimit.Concurrency
+	sampler  *ratelimit.Sampler
+	window   time.Duration
+	flights  *flights
+	audit    *audit.Logger
+	metrics  *telemetry.Metrics
+	client   string
+	log      *slog.Logger
+	now      func() time.Time
+	clientIP func(*http.Request) netip.Addr
+}
+
+// limitsOptions are newLimits' inputs.
+type limitsOptions struct {
+	// Redis, when not nil, holds the shared budgets (the session store's
+	// client); otherwise each instance keeps its own.
+	Redis     redis.Scripter
+	KeyPrefix string
+	Audit     *audit.Logger
+	Metrics   *telemetry.Metrics
+	Client    string
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// samplerWindow is how often at most one rate-limit refusal per caller and
+// route is audited individually (and how often summaries are written).
+const samplerWindow = time.Minute
+
+func newLimits(p *ratelimit.Policies, o limitsOptions) *limits {
+	counters := ratelimit.NewCounters(p)
+	o.Metrics.Registry().MustRegister(counters)
+	local := ratelimit.NewLocal(p, ratelimit.LocalOptions{Now: o.Now, Counters: counters})
+	var lim ratelimit.Limiter = local
+	if o.Redis != nil {
+		// Anonymous callers fall back to this instance's budget while Redis
+		// is down; callers with an identity are refused (503).
+		lim = ratelimit.NewRedis(p, o.Redis, ratelimit.RedisOptions{KeyPrefix: o.KeyPrefix, Fallback: local, Counters: counters})
+	}
+	return &limits{
+		lim:     lim,
+		conc:    ratelimit.NewConcurrency(p, ratelimit.ConcurrencyOptions{Counters: counters}),
+		sampler: ratelimit.NewSampler(ratelimit.SamplerOptions{Window: samplerWindow}),
+		window:  samplerWindow,
+		flights: newFlights(o.Now),
+		audit:   o.Audit, metrics: o.Metrics, client: o.Client, log: o.Logger, now: o.Now,
+	}
+}
+
+// flight is one request in progress: its cancel func (a session end calls
+// it), the concurrency slot it holds and the session it is tracked under.
+type flight struct {
+	cancel context.CancelFunc
+	req    ratelimit.Request
+	held   bool
+	sid    string
+}
+
+type flightKey struct{}
+
+// track wraps the API handler: each request gets a cancellable context and
+// a flight the limit stage fills in. When the handler returns — after the
+// whole response, including a stream or a hijacked WebSocket, whose copy
+// httputil.ReverseProxy runs inside ServeHTTP — the slot is released and
+// the request untracked.
+func (l *limits) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		f := &flight{cancel: cancel}
+		defer l.done(f)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, flightKey{}, f)))
+	})
+}
+
+// done ends a flight: the slot is returned, the session no longer tracks it.
+func (l *limits) done(f *flight) {
+	if f.sid != "" {
+		l.flights.remove(f)
+	}
+	if f.held {
+		l.conc.Release(f.req)
+	}
+	f.cancel()
+}
+
+// Run is the limit stage (pipeline.Stage): after identify, the caller is
+// the session, agent grant or native handle (Caller.Key), or on anonymous
+// routes the client address (ratelimit.AddrKey: IPv4, or the IPv6 /64).
+func (l *limits) Run(ctx context.Context, r *pipeline.Request) *pipeline.Refusal {
+	f, _ := ctx.Value(flightKey{}).(*flight)
+	if f == nil {
+		return &pipeline.Refusal{Status: http.StatusInternalServerError, Code: "not_limited", Message: "the request could not be rate limited",
+			Err: errors.New("limit stage: the handler is not wrapped by limits.track")}
+	}
+	req := ratelimit.Request{Route: r.Route}
+	if r.Caller.Kind == pipeline.Anonymous {
+		req.Caller, req.Anonymous = ratelimit.AddrKey(r.ClientIP), true
+	} else {
+		req.Caller = r.Caller.Key()
+	}
+	if ref := l.admit(ctx, f, req); ref != nil {
+		return ref
+	}
+	if sid := r.Caller.SessionID; sid != "" {
+		f.sid = sid
+		l.flights.add(sid, f)
+	}
+	return nil
+}
+
+// admit takes a concurrency slot (held by f until done) and one request of
+// the caller's budget.
+func (l *limits) admit(ctx context.Context, f *flight, req ratelimit.Request) *pipeline.Refusal {
+	d := l.conc.Acquire(req)
+	if !d.Allowed {
+		return l.refusal(req, d)
+	}
+	f.req, f.held = req, true
+	d, err := l.lim.Allow(ctx, req)
+	if err != nil {
+		// Fail closed: nothing passes unlimited (only callers with an
+		// identity get here; anonymous ones fall back to the local budget).
+		return &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: codeRateLimitUnavail,
+			Message: "the rate-limit store is unavailable; try again shortly", Err: err}
+	}
+	if !d.Allowed {
+		return l.refusal(req, d)
+	}
+	return nil
+}
+
+// refusal is the 429 for d. The sampler decides whether it is audited
+// individually (the first per caller and route in each window, carrying the
+// count suppressed before it) or only counted.
+func (l *limits) refusal(req ratelimit.Request, d ratelimit.Decision) *pipeline.Refusal {
+	h := make(http.Header, 3)
+	msg := ratelimit.RefusalHeaders(h, d)
+	ref := &pipeline.Refusal{Status: http.StatusTooManyRequests, Code: codeRateLimited, Message: msg, Header: h}
+	audited, suppressed := l.sampler.Refused(req.Caller, req.Route, l.now())
+	switch {
+	case !audited:
+		ref.Unaudited = true
+	case suppressed > 0:
+		ref.AuditReason = codeRateLimited + suppressedReasonSuffix + strconv.FormatUint(suppressed, 10)
+	}
+	return ref
+}
+
+// bff limits a /bff/* endpoint by client address (after trusted-proxy
+// resolution): a flood of sign-ins from one address gets 429 while other
+// addresses sign in.
+func (l *limits) bff(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := l.clientIP(r)
+		req := ratelimit.Request{Route: route, Caller: ratelimit.AddrKey(ip), Anonymous: true}
+		f := &flight{cancel: func() {}}
+		defer l.done(f)
+		if ref := l.admit(r.Context(), f, req); ref != nil {
+			ref.Write(w)
+			l.metrics.Refused(route, ref.Code, ref.Status)
+			if !ref.Unaudited {
+				reason := ref.AuditReason
+				if reason == "" {
+					reason = ref.Code
+				}
+				rec := audit.Record{Event: audit.EventAccess, Outcome: audit.OutcomeDeny, Reason: reason, Client: l.client,
+					Route: route, Method: r.Method, Path: route, Status: ref.Status, TraceID: telemetry.TraceID(r.Context())}
+				if ip.IsValid() {
+					rec.RemoteIP = ip.String()
+				}
+				if err := l.audit.Log(context.WithoutCancel(r.Context()), rec); err != nil {
+					l.log.Error("audit record not written", "event", "access", "route", route, "err", err)
+				}
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// flush writes one audit record per caller and route whose window ended
+// with refusals that were counted but not audited.
+func (l *limits) flush(ctx context.Context, now time.Time) {
+	for _, s := range l.sampler.Flush(now) {
+		rec := audit.Record{Event: audit.EventAccess, Outcome: audit.OutcomeDeny, Client: l.client, Route: s.Route,
+			Status: http.StatusTooManyRequests, Reason: summaryReason + suppressedReasonSuffix + strconv.FormatUint(s.Suppressed, 10)}
+		switch kind, v, _ := strings.Cut(s.Caller, ":"); kind {
+		case "session":
+			rec.Session = v
+		case "ip":
+			rec.RemoteIP = v
+		}
+		if err := l.audit.Log(ctx, rec); err != nil {
+			l.log.Error("audit record not written", "event", "access", "reason", summaryReason, "route", s.Route, "err", err)
+		}
+	}
+}
+
+// runSummaries flushes the sampler every window until ctx ends, then once
+// more for everything still counted, so a flood that stops is accounted for.
+func (l *limits) runSummaries(ctx context.Context) {
+	t := time.NewTicker(l.window)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			l.flush(context.WithoutCancel(ctx), l.now().Add(2*l.window))
+			return
+		case <-t.C:
+			l.flush(ctx, l.now())
+		}
+	}
+}
+
+// flights tracks requests in progress by session id, so that a session's
+// end (session.Manager.OnEnd: logout, revocation, back-channel logout, a
+// refused refresh, expiry, another instance's end over pub/sub) cancels
+// them: the upstream request is cancelled, a stream's copy fails and the
+// client connection is aborted, a WebSocket's back-end connection is closed
+// by httputil.ReverseProxy, which then closes the hijacked client
+// connection.
+type flights struct {
+	mu        sync.Mutex
+	bySession map[string]map[*flight]struct{}
+	// ended remembers recently ended sessions for endedFor, so a request
+	// identified just before its session ended, and tracked just after, is
+	// cancelled too. Session ids are random and never reused.
+	ended map[string]time.Time
+	now   func() time.Time
+}
+
+// endedFor is how long an ended session id is remembered: far longer than
+// the gap between identify and the limit stage.
+const endedFor = time.Minute
+
+// pruneEndedAt is the size at which expired ids are dropped (amortised:
+// one pass per pruneEndedAt ends at most while ends are spread out).
+const pruneEndedAt = 1024
+
+func newFlights(now func() time.Time) *flights {
+	return &flights{bySession: map[string]map[*flight]struct{}{}, ended: map[string]time.Time{}, now: now}
+}
+
+func (t *flights) add(sid string, f *flight) {
+	t.mu.Lock()
+	if _, gone := t.ended[sid]; gone {
+		t.mu.Unlock()
+		f.cancel()
+		return
+	}
+	m := t.bySession[sid]
+	if m == nil {
+		m = make(map[*flight]struct{}, 1)
+		t.bySession[sid] = m
+	}
+	m[f] = struct{}{}
+	t.mu.Unlock()
+}
+
+func (t *flights) remove(f *flight) {
+	t.mu.Lock()
+	if m := t.bySession[f.sid]; m != nil {
+		delete(m, f)
+		if len(m) == 0 {
+			delete(t.bySession, f.sid)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// end cancels every request of the session and returns how many.
+func (t *flights) end(sid string) int {
+	now := t.now()
+	t.mu.Lock()
+	if len(t.ended) >= pruneEndedAt {
+		for id, at := range t.ended {
+			if now.Sub(at) > endedFor {
+				delete(t.ended, id)
+			}
+		}
+	}
+	t.ended[sid] = now
+	m := t.bySession[sid]
+	delete(t.bySession, sid)
+	t.mu.Unlock()
+	for f := range m {
+		f.cancel()
+	}
+	return len(m)
+}
+
+// inFlight is how many requests of the session are tracked (tests).
+func (t *flights) inFlight(sid string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.bySession[sid])
+}
