@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	// instance).
 	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
 	// A session's open streams and WebSockets end with it (issue 10 item 6).
-	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.limits.flights.end(e.ID) })
+	g.sessions.OnEnd(func(ctx context.Context, e session.SessionEnd) { g.limits.flights.end(e.ID, flightOf(ctx)) })
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()

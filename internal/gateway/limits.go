@@ -139,7 +139,7 @@ func (l *limits) done(f *flight) {
 // the session, agent grant or native handle (Caller.Key), or on anonymous
 // routes the client address (ratelimit.AddrKey: IPv4, or the IPv6 /64).
 func (l *limits) Run(ctx context.Context, r *pipeline.Request) *pipeline.Refusal {
-	f, _ := ctx.Value(flightKey{}).(*flight)
+	f := flightOf(ctx)
 	if f == nil {
 		return &pipeline.Refusal{Status: http.StatusInternalServerError, Code: "not_limited", Message: "the request could not be rate limited",
 			Err: errors.New("limit stage: the handler is not wrapped by limits.track")}
@@ -320,8 +320,17 @@ func (t *flights) remove(f *flight) {
 	t.mu.Unlock()
 }
 
-// end cancels every request of the session and returns how many.
-func (t *flights) end(sid string) int {
+// flightOf is the request a context belongs to (nil outside one).
+func flightOf(ctx context.Context) *flight {
+	f, _ := ctx.Value(flightKey{}).(*flight)
+	return f
+}
+
+// end cancels every request of the session but except and returns how many.
+// except is the request that ended the session itself (a refresh the IdP
+// refused, a logout): it answers on its own (401), cancelling it would turn
+// that answer into a 502.
+func (t *flights) end(sid string, except *flight) int {
 	now := t.now()
 	t.mu.Lock()
 	if len(t.ended) >= pruneEndedAt {
@@ -335,10 +344,14 @@ func (t *flights) end(sid string) int {
 	m := t.bySession[sid]
 	delete(t.bySession, sid)
 	t.mu.Unlock()
+	n := 0
 	for f := range m {
-		f.cancel()
+		if f != except {
+			f.cancel()
+			n++
+		}
 	}
-	return len(m)
+	return n
 }
 
 // inFlight is how many requests of the session are tracked (tests).
