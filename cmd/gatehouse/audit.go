@@ -39,6 +39,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("audit verify: %w", err)
 	}
 	fmt.Fprintf(stdout, "%d records verified\n", res.Records)
+	for _, r := range res.Repairs {
+		fmt.Fprintf(stdout, "repair at %s:%d (seq %d): an incomplete last line of %d bytes was cut at a start; the chain continues from hash %s\n",
+			r.File, r.Line, r.Seq, r.CutBytes, r.LastHash)
+	}
+	if res.Forwarded > 0 {
+		fmt.Fprintf(stdout, "%d forwarded requests; %d without a completion record (in flight when the log was read or the process stopped)\n",
+			res.Forwarded, res.UnfinishedCount)
+	}
 	if res.Head.Seq > 0 {
 		fmt.Fprintf(stdout, "head: seq %d hash %s (compare with the head Gatehouse logged to detect truncation)\n", res.Head.Seq, res.Head.Hash)
 	}

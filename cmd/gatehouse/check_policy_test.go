@@ -80,6 +80,7 @@ func TestPolicyCheckTypeErrorNamesFileAndLine(t *testing.T) {
 		{"folded block, error on its 2nd line", "    allow: >-\n      request.method == \"GET\" &&\n      request.query == 1\n", "request.query == 1"},
 		{"unknown variable", "    allow: 'usr.email == \"a\"'\n", "usr.email"},
 		{"not a bool", "    allow: 'request.method'\n", "request.method'"},
+		{"a bare claim is not a bool", "    allow: 'user.admin'\n", "user.admin'"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +97,20 @@ func TestPolicyCheckTypeErrorNamesFileAndLine(t *testing.T) {
 				t.Fatalf("stdout claims the configuration is valid: %s", out)
 			}
 		})
+	}
+}
+
+// A policy error says the column as well and suggests the fix.
+func TestPolicyCheckErrorGivesColumnAndSuggestion(t *testing.T) {
+	for _, tc := range []struct{ allow, want string }{
+		{"    allow: 'usr.email == \"x\"'\n", "routes[0].allow: column 13: undeclared reference to 'usr' (did you mean 'user'?)"},
+		{"    allow: 'user.email_verified == true && session.acrr == \"x\"'\n", "column 51: undefined field 'acrr' — did you mean 'acr'?"},
+		{"    allow: 'request.method == 1'\n", "column 28: found no matching overload for '_==_' applied to '(string, int)' — both sides must have the same type"},
+	} {
+		_, code, _, errOut := checkPolicyRun(t, checkPolicyBase+tc.allow)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("exit %d, stderr %q\nwant it to contain %q", code, errOut, tc.want)
+		}
 	}
 }
 

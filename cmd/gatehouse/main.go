@@ -37,7 +37,8 @@ func main() {
 var errUsage = errors.New("usage")
 
 // run executes one command and returns the process exit code: 0 success,
-// 1 a failure the command reports (bad config, broken audit log), 2 usage.
+// 1 a failure the command reports (bad config, broken audit log), 2 usage,
+// 3 serve stopped but audit records could not be written (disk full).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -68,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errAuditLost):
+		return 3 // already logged
 	case errors.Is(err, errReported):
 		return 1
 	default:

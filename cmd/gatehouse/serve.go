@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/gateway"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
 
@@ -24,8 +27,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := telemetry.NewLogger(stderr, cfg.Telemetry.LogLevel)
 	useRedisLogger(log)
+	// Client connections, upstream connections, the store and the audit file all need
+	// descriptors; server.max_connections defaults to a share of this limit.
+	if n, err := server.RaiseFDLimit(); err != nil {
+		log.Warn("could not raise the open-file limit", "err", err)
+	} else if cfg.Server.MaxConnections == 0 {
+		log.Info("open-file limit", "limit", n, "max_connections", server.DefaultMaxConnections(n))
+	}
 	return serve(ctx, cfg, log, stdout, nil)
 }
+
+// errAuditLost: the gateway stopped but its audit log could not take every record (exit 3).
+var errAuditLost = errors.New("audit records lost at shutdown")
 
 // serve builds and runs the gateway until ctx ends. ready, when set, is
 // called with the bound public address once the gateway is built.
@@ -39,6 +52,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 		ready(g)
 	}
 	if err := g.Run(ctx); err != nil {
+		if errors.Is(err, audit.ErrRecordsLost) {
+			log.Error("gatehouse stopped, but audit records could not be written (is the audit disk full?); exit code 3", "err", err)
+			return errAuditLost
+		}
 		return err
 	}
 	log.Info("gatehouse stopped")

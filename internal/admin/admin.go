@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 // Sessions is what the admin API needs of the session manager.
 type Sessions interface {
 	List(ctx context.Context, sub string) ([]session.Info, error)
-	Delete(ctx context.Context, id string) error
+	// Revoke ends one session and reports whether it existed.
+	Revoke(ctx context.Context, id string) (bool, error)
 	DeleteBySubject(ctx context.Context, sub string) (int, error)
 }
 
@@ -40,6 +43,10 @@ type Options struct {
 	Audit    Auditor
 	Client   string
 	Logger   *slog.Logger
+	// ListenAddr is the admin listener's configured host:port. Requests
+	// whose Host names anything but it, an IP address or localhost are
+	// refused (DNS rebinding, see CheckHost).
+	ListenAddr string
 }
 
 // Register adds the admin routes to mux.
@@ -47,7 +54,7 @@ func Register(mux *http.ServeMux, o Options) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{o: o}
+	a := &api{o: o, host: hostChecker(o.ListenAddr)}
 	mux.Handle("GET /admin/sessions", a.auth(a.list))
 	mux.Handle("DELETE /admin/sessions/{id}", a.auth(a.revokeOne))
 	mux.Handle("POST /admin/sessions/revoke", a.auth(a.revokeSubject))
@@ -56,10 +63,65 @@ func Register(mux *http.ServeMux, o Options) {
 	}))
 }
 
-type api struct{ o Options }
+type api struct {
+	o    Options
+	host func(string) bool
+}
+
+// CheckHost refuses (421) requests to the admin listener whose Host header
+// is not the configured listen host, an IP literal or localhost. A web page
+// on an attacker's domain that re-binds its DNS name to 127.0.0.1 sends its
+// own name as Host; IP literals and localhost cannot be re-bound that way.
+// Browsers cannot send the admin bearer token for such a page, but the
+// health and metrics endpoints need no token, and the check costs nothing.
+func CheckHost(next http.Handler, listenAddr string) http.Handler {
+	ok := hostChecker(listenAddr)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ok(r.Host) {
+			apierror.Write(w, http.StatusMisdirectedRequest, "wrong_host", "the admin listener answers only to its configured address, an IP address or localhost")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostChecker returns the Host test of CheckHost for listenAddr.
+func hostChecker(listenAddr string) func(string) bool {
+	configured, _, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		configured = listenAddr
+	}
+	configured = normHost(configured)
+	return func(hostHeader string) bool {
+		h, _, err := net.SplitHostPort(hostHeader)
+		if err != nil {
+			h = hostHeader // no port
+		}
+		h = normHost(h)
+		switch {
+		case h == "":
+			return false
+		case h == "localhost" || strings.HasSuffix(h, ".localhost"):
+			return true // RFC 6761: always loopback, never resolved by DNS
+		case configured != "" && h == configured:
+			return true
+		}
+		_, err = netip.ParseAddr(h)
+		return err == nil
+	}
+}
+
+func normHost(h string) string {
+	h = strings.TrimPrefix(strings.TrimSuffix(h, "]"), "[")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
 
 func (a *api) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.host(r.Host) {
+			apierror.Write(w, http.StatusMisdirectedRequest, "wrong_host", "the admin listener answers only to its configured address, an IP address or localhost")
+			return
+		}
 		want := a.o.Token.Get()
 		if want.IsZero() {
 			apierror.Write(w, http.StatusForbidden, "admin_disabled", "the admin API is disabled: set admin.token in the configuration")
@@ -108,12 +170,17 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) revokeOne(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := a.o.Sessions.Delete(r.Context(), id); err != nil {
-		if errors.Is(err, session.ErrNotFound) {
-			apierror.Write(w, http.StatusNotFound, "session_not_found", "no live session has that id")
-			return
-		}
+	existed, err := a.o.Sessions.Revoke(r.Context(), id)
+	if errors.Is(err, session.ErrNotFound) {
+		existed, err = false, nil
+	}
+	if err != nil {
 		a.storeError(w, "revoke session", err)
+		return
+	}
+	if !existed {
+		// Nothing was revoked, so nothing is recorded as revoked.
+		apierror.Write(w, http.StatusNotFound, "session_not_found", "no live session has that id")
 		return
 	}
 	a.audit(r, "", id, 1)

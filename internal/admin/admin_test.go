@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,8 +30,9 @@ func setup(t *testing.T, token *secret.Value) (*httptest.Server, *session.Manage
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	Register(mux, Options{Token: token, Sessions: m, Audit: al, Client: "web"})
-	srv := httptest.NewServer(mux)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("metrics")) })
+	Register(mux, Options{Token: token, Sessions: m, Audit: al, Client: "web", ListenAddr: "admin.internal:9090"})
+	srv := httptest.NewServer(CheckHost(mux, "admin.internal:9090"))
 	t.Cleanup(srv.Close)
 	return srv, m, &out, al
 }
@@ -153,4 +156,92 @@ func TestAdminTokenRotation(t *testing.T) {
 	if code, _ := do(t, "GET", srv.URL+"/admin/sessions?sub=x", "new-admin-token-4567"); code != 200 {
 		t.Fatalf("new token: %d", code)
 	}
+}
+
+// An operator (or a script with a stale id) revoking a session that does not
+// exist gets 404, and the audit log does not claim a revocation happened.
+func TestAdminRevokeUnknownSessionIs404AndUnaudited(t *testing.T) {
+	const tok = "admin-token-0123456789"
+	srv, m, auditOut, al := setup(t, secret.Static(tok))
+	live := newSession(t, m, "alice")
+	dead := newSession(t, m, "alice")
+	if err := m.Delete(context.Background(), dead.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"no-such-session", dead.ID(), live.ID() + "x"} {
+		if code, body := do(t, "DELETE", srv.URL+"/admin/sessions/"+id, tok); code != http.StatusNotFound || body["error"] != "session_not_found" {
+			t.Errorf("revoke %q: %d %v, want 404 session_not_found", id, code, body)
+		}
+	}
+	if code, _ := do(t, "DELETE", srv.URL+"/admin/sessions/"+live.ID(), tok); code != http.StatusOK {
+		t.Fatalf("revoke live: %d", code)
+	}
+	if code, _ := do(t, "DELETE", srv.URL+"/admin/sessions/"+live.ID(), tok); code != http.StatusNotFound {
+		t.Errorf("second revoke of the same session: %d, want 404", code)
+	}
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(auditOut.String(), `"event":"session_revoked"`); n != 1 {
+		t.Fatalf("want exactly 1 revocation record (the live session), got %d:\n%s", n, auditOut.String())
+	}
+}
+
+// DNS rebinding: a page on the attacker's domain, re-bound to the admin
+// listener's address, sends its own name as Host. Those requests are refused
+// before the token check and reach no handler (not even /metrics); requests
+// naming the configured host, an IP address or localhost are served.
+func TestAdminRefusesForeignHostHeaders(t *testing.T) {
+	const tok = "admin-token-0123456789"
+	srv, m, _, _ := setup(t, secret.Static(tok))
+	h := newSession(t, m, "alice")
+	send := func(method, path, host string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Host = host
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, host := range []string{"rebind.attacker.example", "rebind.attacker.example:9090", "admin.internal.attacker.example",
+		"localhost.attacker.example", "127.0.0.1.nip.io", "ADMIN.internal.evil", "evil", "xn--localhost-"} {
+		for _, p := range []struct{ method, path string }{{"GET", "/admin/sessions?sub=alice"}, {"DELETE", "/admin/sessions/" + h.ID()}, {"GET", "/metrics"}} {
+			if code := send(p.method, p.path, host); code != http.StatusMisdirectedRequest {
+				t.Errorf("Host %q %s %s: %d, want 421", host, p.method, p.path, code)
+			}
+		}
+	}
+	if _, err := m.Load(context.Background(), h, false); err != nil {
+		t.Fatalf("a rebound request revoked the session: %v", err)
+	}
+	for _, host := range []string{"admin.internal:9090", "Admin.Internal.", "127.0.0.1:9090", "[::1]:9090", "localhost:9090", "10.0.0.7"} {
+		if code := send("GET", "/admin/sessions?sub=alice", host); code != http.StatusOK {
+			t.Errorf("Host %q: %d, want 200", host, code)
+		}
+	}
+}
+
+// FuzzHostCheck: whatever the Host header, the check never panics and
+// accepts only the configured host, localhost names or an IP literal.
+func FuzzHostCheck(f *testing.F) {
+	for _, s := range []string{"", "admin.internal:9090", "evil.example", "[::1]:9090", "127.0.0.1", "localhost.", "a.localhost", "[", "]:", "ADMIN.INTERNAL.", "1.2.3.4.nip.io"} {
+		f.Add(s)
+	}
+	ok := hostChecker("admin.internal:9090")
+	f.Fuzz(func(t *testing.T, host string) {
+		if !ok(host) {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
+		}
+		h = normHost(h)
+		if _, err := netip.ParseAddr(h); err != nil && h != "admin.internal" && h != "localhost" && !strings.HasSuffix(h, ".localhost") {
+			t.Fatalf("accepted Host %q", host)
+		}
+	})
 }

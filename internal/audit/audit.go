@@ -7,7 +7,7 @@
 // whose members always appear in this fixed order, written by a hand-rolled encoder (no reflection):
 //
 //	time, seq, event, outcome, reason, sub, session, actor, client, route, method, path,
-//	status, upstream, remote_ip, request_id, trace_id, prev, hash
+//	status, upstream, remote_ip, request_id, trace_id, detail, prev, hash
 //
 // time (RFC 3339, UTC, exactly three fractional digits, e.g. "2026-11-28T16:01:02.345Z"), seq,
 // event, prev and hash are always present; every other member is omitted when empty (status when
@@ -70,6 +70,8 @@ const (
 	EventRefreshFailed     Event = "refresh_failed"
 	EventTokenExchange     Event = "token_exchange"
 	EventAccess            Event = "access"
+	EventForward           Event = "forward"
+	EventAuditRepaired     Event = "audit_repaired"
 	EventAgentTokenIssued  Event = "agent_token_issued"
 	EventAgentTokenUsed    Event = "agent_token_used"
 	EventAgentTokenRevoked Event = "agent_token_revoked"
@@ -118,6 +120,9 @@ type Record struct {
 	// RequestID and TraceID correlate the record with logs and traces.
 	RequestID string
 	TraceID   string
+	// Detail is free text for records that need more than Reason (the repair marker); never a
+	// request value.
+	Detail string
 }
 
 // Head identifies the end of a chain: the seq and hash of its last record.
@@ -133,6 +138,10 @@ const Genesis = "000000000000000000000000000000000000000000000000000000000000000
 // ErrUnavailable means the audit log cannot take a record now (buffer full, sink failing, or
 // closed). A request must then be answered 503 and not forwarded.
 var ErrUnavailable = errors.New("audit log unavailable")
+
+// ErrRecordsLost means Close could not write (or sync) every record it was given: the sink
+// kept failing until the close timeout. gatehouse serve then exits with code 3.
+var ErrRecordsLost = errors.New("audit records lost")
 
 // BrokenError names the first line of a log that does not verify.
 type BrokenError struct {

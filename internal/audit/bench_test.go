@@ -5,6 +5,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -88,6 +89,36 @@ func BenchmarkVerify(b *testing.B) {
 	for b.Loop() {
 		if _, err := VerifyFile(path); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecision is what a forwarded request waits for before the upstream is contacted:
+// with durability sync the decision record is written and fsynced (group commit: concurrent
+// requests share one fsync), with interval it is only handed to the writer. Run with -cpu to
+// see the group commit at work; the numbers are in docs/performance.md.
+func BenchmarkDecision(b *testing.B) {
+	for _, d := range []string{"sync", "interval"} {
+		for _, par := range []int{1, 64} {
+			b.Run(d+"/concurrency="+strconv.Itoa(par), func(b *testing.B) {
+				l := openFile(b, filepath.Join(b.TempDir(), "audit.jsonl"), func(o *Options) { o.Durability = d })
+				rec := sampleRecord(1)
+				rec.Event = EventForward
+				ctx := context.Background()
+				b.SetParallelism(par)
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						for l.Decision(ctx, rec) != nil {
+							runtime.Gosched() // interval: buffer full, the writer catches up
+						}
+					}
+				})
+				b.StopTimer()
+				if err := l.Close(); err != nil {
+					b.Fatal(err)
+				}
+			})
 		}
 	}
 }

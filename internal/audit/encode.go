@@ -81,6 +81,7 @@ func appendBody(buf []byte, rec *Record, seq uint64, prev []byte) []byte {
 	buf = appendField(buf, `,"remote_ip":`, rec.RemoteIP)
 	buf = appendField(buf, `,"request_id":`, rec.RequestID)
 	buf = appendField(buf, `,"trace_id":`, rec.TraceID)
+	buf = appendField(buf, `,"detail":`, rec.Detail)
 	buf = append(buf, `,"prev":"`...)
 	buf = append(buf, prev...)
 	buf = append(buf, `"}`...)

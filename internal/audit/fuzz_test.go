@@ -18,6 +18,14 @@ func FuzzVerify(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
+	// A repair marker and a decision/completion pair, so the fuzzer starts from every kind.
+	if err := l.Log(context.Background(), repairRecord([]byte(`{"time":"2026`), l.Head(), t0)); err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Decision(context.Background(), Record{Event: EventForward, Outcome: OutcomeAllow, RequestID: "r1"}); err != nil {
+		f.Fatal(err)
+	}
+	l.Completion(context.Background(), Record{Event: EventAccess, Outcome: OutcomeAllow, Status: 200, RequestID: "r1"})
 	if err := l.Close(); err != nil {
 		f.Fatal(err)
 	}

@@ -18,11 +18,20 @@ type Options struct {
 	Sink string
 	// Path of the log file (Sink "file"). Its directory is created if missing.
 	Path string
+	// Durability is "sync" (the default) or "interval". With "sync", [Logger.Decision] returns
+	// only once its record is written and fsynced (group commit: one fsync covers every record
+	// written in the same batch), so a crash of the process or the machine loses no decision
+	// record of a forwarded request. With "interval" it returns at once; a SIGKILL loses the
+	// records the writer had not yet written (those accepted in the last moments, see
+	// docs/admin.md) and a power loss at most FsyncInterval worth of written ones.
+	Durability string
 	// FsyncInterval bounds how long a written record may stay unsynced (file sink). Default 1s.
 	FsyncInterval time.Duration
 	// MaxSize rotates the file before it would grow beyond this many bytes. 0 never rotates.
 	MaxSize int64
 	// Buffer is the number of records that may be reserved but not yet written. Default 4096.
+	// Decisions, events and Reserve may use three quarters of it; the last quarter is kept for
+	// completion records, so that a request already forwarded can almost always be completed.
 	Buffer int
 	// OnFailure is "deny" (the default) or "continue"; see Logger.
 	OnFailure string
@@ -41,16 +50,21 @@ const (
 	defaultBuffer        = 4096
 	defaultFsyncInterval = time.Second
 	defaultCloseTimeout  = 5 * time.Second
-	batchBytes           = 64 << 10
-	retryMin             = 10 * time.Millisecond
-	retryMax             = time.Second
+	// syncWaitMax bounds how long Decision waits for its record to reach the disk before it
+	// gives up and the request is refused (503) rather than forwarded unrecorded.
+	syncWaitMax = 2 * time.Second
+	batchBytes  = 64 << 10
+	retryMin    = 10 * time.Millisecond
+	retryMax    = time.Second
 )
 
 // Logger writes audit records to one sink through a single writer goroutine, which assigns seq,
 // prev and hash in commit order.
 //
-// A request reserves a slot before it is forwarded (Reserve) and fills it after the response
-// (Commit). Reserve and Commit never wait for I/O. Because every committed record owns a slot
+// A forwarded request writes a decision record before it is forwarded (Decision; with
+// Durability "sync" it waits for the fsync) and a completion record after the response
+// (Completion); it holds no slot in between. Reserve and Commit (used by Log) hold a slot from
+// one to the other and never wait for I/O; do not hold a reservation across a forwarded request. Because every committed record owns a slot
 // in a bounded buffer, a record is never dropped for lack of room: when the buffer is full, or
 // the sink is failing, Reserve refuses and the request is answered 503 instead of being
 // served unaudited.
@@ -68,9 +82,13 @@ type Logger struct {
 	log      *slog.Logger
 	now      func() time.Time
 	deny     bool
-	capacity int64
+	sync     bool
+	capacity int64 // every record, completions included
+	admit    int64 // decisions, events and Reserve: capacity less the completion headroom
 
-	ch       chan Record
+	donePool sync.Pool // chan bool (buffer 1) for Decision waiters: true durable, false the sink failed
+
+	ch       chan entry
 	reserved atomic.Int64
 	failing  atomic.Bool
 	closed   atomic.Bool
@@ -101,7 +119,15 @@ var (
 	errClosed  = fmt.Errorf("%w: closed", ErrUnavailable)
 	errFailing = fmt.Errorf("%w: sink failing", ErrUnavailable)
 	errFull    = fmt.Errorf("%w: buffer full", ErrUnavailable)
+	errSlow    = fmt.Errorf("%w: the record did not reach the disk in time", ErrUnavailable)
 )
+
+// entry is one committed record on its way to the writer. done, when set, receives a value once
+// the record is durable (Durability "sync").
+type entry struct {
+	rec  Record
+	done chan bool
+}
 
 // Pending is a reserved slot for one record. Exactly one of Commit or Cancel takes effect; later
 // calls do nothing, so `defer p.Cancel()` after Reserve is safe.
@@ -121,6 +147,10 @@ type Stats struct {
 	Dropped uint64
 	// Buffered is the number of reserved records not yet written.
 	Buffered int
+	// Capacity is the size of the buffer (Options.Buffer).
+	Capacity int
+	// Admit is how much of it decisions and events may use before they are refused.
+	Admit int
 }
 
 // Open starts a Logger. For the file sink it continues the chain of the existing log (see the
@@ -132,9 +162,14 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 	if opts.OnFailure == "" {
 		opts.OnFailure = "deny"
 	}
+	if opts.Durability == "" {
+		opts.Durability = "sync"
+	}
 	switch {
 	case opts.OnFailure != "deny" && opts.OnFailure != "continue":
 		return nil, fmt.Errorf("open audit log: on_failure %q is not valid: use deny or continue", opts.OnFailure)
+	case opts.Durability != "sync" && opts.Durability != "interval":
+		return nil, fmt.Errorf("open audit log: durability %q is not valid: use sync or interval", opts.Durability)
 	case opts.Sink != "stdout" && opts.Sink != "file":
 		return nil, fmt.Errorf("open audit log: sink %q is not valid: use stdout or file", opts.Sink)
 	case opts.Sink == "file" && opts.Path == "":
@@ -161,19 +196,26 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Logger{
+		donePool: sync.Pool{New: func() any { return make(chan bool, 1) }},
 		opts:     opts,
 		log:      opts.Logger,
 		now:      opts.Now,
 		deny:     opts.OnFailure == "deny",
+		sync:     opts.Durability == "sync",
 		capacity: int64(opts.Buffer),
-		ch:       make(chan Record, opts.Buffer),
+		admit:    max(1, int64(opts.Buffer)-int64(opts.Buffer)/4),
+		ch:       make(chan entry, opts.Buffer),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	w := &writer{l: l, enc: newEncoder(), buf: make([]byte, 0, batchBytes+4096), out: opts.Stdout}
 	head := Head{Hash: Genesis}
+	var torn []byte
 	if opts.Sink == "file" {
 		var err error
+		if torn, err = repairTornTail(opts.Path); err != nil {
+			return nil, err
+		}
 		if head, err = openHead(opts.Path); err != nil {
 			return nil, err
 		}
@@ -186,7 +228,23 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 	copy(w.prev[:], head.Hash)
 	l.head = head
 	l.w = w
-	l.log.InfoContext(ctx, "audit log opened", "sink", opts.Sink, "path", opts.Path, "seq", head.Seq, "hash", head.Hash)
+	if torn != nil {
+		// The chain continues with a record that says what was cut (see repairTornTail); it is
+		// on disk before anything else is accepted.
+		l.log.WarnContext(ctx, "audit log: cut an incomplete last line and recorded the repair",
+			"path", opts.Path, "bytes", len(torn), "seq", head.Seq, "hash", head.Hash)
+		l.reserved.Add(1)
+		w.add(&entry{rec: repairRecord(torn, head, l.now())})
+		w.flush()
+		if err := w.file.Sync(); err != nil {
+			w.file.Close()
+			return nil, fmt.Errorf("open audit log: fsync after repair: %w", err)
+		}
+		w.dirty = false
+		head = l.Head()
+	}
+	l.log.InfoContext(ctx, "audit log opened", "sink", opts.Sink, "path", opts.Path, "durability", opts.Durability,
+		"seq", head.Seq, "hash", head.Hash)
 	go w.run()
 	return l, nil
 }
@@ -202,24 +260,146 @@ func (l *Logger) Reserve(ctx context.Context) (*Pending, error) {
 	if l.deny && l.failing.Load() {
 		return nil, errFailing
 	}
+	switch err := l.tryReserve(l.admit); {
+	case err == errFull && !l.deny:
+		return &Pending{l: l, drop: true}, nil
+	case err != nil:
+		return nil, err
+	}
+	return &Pending{l: l}, nil
+}
+
+// tryReserve takes one slot if fewer than limit are taken.
+func (l *Logger) tryReserve(limit int64) error {
 	for {
 		n := l.reserved.Load()
-		if n >= l.capacity {
-			if l.deny {
-				return nil, errFull
-			}
-			return &Pending{l: l, drop: true}, nil
+		if n >= limit {
+			return errFull
 		}
 		if l.reserved.CompareAndSwap(n, n+1) {
 			// Close sets closed before its writer looks at reserved for the last time: either the
 			// writer waits for this slot, or this check sees closed.
 			if l.closed.Load() {
 				l.reserved.Add(-1)
-				return nil, errClosed
+				return errClosed
 			}
-			return &Pending{l: l}, nil
+			return nil
 		}
 	}
+}
+
+// reserveWaiting is tryReserve that, when the buffer is full for a moment (a burst), waits
+// for the writer to make room — at most syncWaitMax, and not while the sink is failing: a
+// waiting caller holds no slot, so waiting starves no one.
+func (l *Logger) reserveWaiting(ctx context.Context, limit int64) error {
+	err := l.tryReserve(limit)
+	if err != errFull {
+		return err
+	}
+	wait := 100 * time.Microsecond
+	deadline := time.Now().Add(syncWaitMax)
+	for err == errFull && !l.failing.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+		err = l.tryReserve(limit)
+	}
+	return err
+}
+
+// enqueue hands a record that holds a slot to the writer; false if the Logger has stopped.
+func (l *Logger) enqueue(e entry) bool {
+	l.stopMu.RLock()
+	defer l.stopMu.RUnlock()
+	if l.stopped {
+		l.reserved.Add(-1)
+		l.dropRecord("committed after the audit log was closed")
+		return false
+	}
+	l.ch <- e // never blocks: every entry in ch holds one of at most cap(ch) slots
+	return true
+}
+
+// Decision records that a request is about to be forwarded (the decision record), before the
+// upstream is contacted. It holds a slot only until the record is written, never for the
+// request's lifetime: the request's outcome goes into a separate record ([Logger.Completion]),
+// correlated by RequestID.
+//
+// With Durability "sync" it returns once the record is written and fsynced (or, for stdout,
+// written); with "interval" once the writer has it. It returns ErrUnavailable when the record
+// cannot be taken or did not reach the disk within a bound (the sink is failing): the caller
+// must then answer 503 and not forward. With OnFailure "continue" it refuses only when closed.
+func (l *Logger) Decision(ctx context.Context, rec Record) error {
+	if rec.Event == "" {
+		return errors.New("audit: record has no event")
+	}
+	if l.closed.Load() {
+		return errClosed
+	}
+	failing := l.failing.Load()
+	if l.deny && failing {
+		return errFailing
+	}
+	if err := l.reserveWaiting(ctx, l.admit); err != nil {
+		if err == errFull && !l.deny {
+			l.dropRecord("buffer full while the audit sink is failing (on_failure: continue)")
+			return nil
+		}
+		return err
+	}
+	if rec.Time.IsZero() {
+		rec.Time = l.now()
+	}
+	if !l.sync || failing {
+		// interval, or on_failure continue during a failure: do not wait for the disk.
+		if !l.enqueue(entry{rec: rec}) {
+			return errClosed
+		}
+		return nil
+	}
+	done := l.donePool.Get().(chan bool)
+	if !l.enqueue(entry{rec: rec, done: done}) {
+		l.donePool.Put(done)
+		return errClosed
+	}
+	t := time.NewTimer(syncWaitMax)
+	defer t.Stop()
+	select {
+	case durable := <-done:
+		l.donePool.Put(done)
+		if !durable && l.deny {
+			// The sink failed while this record waited: the request is refused. The record stays
+			// queued and is written on recovery; verify then lists it as a decision without a
+			// completion.
+			return errFailing
+		}
+		return nil
+	case <-ctx.Done():
+		// done is abandoned, not pooled: the writer may still signal it.
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	case <-t.C:
+		if !l.deny {
+			return nil
+		}
+		return errSlow
+	}
+}
+
+// Completion records the outcome of a request whose Decision was recorded. It never refuses
+// (the request has already been answered) and waits for I/O never, for room at most a bounded
+// moment. It may use the headroom of the buffer that decisions cannot; a record that finds no
+// room within that moment (the sink has been failing) or arrives after Close is dropped and
+// counted in Stats.Dropped — its decision record is on disk.
+func (l *Logger) Completion(ctx context.Context, rec Record) {
+	// A burst of completions (many streams ending at once) may find the buffer full for a
+	// moment: wait for the writer, a bounded time, rather than drop the record.
+	if err := l.reserveWaiting(context.WithoutCancel(ctx), l.capacity); err != nil {
+		l.dropRecord("no room for a completion record (the audit sink is failing or the log is closed)")
+		return
+	}
+	if rec.Time.IsZero() {
+		rec.Time = l.now()
+	}
+	l.enqueue(entry{rec: rec})
 }
 
 // Commit fills the reserved slot with rec. It never waits for I/O. A zero rec.Time is set to now.
@@ -235,15 +415,7 @@ func (p *Pending) Commit(rec Record) {
 	if rec.Time.IsZero() {
 		rec.Time = l.now()
 	}
-	l.stopMu.RLock()
-	if l.stopped {
-		l.stopMu.RUnlock()
-		l.reserved.Add(-1)
-		l.dropRecord("committed after the audit log was closed")
-		return
-	}
-	l.ch <- rec // never blocks: every record in ch holds one of at most cap(ch) slots
-	l.stopMu.RUnlock()
+	l.enqueue(entry{rec: rec})
 }
 
 // Cancel releases the reserved slot without a record (the request was not forwarded).
@@ -290,6 +462,8 @@ func (l *Logger) Stats() Stats {
 		WriteErrors: l.writeErrors.Load(),
 		Dropped:     l.dropped.Load(),
 		Buffered:    int(l.reserved.Load()),
+		Capacity:    int(l.capacity),
+		Admit:       int(l.admit),
 	}
 }
 
@@ -311,6 +485,15 @@ func (l *Logger) Close() error {
 		<-l.done
 	})
 	return l.closeErr
+}
+
+// SaturatedErr reports (an error wrapping ErrUnavailable) when decisions and events are being
+// refused for lack of room.
+func (l *Logger) SaturatedErr() error {
+	if l.reserved.Load() >= l.admit {
+		return errFull
+	}
+	return nil
 }
 
 func (l *Logger) dropRecord(why string) {

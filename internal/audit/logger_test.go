@@ -3,8 +3,10 @@ package audit
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -81,7 +83,7 @@ func TestDiskFullDeniesRequests(t *testing.T) {
 		t.Fatalf("Reserve on a full disk = %v, want ErrUnavailable", err)
 	}
 	err := l.Close()
-	if err == nil || !strings.Contains(err.Error(), "1 reserved records were not written") {
+	if !errors.Is(err, ErrRecordsLost) || !strings.Contains(err.Error(), "1 records were not written") {
 		t.Fatalf("Close = %v, want it to report the unwritten record", err)
 	}
 	if st := l.Stats(); st.Dropped != 1 {
@@ -306,5 +308,115 @@ func TestRotationFailureKeepsWriting(t *testing.T) {
 	}
 	if res, err := VerifyFiles(files...); err != nil || res.Records != 20 {
 		t.Fatalf("VerifyFiles = %+v, %v; want 20", res, err)
+	}
+}
+
+// TestDecisionIsOnDiskWhenItReturns: with durability sync, the decision record is in the file
+// (written and fsynced) before Decision returns, so a request forwarded after it cannot be lost
+// by a crash; with interval it returns without waiting for the writer.
+func TestDecisionIsOnDiskWhenItReturns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, func(o *Options) { o.Durability = "sync"; o.FsyncInterval = time.Hour })
+	defer l.Close()
+	for i := range 20 {
+		rec := sampleRecord(i)
+		rec.Event, rec.Status = EventForward, 0
+		if err := l.Decision(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `"request_id":"req-`+strconv.Itoa(i)+`"`) {
+			t.Fatalf("decision %d returned before its record was written", i)
+		}
+	}
+}
+
+// TestDecisionsDoNotHoldSlots: any number of requests in flight (decided, not yet completed)
+// hold no buffer capacity, so slow requests cannot starve everyone else (issue: global DoS
+// through the audit buffer); completions may use the headroom decisions cannot.
+func TestDecisionsDoNotHoldSlots(t *testing.T) {
+	for _, durability := range []string{"sync", "interval"} {
+		t.Run(durability, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			l := openFile(t, path, func(o *Options) { o.Durability = durability; o.Buffer = 8 })
+			for i := range 50 { // far more in flight than the buffer has slots
+				for {
+					err := l.Decision(context.Background(), Record{Event: EventForward, Outcome: OutcomeAllow, RequestID: "r" + strconv.Itoa(i)})
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, errFull) || durability == "sync" {
+						t.Fatalf("decision %d: %v", i, err)
+					}
+					time.Sleep(time.Millisecond) // interval: the writer empties the buffer
+				}
+			}
+			for i := range 50 {
+				for l.Stats().Buffered >= l.Stats().Capacity { // the test completes faster than any server would
+					time.Sleep(time.Millisecond)
+				}
+				l.Completion(context.Background(), Record{Event: EventAccess, Outcome: OutcomeAllow, Status: 200, RequestID: "r" + strconv.Itoa(i)})
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if s := l.Stats(); s.Dropped != 0 || s.Written != 50+50+0 {
+				t.Fatalf("stats %+v", s)
+			}
+			res, err := VerifyFile(path)
+			if err != nil || res.Forwarded != 50 || res.UnfinishedCount != 0 {
+				t.Fatalf("verify %+v %v", res, err)
+			}
+		})
+	}
+}
+
+// TestVerifyReportsUnfinishedDecisions: a decision without its completion (the process was
+// killed while the request was in flight) is reported by request id, not as a broken chain.
+func TestVerifyReportsUnfinishedDecisions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFile(t, path, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := l.Decision(context.Background(), Record{Event: EventForward, Outcome: OutcomeAllow, RequestID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Completion(context.Background(), Record{Event: EventAccess, Outcome: OutcomeAllow, Status: 200, RequestID: "b"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyFile(path)
+	if err != nil || res.Forwarded != 3 || res.UnfinishedCount != 2 || strings.Join(res.Unfinished, ",") != "a,c" {
+		t.Fatalf("verify %+v %v", res, err)
+	}
+}
+
+// TestSaturationIsReported: once decisions and events would be refused for lack of room,
+// SaturatedErr says so (the /readyz audit_buffer check), and stops saying so when room returns.
+func TestSaturationIsReported(t *testing.T) {
+	l := openStdout(t, io.Discard, func(o *Options) { o.Buffer = 4 })
+	defer l.Close()
+	var held []*Pending
+	for l.SaturatedErr() == nil {
+		p, err := l.Reserve(context.Background())
+		if err != nil {
+			t.Fatalf("Reserve before saturation: %v", err)
+		}
+		held = append(held, p)
+	}
+	if len(held) != l.Stats().Admit {
+		t.Fatalf("saturated after %d reservations, want %d", len(held), l.Stats().Admit)
+	}
+	if _, err := l.Reserve(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Reserve when saturated = %v", err)
+	}
+	for _, p := range held {
+		p.Cancel()
+	}
+	if err := l.SaturatedErr(); err != nil {
+		t.Fatalf("still saturated after the slots were released: %v", err)
 	}
 }

@@ -27,7 +27,20 @@ type Result struct {
 	// Head is the seq and hash of the last record verified (the starting head if there was none).
 	// Compare it with an externally anchored head to detect lines cut from the end.
 	Head Head
+	// Repairs lists the repair markers (a torn last line cut at a start), in chain order.
+	Repairs []Repair
+	// Forwarded counts decision records (event "forward": a request about to be forwarded).
+	Forwarded int
+	// Unfinished lists the request ids of decision records that no completion record ("access"
+	// with the same request_id) follows: requests in flight when the log was read, or when the
+	// process was killed. At most maxUnfinished are listed; UnfinishedCount has them all.
+	Unfinished      []string
+	UnfinishedCount int
+
+	open map[string]struct{} // request ids of decisions without completion so far
 }
+
+const maxUnfinished = 100
 
 // Entry is one decoded line: the Record plus the chain members the Logger assigned.
 type Entry struct {
@@ -53,16 +66,31 @@ func VerifyFiles(paths ...string) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("verify audit log: %w", err)
 		}
-		r, err := VerifyFrom(f, p, res.Head)
+		files := res.Files
+		res, err = verifyFrom(f, p, res)
 		f.Close()
-		res.Files++
-		res.Records += r.Records
-		res.Head = r.Head
+		res.Files = files + 1
 		if err != nil {
+			res.finish()
 			return res, err
 		}
 	}
+	res.finish()
 	return res, nil
+}
+
+// finish fills Unfinished from the open decisions.
+func (res *Result) finish() {
+	res.UnfinishedCount = len(res.open)
+	res.Unfinished = res.Unfinished[:0]
+	for id := range res.open {
+		if len(res.Unfinished) == maxUnfinished {
+			break
+		}
+		res.Unfinished = append(res.Unfinished, id)
+	}
+	slices.Sort(res.Unfinished)
+	res.open = nil
 }
 
 // Verify verifies r as a complete chain starting at Genesis and returns the number of records
@@ -75,11 +103,23 @@ func Verify(r io.Reader, name string) (n int, err error) {
 // VerifyFrom verifies r as the continuation of a chain whose last record is from (the zero
 // Head means r starts a new chain at Genesis).
 func VerifyFrom(r io.Reader, name string, from Head) (Result, error) {
-	head := from
+	res, err := verifyFrom(r, name, Result{Head: from})
+	res.Files = 1
+	res.finish()
+	return res, err
+}
+
+// verifyFrom continues the verification res with r: records, head, repairs and open decisions
+// carry over from one file to the next.
+func verifyFrom(r io.Reader, name string, res Result) (Result, error) {
+	head := res.Head
 	if head.Hash == "" {
 		head = Head{Seq: 0, Hash: Genesis}
 	}
-	res := Result{Files: 1, Head: head}
+	res.Head = head
+	if res.open == nil {
+		res.open = map[string]struct{}{}
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
 	var checker lineChecker
@@ -109,6 +149,21 @@ func VerifyFrom(r io.Reader, name string, from Head) (Result, error) {
 		}
 		if e.Prev != head.Hash {
 			return res, broken("prev does not match the hash of the record before: a line was deleted, inserted or reordered")
+		}
+		switch e.Event {
+		case EventAuditRepaired:
+			cut, reason := checkRepair(&e, head)
+			if reason != "" {
+				return res, broken(reason)
+			}
+			res.Repairs = append(res.Repairs, Repair{File: name, Line: lineNo, Seq: e.Seq, CutBytes: cut, LastHash: head.Hash})
+		case EventForward:
+			if e.RequestID != "" {
+				res.open[e.RequestID] = struct{}{}
+			}
+			res.Forwarded++
+		case EventAccess:
+			delete(res.open, e.RequestID)
 		}
 		head = Head{Seq: e.Seq, Hash: e.Hash}
 		res.Records++
@@ -162,6 +217,7 @@ type jsonLine struct {
 	RemoteIP  string   `json:"remote_ip"`
 	RequestID string   `json:"request_id"`
 	TraceID   string   `json:"trace_id"`
+	Detail    string   `json:"detail"`
 	Prev      string   `json:"prev"`
 	Hash      string   `json:"hash"`
 }
@@ -209,7 +265,7 @@ func (c *lineChecker) check(line []byte) (Entry, string) {
 			Time: t, Event: Event(j.Event), Outcome: Outcome(j.Outcome), Reason: j.Reason, Sub: j.Sub,
 			Session: j.Session, Sessions: j.Sessions, Actor: j.Actor, Client: j.Client, Route: j.Route, Method: j.Method,
 			Path: j.Path, Status: j.Status, Upstream: j.Upstream, RemoteIP: j.RemoteIP,
-			RequestID: j.RequestID, TraceID: j.TraceID,
+			RequestID: j.RequestID, TraceID: j.TraceID, Detail: j.Detail,
 		},
 		Seq: j.Seq, Prev: j.Prev, Hash: j.Hash,
 	}

@@ -207,12 +207,13 @@ func TestRestartContinuesChain(t *testing.T) {
 	}
 }
 
-// TestOpenRefusesABrokenTail: a log whose last line was cut or edited is not silently continued.
+// TestOpenRefusesABrokenTail: a log whose complete last line was edited is not silently
+// continued (a torn, incomplete last line is repaired instead: TestOpenRepairsATornLastLine).
 func TestOpenRefusesABrokenTail(t *testing.T) {
 	for name, mutateLast := range map[string]func(string) string{
-		"truncated": func(l string) string { return l[:len(l)-10] },
-		"edited":    func(l string) string { return strings.Replace(l, `"status":200`, `"status":201`, 1) + "\n" },
-		"garbage":   func(l string) string { return l + "\nnot json\n" },
+		"edited torn": func(l string) string { return strings.Replace(l, `"status":200`, `"status":201`, 1) + "\n{\"time\"" },
+		"edited":      func(l string) string { return strings.Replace(l, `"status":200`, `"status":201`, 1) + "\n" },
+		"garbage":     func(l string) string { return l + "\nnot json\n" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := writeLog(t, 3)

@@ -16,8 +16,9 @@ type writer struct {
 	l   *Logger
 	enc *encoder
 
-	buf     []byte // encoded records not yet written
-	pending int    // records in buf
+	buf     []byte      // encoded records not yet written
+	pending int         // records in buf
+	waiters []chan bool // Decision callers whose records are in buf or written but not yet synced
 	seq     uint64
 	prev    [64]byte
 
@@ -42,10 +43,14 @@ func (w *writer) run() {
 	}
 	for {
 		select {
-		case rec := <-l.ch:
-			w.add(&rec)
+		case e := <-l.ch:
+			w.add(&e)
 			w.drain()
 			w.flush()
+			if l.sync {
+				// Group commit: one fsync for the whole batch, then every waiter is released.
+				w.commit()
+			}
 		case <-tick:
 			w.sync()
 		case <-l.closing:
@@ -59,8 +64,8 @@ func (w *writer) run() {
 func (w *writer) drain() {
 	for len(w.buf) < batchBytes {
 		select {
-		case rec := <-w.l.ch:
-			w.add(&rec)
+		case e := <-w.l.ch:
+			w.add(&e)
 		default:
 			return
 		}
@@ -68,11 +73,14 @@ func (w *writer) drain() {
 }
 
 // add encodes rec as the next record of the chain, rotating first when it would overflow the file.
-func (w *writer) add(rec *Record) {
+func (w *writer) add(e *entry) {
+	if e.done != nil {
+		w.waiters = append(w.waiters, e.done)
+	}
 	start := len(w.buf)
 	before := w.prev
 	w.seq++
-	w.buf = w.enc.appendLine(w.buf, rec, w.seq, &w.prev, &w.prev)
+	w.buf = w.enc.appendLine(w.buf, &e.rec, w.seq, &w.prev, &w.prev)
 	if w.file == nil || w.maxSize <= 0 || w.size+int64(len(w.buf)) <= w.maxSize || w.size+int64(start) == 0 {
 		w.pending++
 		return
@@ -114,6 +122,9 @@ func (w *writer) write(b []byte, n int, head Head) bool {
 			break
 		}
 		l.setFailing(fmt.Errorf("write audit log: %w", err))
+		// Nobody waits for a failing disk: the requests waiting for these records are refused
+		// (deny) or served (continue) now; the records stay and are written on recovery.
+		w.answer(false)
 		if !w.wait(backoff) {
 			// Closing and out of time: the records stay reserved and are reported as lost.
 			return false
@@ -153,20 +164,48 @@ func (w *writer) wait(d time.Duration) bool {
 	return true
 }
 
+// sync runs at every fsync_interval tick: it also checks that the file is still in place.
 func (w *writer) sync() {
-	if w.file == nil {
+	if w.file != nil {
+		w.checkPath()
+	}
+	w.commit()
+}
+
+// commit fsyncs what was written and releases the Decision callers waiting for it (the group
+// commit after every batch with Durability "sync").
+func (w *writer) commit() {
+	if w.file != nil {
+		if w.dirty {
+			if err := w.file.Sync(); err != nil {
+				w.l.setFailing(fmt.Errorf("fsync audit log: %w", err))
+				w.answer(false)
+				return
+			}
+			w.dirty = false
+			w.l.setHealthy()
+		}
+	}
+	w.release()
+}
+
+// release tells the Decision callers waiting for their records that they are durable. It runs
+// only after a successful sync (or, for stdout, write) of everything in buf.
+func (w *writer) release() {
+	if w.pending > 0 {
 		return
 	}
-	w.checkPath()
-	if !w.dirty {
-		return
+	w.answer(true)
+}
+
+// answer tells every waiting Decision caller whether its record is durable. A waiter is
+// answered once: buffered 1, one value per entry, so it never blocks.
+func (w *writer) answer(durable bool) {
+	for i, c := range w.waiters {
+		c <- durable
+		w.waiters[i] = nil
 	}
-	if err := w.file.Sync(); err != nil {
-		w.l.setFailing(fmt.Errorf("fsync audit log: %w", err))
-		return
-	}
-	w.dirty = false
-	w.l.setHealthy()
+	w.waiters = w.waiters[:0]
 }
 
 // shutdown writes everything committed before Close (waiting up to the deadline for reserved
@@ -175,8 +214,8 @@ func (w *writer) shutdown() {
 	l := w.l
 	for l.reserved.Load() > int64(w.pending) && time.Now().Before(l.closeDeadline) {
 		select {
-		case rec := <-l.ch:
-			w.add(&rec)
+		case e := <-l.ch:
+			w.add(&e)
 			w.drain()
 			w.flush()
 		case <-time.After(5 * time.Millisecond):
@@ -187,8 +226,8 @@ func (w *writer) shutdown() {
 	l.stopMu.Unlock()
 	for {
 		select {
-		case rec := <-l.ch:
-			w.add(&rec)
+		case e := <-l.ch:
+			w.add(&e)
 			continue
 		default:
 		}
@@ -199,16 +238,22 @@ func (w *writer) shutdown() {
 	if w.file != nil {
 		if w.dirty {
 			if err := w.file.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("fsync audit log: %w", err))
+				errs = append(errs, fmt.Errorf("fsync audit log: %w: %w", ErrRecordsLost, err))
+			} else {
+				w.release()
 			}
+		} else {
+			w.release()
 		}
 		if err := w.file.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close audit log: %w", err))
 		}
+	} else {
+		w.release()
 	}
 	if lost := l.reserved.Swap(0); lost > 0 {
 		l.dropped.Add(uint64(lost))
-		errs = append(errs, fmt.Errorf("close audit log: %d reserved records were not written (never committed or the sink kept failing)", lost))
+		errs = append(errs, fmt.Errorf("close audit log: %w: %d records were not written (never committed, or the sink kept failing: disk full?)", ErrRecordsLost, lost))
 	}
 	h := l.Head()
 	l.log.Info("audit log closed", "seq", h.Seq, "hash", h.Hash, "written", l.written.Load())
@@ -328,7 +373,10 @@ func openHead(path string) (Head, error) {
 }
 
 // lastRecord reads and checks the last line of a log file.
-func lastRecord(path string) (Head, bool, error) {
+func lastRecord(path string) (Head, bool, error) { return lastRecordBefore(path, -1) }
+
+// lastRecordBefore is lastRecord for the file's first end bytes (-1: the whole file).
+func lastRecordBefore(path string, limit int64) (Head, bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return Head{}, false, nil
@@ -342,6 +390,9 @@ func lastRecord(path string) (Head, bool, error) {
 		return Head{}, false, fmt.Errorf("open audit log: %w", err)
 	}
 	size := st.Size()
+	if limit >= 0 && limit < size {
+		size = limit
+	}
 	if size == 0 || !st.Mode().IsRegular() {
 		return Head{}, false, nil
 	}

@@ -16,7 +16,7 @@ func TestBadExampleReportsEveryProblem(t *testing.T) {
 		"bad.yaml:8: identity.client_id: required key is missing",
 		"bad.yaml:9: identity.issuer: \"idp.example.com\" is not an absolute http(s) URL",
 		"bad.yaml:10: identity.client_secret: environment variable GATEHOUSE_EXAMPLE_UNSET_SECRET is not set",
-		"bad.yaml:11: identity.client_auth: private_key_jwt is not supported yet",
+		"bad.yaml:11: identity.client_auth: \"private_key\" is not one of client_secret_basic | client_secret_post | private_key_jwt",
 		"bad.yaml:12: identity.scopes: expected a list such as [openid, profile, email, offline_access], got text",
 		"bad.yaml:15: session.store: \"postgres\" is not one of memory | bolt | redis",
 		"bad.yaml:16: session.same_site: none is not allowed",

@@ -44,8 +44,11 @@ type Config struct {
 	RateLimits RateLimits
 	Policy     Policy
 	Audit      Audit
+	Server     Server
 	Telemetry  Telemetry
 	Admin      Admin
+	// SecurityHeaders overrides the response security headers (security_headers:).
+	SecurityHeaders SecurityHeaders
 
 	warnings []Problem
 }
@@ -66,6 +69,9 @@ type ClientAuth string
 const (
 	ClientSecretBasic ClientAuth = "client_secret_basic"
 	ClientSecretPost  ClientAuth = "client_secret_post"
+	// PrivateKeyJWT signs a JWT with Identity.PrivateKey (RFC 7523): no
+	// shared secret.
+	PrivateKeyJWT ClientAuth = "private_key_jwt"
 )
 
 // PARMode says when to use Pushed Authorization Requests (RFC 9126).
@@ -83,8 +89,13 @@ type Identity struct {
 	// Issuer is the issuer identifier exactly as written (OIDC compares it byte for byte).
 	Issuer       string
 	ClientID     string
-	ClientSecret *secret.Value
+	ClientSecret *secret.Value // nil with PrivateKeyJWT
 	ClientAuth   ClientAuth
+	// PrivateKey is the PEM private key for PrivateKeyJWT, by reference;
+	// re-read on rotation. PrivateKeyID is the assertions' kid (default:
+	// the key's JWK thumbprint).
+	PrivateKey   *secret.Value
+	PrivateKeyID string
 	// Scopes requested at login. Default [openid profile email offline_access].
 	Scopes                      []string
 	PushedAuthorizationRequests PARMode
@@ -177,6 +188,12 @@ type Route struct {
 	MaxBody        int64         // bytes; default 10 MiB
 	WebSocket      bool
 	AllowSetCookie bool
+	// AllowCaching keeps the upstream's (private) caching of authenticated
+	// answers instead of Cache-Control: no-store. Default false.
+	AllowCaching bool
+	// AllowMethodOverride forwards method-override headers and _method
+	// naming one of Methods. Default false (dropped / refused).
+	AllowMethodOverride bool
 }
 
 // Expr is an expression kept with its position so that the stage compiling
@@ -216,6 +233,9 @@ func (e Expr) ProblemAt(line, col int, message string) Problem {
 	for i := len(e.segs) - 1; i >= 0; i-- {
 		if s := e.segs[i]; s.off <= off {
 			p.Line, p.Column = s.line, s.col+(off-s.off)
+			// Problems print file:line; an expression's problem also
+			// says where on the line, as CEL positions are precise.
+			p.Message = fmt.Sprintf("column %d: %s", p.Column, message)
 			return p
 		}
 	}
@@ -297,12 +317,32 @@ const (
 	AuditFailContinue AuditFailure = "continue"
 )
 
+// Server configures the listeners' limits and shutdown.
+type Server struct {
+	// ShutdownTimeout is how long in-flight requests get after SIGTERM; streams still open then
+	// are closed (their records written). Default 30s.
+	ShutdownTimeout time.Duration
+	// DrainDelay keeps accepting (with Connection: close, /readyz 503) after SIGTERM. Default 0.
+	DrainDelay time.Duration
+	// BodyReadTimeout is the idle timeout per request body read (408 when it passes). Default 10s.
+	BodyReadTimeout time.Duration
+	// MaxConnections caps the public listener's open connections; 0 derives it from the fd limit.
+	MaxConnections int
+	// ReadyRequiresIdP makes /readyz 503 while the IdP is unreachable. Default false: the IdP
+	// state is reported, but existing sessions still work, so the instance stays in rotation.
+	ReadyRequiresIdP bool
+}
+
 // Audit configures the hash-chained audit log.
 type Audit struct {
-	Sink          AuditSink
-	Path          string        // absolute; set when Sink is file
+	Sink AuditSink
+	Path string // absolute; set when Sink is file
+	// Durability is "sync" (default: a decision record is fsynced before the request is
+	// forwarded) or "interval" (records are fsynced every FsyncInterval).
+	Durability    string
 	FsyncInterval time.Duration // upper bound on unsynced records; default 1s
 	MaxSize       int64         // bytes before rotation; 0 means never rotate
+	Buffer        int           // records accepted but not yet written; default 4096
 	OnFailure     AuditFailure
 }
 
@@ -334,6 +374,7 @@ func (c *Config) Secrets() []*secret.Value {
 		}
 	}
 	add(c.Identity.ClientSecret)
+	add(c.Identity.PrivateKey)
 	add(c.Session.Redis.Password)
 	for _, k := range c.Session.CookieKeys {
 		add(k)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,6 +86,8 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.audit(c, top)
 	d.telemetry(c, top)
 	d.admin(c, top)
+	d.securityHeaders(c, top)
+	d.server(c, top)
 	return c
 }
 
@@ -256,16 +259,24 @@ func (d *decoder) identity(c *Config, top *fields) {
 	} else if s, ok := d.nonEmpty(n, "identity.client_id"); ok {
 		id.ClientID = s
 	}
-	if n := f.get(d, "client_secret"); n == nil {
-		d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME}")
-	} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
-		id.ClientSecret = v
-	}
-	if n := f.get(d, "client_auth"); n != nil {
-		if n.Kind == yaml.ScalarNode && n.Value == "private_key_jwt" {
-			d.errf(n, "identity.client_auth", "private_key_jwt is not supported yet; use client_secret_basic (the default) or client_secret_post")
-		} else if s, ok := d.enum(n, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost)); ok {
+	authNode := f.get(d, "client_auth")
+	if authNode != nil {
+		if s, ok := d.enum(authNode, "identity.client_auth", string(ClientSecretBasic), string(ClientSecretPost), string(PrivateKeyJWT)); ok {
 			id.ClientAuth = ClientAuth(s)
+		}
+	}
+	if id.ClientAuth == PrivateKeyJWT {
+		d.privateKey(id, f)
+	} else {
+		for _, k := range []string{"private_key", "private_key_id"} {
+			if n := f.get(d, k); n != nil {
+				d.errf(n, "identity."+k, "is used only with client_auth: private_key_jwt; remove it or set client_auth")
+			}
+		}
+		if n := f.get(d, "client_secret"); n == nil {
+			d.missing(f, "client_secret", "add client_secret: ${file:/path/to/secret} or ${env:NAME} (or use client_auth: private_key_jwt with private_key)")
+		} else if v, ok := d.secretValue(n, "identity.client_secret"); ok {
+			id.ClientSecret = v
 		}
 	}
 	if n := f.get(d, "scopes"); n != nil {
@@ -308,6 +319,29 @@ func (d *decoder) identity(c *Config, top *fields) {
 					id.PostLogoutRedirect = u
 				}
 			}
+		}
+	}
+}
+
+// privateKey reads identity.private_key (and private_key_id) for
+// private_key_jwt; client_secret is refused then (it would be unused).
+func (d *decoder) privateKey(id *Identity, f *fields) {
+	if n := f.get(d, "client_secret"); n != nil {
+		d.errf(n, "identity.client_secret", "is not used with client_auth: private_key_jwt; remove it")
+	}
+	if n := f.get(d, "private_key"); n == nil {
+		d.missing(f, "private_key", "add private_key: ${file:/path/to/key.pem} (a PEM private key whose public key is registered at the IdP)")
+	} else if v, ok := d.secretValue(n, "identity.private_key"); ok {
+		// A light check here (gatehouse check); the key itself is parsed at start.
+		if b, _ := pem.Decode([]byte(v.Get().Reveal())); b == nil || !strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			d.errf(n, "identity.private_key", "is not a PEM private key (want -----BEGIN PRIVATE KEY-----, RSA or EC)")
+		} else {
+			id.PrivateKey = v
+		}
+	}
+	if n := f.get(d, "private_key_id"); n != nil {
+		if s, ok := d.nonEmpty(n, "identity.private_key_id"); ok {
+			id.PrivateKeyID = s
 		}
 	}
 }
@@ -701,6 +735,12 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	if v, ok := d.boolean(f.get(d, "allow_set_cookie"), key+".allow_set_cookie"); ok {
 		r.AllowSetCookie = v
 	}
+	if v, ok := d.boolean(f.get(d, "allow_caching"), key+".allow_caching"); ok {
+		r.AllowCaching = v
+	}
+	if v, ok := d.boolean(f.get(d, "allow_method_override"), key+".allow_method_override"); ok {
+		r.AllowMethodOverride = v
+	}
 	if r.Anonymous && (r.Credential.Kind == CredUserToken || r.Credential.Kind == CredTokenExchange) {
 		d.errf(an, key+".anonymous", "an anonymous route has no signed-in user, so it cannot use credential %s; use client_credentials, header or none", r.Credential.Kind)
 	}
@@ -718,8 +758,10 @@ func checkRoutePath(p string) string {
 		return "must be written decoded and with / only (no %-escapes, no backslashes)"
 	case strings.Contains(p, "//"):
 		return "contains an empty segment (//); write it clean"
-	case p == "/bff" || strings.HasPrefix(p, "/bff/"):
+	case underReserved(p, "/bff"):
 		return "is under /bff, which Gatehouse reserves for its own endpoints"
+	case underReserved(p, "/.well-known"):
+		return "is under /.well-known, which Gatehouse reserves for its discovery documents"
 	}
 	for _, c := range p {
 		if c <= ' ' || c == 0x7f {
@@ -732,6 +774,12 @@ func checkRoutePath(p string) string {
 		}
 	}
 	return ""
+}
+
+// underReserved reports whether p is root or below it, in any letter case
+// (so /BFF/x cannot be routed past case-insensitive upstreams either).
+func underReserved(p, root string) bool {
+	return len(p) >= len(root) && strings.EqualFold(p[:len(root)], root) && (len(p) == len(root) || p[len(root)] == '/')
 }
 
 // isName reports whether s can name a route or client: it appears in
@@ -942,8 +990,21 @@ func (d *decoder) audit(c *Config, top *fields) {
 	if a.Sink != AuditFile {
 		a.Path = ""
 	}
+	a.Durability = "sync"
+	if v, ok := d.enum(f.get(d, "durability"), "audit.durability", "sync", "interval"); ok {
+		a.Durability = v
+	}
 	if v, ok := d.positive(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {
 		a.FsyncInterval = v
+	}
+	if n := f.get(d, "buffer"); n != nil {
+		if v, ok := d.integer(n, "audit.buffer"); ok {
+			if v < 4 {
+				d.errf(n, "audit.buffer", "must be at least 4 (default 4096)")
+			} else {
+				a.Buffer = v
+			}
+		}
 	}
 	if v, ok := d.size(f.get(d, "max_size"), "audit.max_size"); ok {
 		a.MaxSize = v
@@ -967,6 +1028,33 @@ func (d *decoder) telemetry(c *Config, top *fields) {
 	if v, ok := d.enum(f.get(d, "log_level"), "telemetry.log_level", "debug", "info", "warn", "error"); ok {
 		c.Telemetry.LogLevel = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
 			"warn": slog.LevelWarn, "error": slog.LevelError}[v]
+	}
+}
+
+func (d *decoder) server(c *Config, top *fields) {
+	s := &c.Server
+	s.ShutdownTimeout, s.BodyReadTimeout = 30*time.Second, 10*time.Second
+	f := d.section(top, "server", "server", "server", "")
+	if v, ok := d.positive(f.get(d, "shutdown_timeout"), "server.shutdown_timeout"); ok {
+		s.ShutdownTimeout = v
+	}
+	if v, ok := d.duration(f.get(d, "drain_delay"), "server.drain_delay"); ok {
+		s.DrainDelay = v
+	}
+	if v, ok := d.positive(f.get(d, "body_read_timeout"), "server.body_read_timeout"); ok {
+		s.BodyReadTimeout = v
+	}
+	if n := f.get(d, "max_connections"); n != nil {
+		if v, ok := d.integer(n, "server.max_connections"); ok {
+			if v < 1 {
+				d.errf(n, "server.max_connections", "must be at least 1 (leave it out to derive it from the open-file limit)")
+			} else {
+				s.MaxConnections = v
+			}
+		}
+	}
+	if v, ok := d.boolean(f.get(d, "ready_requires_idp"), "server.ready_requires_idp"); ok {
+		s.ReadyRequiresIdP = v
 	}
 }
 

@@ -156,7 +156,10 @@ func (d *decoder) syntaxError(err error) {
 
 // scrub removes every resolved secret value from every message: a secret
 // must never reach an error, even when the same text was also (wrongly)
-// written into a non-secret key whose problem message quotes it.
+// written into a non-secret key whose problem message quotes it. It replaces
+// the whole value that holds a secret, never just the matching substring:
+// "x[REDACTED]y" would tell the reader where the secret starts and ends
+// (and, for a short secret, what it is).
 func (d *decoder) scrub() {
 	var vals []string
 	for _, s := range d.secrets {
@@ -169,12 +172,72 @@ func (d *decoder) scrub() {
 	}
 	for _, ps := range [][]Problem{d.problems, d.warnings} {
 		for i := range ps {
-			for _, v := range vals {
-				ps[i].Message = strings.ReplaceAll(ps[i].Message, v, "[REDACTED]")
-				ps[i].Key = strings.ReplaceAll(ps[i].Key, v, "[REDACTED]")
+			ps[i].Message = scrubText(ps[i].Message, vals)
+			if holdsSecret(ps[i].Key, vals) {
+				ps[i].Key = redacted
 			}
 		}
 	}
+}
+
+const redacted = "[REDACTED]"
+
+func holdsSecret(s string, vals []string) bool {
+	for _, v := range vals {
+		if strings.Contains(s, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// scrubText replaces each quoted value (as %q writes them) whose text holds
+// a secret by "[REDACTED]" whole, then each remaining space-separated word
+// that still holds one. Quoted values are compared unquoted, so a secret
+// that %q escaped (a quote, a control character) is found too.
+func scrubText(msg string, vals []string) string {
+	var b strings.Builder
+	rest := msg
+	found := false
+	for {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		q, err := strconv.QuotedPrefix(rest[i:])
+		if err != nil {
+			b.WriteByte('"')
+			rest = rest[i+1:]
+			continue
+		}
+		if uq, err := strconv.Unquote(q); err == nil && (holdsSecret(uq, vals) || holdsSecret(q, vals)) {
+			b.WriteString(`"` + redacted + `"`)
+			found = true
+		} else {
+			b.WriteString(q)
+		}
+		rest = rest[i+len(q):]
+	}
+	out := b.String()
+	if !found && !holdsSecret(out, vals) {
+		return msg
+	}
+	if !holdsSecret(out, vals) {
+		return out
+	}
+	words := strings.Split(out, " ")
+	for i, w := range words {
+		if holdsSecret(w, vals) {
+			words[i] = redacted
+		}
+	}
+	out = strings.Join(words, " ")
+	if holdsSecret(out, vals) { // a secret with a space in it
+		return "a value here matches a configured secret and is not shown " + redacted
+	}
+	return out
 }
 
 func (d *decoder) at(n *yaml.Node, key, format string, args ...any) Problem {

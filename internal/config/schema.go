@@ -9,9 +9,10 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "rate_limits", "policy", "audit", "telemetry", "admin"},
+		"session", "csrf", "routes", "composites", "agents", "rate_limits", "policy", "audit", "telemetry", "admin",
+		"security_headers", "server"},
 	"frontend": {"static_dir", "upstream"},
-	"identity": {"issuer", "client_id", "client_secret", "client_auth", "scopes",
+	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
 	"session": {"store", "bolt", "redis", "cookie_name", "same_site", "idle_timeout", "absolute_timeout",
 		"refresh_before_expiry", "cookie_keys"},
@@ -19,7 +20,7 @@ var schema = map[string][]string{
 	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
 	"csrf":          {"header", "allowed_origins"},
 	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
-		"timeout", "max_body", "websocket", "allow_set_cookie"},
+		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override"},
 	"credential":                    credentialKinds,
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
@@ -28,15 +29,19 @@ var schema = map[string][]string{
 	"rate_limits.limit":             {"requests", "per", "burst"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
-	"audit":                         {"sink", "path", "fsync_interval", "max_size", "on_failure"},
+	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},
 	"telemetry":                     {"otlp_endpoint", "log_level"},
 	"admin":                         {"token"},
+	"security_headers": {"content_security_policy", "frame_options", "hsts", "cross_origin_opener_policy",
+		"cross_origin_resource_policy", "referrer_policy"},
+	"security_headers.hsts": {"max_age", "include_subdomains", "preload"},
+	"server":                {"shutdown_timeout", "drain_delay", "body_read_timeout", "max_connections", "ready_requires_idp"},
 }
 
 var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}
 
 // secretKeys are the keys whose values are secrets (resolved from references).
-var secretKeys = []string{"identity.client_secret", "session.redis.password", "session.cookie_keys",
+var secretKeys = []string{"identity.client_secret", "identity.private_key", "session.redis.password", "session.cookie_keys",
 	"routes[].credential.header.value", "policy.pdp.token", "admin.token"}
 
 // sectionPath shows a schema section the way a user writes the path.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -176,5 +177,38 @@ func TestLiteralSecretsWarnAndWrongShapesDoNotEcho(t *testing.T) {
 		if strings.Contains(w.String(), "literal-client-secret-9d8e") {
 			t.Errorf("warning echoes the secret: %s", w)
 		}
+	}
+}
+
+// The scrubber hides the whole value that holds a secret, never just the
+// matching part: "x-[REDACTED]-y" would show where the secret starts and
+// ends. A secret that %q escapes in the message (here one with a quote) is
+// found too, and its escaped form never appears.
+func TestConfigErrorScrubberReplacesWholeValues(t *testing.T) {
+	dir, values := leakFixture(t)
+	const quoted = `q"uote-secret-1234567890`
+	t.Setenv("GH_LEAK_QUOTE", quoted)
+	values = append(values, quoted)
+	src := strings.Replace(leakGood, "${env:GH_LEAK_ADMIN}", "${env:GH_LEAK_QUOTE}", 1) +
+		"listen: \"x-ENV-SECRET-redis-55aa-y\"\n" +
+		"client: 'pre q\"uote-secret-1234567890 post'\n" +
+		"audit:\n  sink: ENV-SECRET-pdp-91e2:tail\n"
+	_, err := Parse([]byte(src), "leak.yaml", dir)
+	ps := problemsOf(t, err)
+	out := err.Error() + fmt.Sprintf("%#v", ps)
+	assertNoSecret(t, "error", out, values)
+	escaped := strconv.Quote(quoted)
+	if strings.Contains(out, escaped[1:len(escaped)-1]) {
+		t.Errorf("the %%q-escaped form of a secret leaks:\n%s", out)
+	}
+	for _, part := range []string{"x-", "-y", ":tail", "pre ", " post"} {
+		for _, p := range ps {
+			if strings.Contains(p.Message, part+"[REDACTED]") || strings.Contains(p.Message, "[REDACTED]"+part) {
+				t.Errorf("%s: the scrubber left %q beside the redaction: %s", p.Key, part, p.Message)
+			}
+		}
+	}
+	if !strings.Contains(out, `"[REDACTED]"`) {
+		t.Errorf("want whole quoted values redacted:\n%s", err)
 	}
 }

@@ -20,7 +20,7 @@ var configTemplate = template.Must(template.New("gatehouse.yaml").Funcs(template
 # Relative paths resolve against this file's directory.
 client: demo-spa
 listen: {{q .Listen}}
-admin_listen: "127.0.0.1:0"
+admin_listen: {{q .AdminListen}}
 public_url: {{q .PublicURL}}
 
 frontend:
@@ -78,6 +78,19 @@ routes:
         value: ${file:./weather-api-key}
     timeout: 5s
 
+  - name: reports                        # refused for the demo users: shows a policy denial
+    path: /api/reports/
+    upstream: {{q .Profile}}
+    methods: [GET]
+    credential: user_token
+    allow: 'user.email.endsWith("@finance.example.com")'
+
+  - name: operator                       # demo only: revokes a session through the admin API
+    path: /api/operator/
+    upstream: {{q .Operator}}
+    methods: [POST]
+    credential: none
+
   - name: audit
     path: /api/audit/
     upstream: {{q .Audit}}
@@ -90,12 +103,15 @@ audit:
 
 telemetry:
   log_level: warn
+
+admin:
+  token: ${file:./admin-token}
 `))
 
 // configData fills configTemplate.
 type configData struct {
-	Listen, PublicURL, Issuer, ClientID, BillingAudience string
-	Profile, Billing, Notifications, Weather, Audit      string
+	Listen, AdminListen, PublicURL, Issuer, ClientID, BillingAudience string
+	Profile, Billing, Notifications, Weather, Audit, Operator         string
 }
 
 func renderConfig(d configData) ([]byte, error) {

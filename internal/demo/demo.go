@@ -58,13 +58,16 @@ type Options struct {
 
 // Info describes a running demo.
 type Info struct {
-	PublicURL  string     // open this in a browser
-	IssuerURL  string     // the development OP
-	ConfigPath string     // the generated Gatehouse configuration
-	DataDir    string     // where every generated file lives
-	AuditPath  string     // the audit log (JSON Lines)
-	APIKeyPath string     // the weather API key file (the browser must never see its content)
-	Users      []idp.User // who can sign in (demo passwords, development only)
+	PublicURL  string // open this in a browser
+	IssuerURL  string // the development OP
+	ConfigPath string // the generated Gatehouse configuration
+	DataDir    string // where every generated file lives
+	AuditPath  string // the audit log (JSON Lines)
+	APIKeyPath string // the weather API key file (the browser must never see its content)
+	// AdminURL is the admin listener (health, /metrics, /admin/*); AdminTokenPath holds its
+	// bearer token.
+	AdminURL, AdminTokenPath string
+	Users                    []idp.User // who can sign in (demo passwords, development only)
 }
 
 // Run starts the demo and blocks until ctx is done (Ctrl-C) or the gateway stops, then stops
@@ -113,6 +116,12 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	publicURL := "http://" + addr
+	adminAddr, err := publicAddr(ctx, "")
+	if err != nil {
+		return err
+	}
+	adminURL := "http://" + adminAddr
+	adminTokenPath := filepath.Join(dataDir, "admin-token")
 
 	// The demo APIs, each on its own loopback listener like separate services.
 	auditPath := filepath.Join(dataDir, "audit.jsonl")
@@ -127,6 +136,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		"notifications": apis.Notifications(),
 		"weather":       apis.Weather(),
 		"audit":         apis.AuditTail(auditPath, 12),
+		"operator":      apis.Operator(adminURL, adminTokenPath),
 	}
 	urls := map[string]string{}
 	for name, h := range upstreams {
@@ -145,6 +155,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 	}
 	if err := os.WriteFile(filepath.Join(dataDir, "cookie-key"), []byte(randomString(32)), 0o600); err != nil {
 		return fmt.Errorf("demo: write cookie key: %w", err)
+	}
+	if err := os.WriteFile(adminTokenPath, []byte(randomString(32)), 0o600); err != nil {
+		return fmt.Errorf("demo: write admin token: %w", err)
 	}
 	apiKeyPath := filepath.Join(dataDir, "weather-api-key")
 	if err := os.WriteFile(apiKeyPath, []byte("wx_demo_"+randomString(24)), 0o600); err != nil {
@@ -170,9 +183,9 @@ func Run(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	cfg, err := renderConfig(configData{
-		Listen: addr, PublicURL: publicURL, Issuer: op.Issuer(), ClientID: ClientID, BillingAudience: BillingAudience,
+		Listen: addr, AdminListen: adminAddr, PublicURL: publicURL, Issuer: op.Issuer(), ClientID: ClientID, BillingAudience: BillingAudience,
 		Profile: urls["profile"], Billing: urls["billing"], Notifications: urls["notifications"],
-		Weather: urls["weather"], Audit: urls["audit"],
+		Weather: urls["weather"], Audit: urls["audit"], Operator: urls["operator"],
 	})
 	if err != nil {
 		return err
@@ -207,6 +220,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 	info := Info{
 		PublicURL: publicURL + "/", IssuerURL: op.Issuer(), ConfigPath: cfgPath, DataDir: dataDir,
 		AuditPath: auditPath, APIKeyPath: apiKeyPath, Users: op.Users(),
+		AdminURL: adminURL, AdminTokenPath: adminTokenPath,
 	}
 	printBanner(out, info, opts.DataDir == "")
 	if opts.Ready != nil {
@@ -321,7 +335,9 @@ func printBanner(w io.Writer, info Info, temporary bool) {
 	for _, u := range info.Users {
 		fmt.Fprintf(w, "    %-8s / %-12s  %s <%s>\n", u.Username, u.Password, u.Name, u.Email)
 	}
-	fmt.Fprintf(w, "\n  Identity provider: %s\n  Config:            %s\n  Data:              %s\n\n", info.IssuerURL, info.ConfigPath, where)
+	fmt.Fprintf(w, "\n  Identity provider: %s\n  Config:            %s\n  Data:              %s\n", info.IssuerURL, info.ConfigPath, where)
+	fmt.Fprintf(w, "\n  Admin API:         %s/admin/sessions  (Authorization: Bearer $(cat %s))\n", info.AdminURL, info.AdminTokenPath)
+	fmt.Fprintf(w, "  Metrics:           %s/metrics\n  Health:            %s/readyz\n\n", info.AdminURL, info.AdminURL)
 	fmt.Fprintf(w, "  Press Ctrl-C to stop.\n")
 }
 

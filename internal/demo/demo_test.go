@@ -20,8 +20,8 @@ import (
 // route and credential kind the demo uses is accepted, and nothing unsupported sneaks in.
 func TestDemoConfigLoads(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"client-secret", "weather-api-key", "cookie-key"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("s3cr3t-value-for-test"), 0o600); err != nil {
+	for _, f := range []string{"client-secret", "weather-api-key", "cookie-key", "admin-token"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("s3cr3t-value-for-test-long-enough-32b"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -29,10 +29,10 @@ func TestDemoConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, err := renderConfig(configData{
-		Listen: "127.0.0.1:18080", PublicURL: "http://127.0.0.1:18080", Issuer: "http://127.0.0.1:18081",
+		Listen: "127.0.0.1:18080", AdminListen: "127.0.0.1:18090", PublicURL: "http://127.0.0.1:18080", Issuer: "http://127.0.0.1:18081",
 		ClientID: ClientID, BillingAudience: BillingAudience,
 		Profile: "http://127.0.0.1:1/", Billing: "http://127.0.0.1:2/", Notifications: "http://127.0.0.1:3/",
-		Weather: "http://127.0.0.1:4/", Audit: "http://127.0.0.1:5/",
+		Weather: "http://127.0.0.1:4/", Audit: "http://127.0.0.1:5/", Operator: "http://127.0.0.1:6/",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +48,7 @@ func TestDemoConfigLoads(t *testing.T) {
 	want := map[string]config.CredentialKind{
 		"profile": config.CredUserToken, "billing": config.CredTokenExchange,
 		"notifications": config.CredClientCredentials, "weather": config.CredHeader, "audit": config.CredNone,
+		"reports": config.CredUserToken, "operator": config.CredNone,
 	}
 	for name, kind := range want {
 		r := cfg.Route(name)
@@ -105,7 +106,8 @@ func TestRunStartsEverythingOnLoopbackAndStopsCleanly(t *testing.T) {
 	}
 
 	banner := out.String()
-	for _, w := range []string{Banner, info.PublicURL, "alice", "wonderland", "bob", "builder"} {
+	for _, w := range []string{Banner, info.PublicURL, "alice", "wonderland", "bob", "builder",
+		"Admin API:         " + info.AdminURL + "/admin/sessions", "Metrics:           " + info.AdminURL + "/metrics"} {
 		if !strings.Contains(banner, w) {
 			t.Errorf("banner lacks %q:\n%s", w, banner)
 		}

@@ -63,8 +63,8 @@ func openAudit(ctx context.Context, cfg *config.Config, opts Options) (*audit.Lo
 		onFailure = string(cfg.Audit.OnFailure)
 	}
 	ao := audit.Options{
-		Sink: string(cfg.Audit.Sink), Path: cfg.Audit.Path, FsyncInterval: cfg.Audit.FsyncInterval,
-		MaxSize: cfg.Audit.MaxSize, OnFailure: onFailure, Now: opts.Now,
+		Sink: string(cfg.Audit.Sink), Path: cfg.Audit.Path, Durability: cfg.Audit.Durability, FsyncInterval: cfg.Audit.FsyncInterval,
+		MaxSize: cfg.Audit.MaxSize, Buffer: cfg.Audit.Buffer, OnFailure: onFailure, Now: opts.Now,
 		Logger: opts.Logger.With("component", "audit"),
 	}
 	if opts.Stdout != nil {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"io/fs"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -14,7 +15,7 @@ import (
 // look like client-side routes (no extension) get index.html, as SPAs with
 // history routing expect; anything else missing is a 404.
 func staticFrontend(dir string) http.Handler {
-	fs := http.FileServer(http.Dir(dir))
+	files := http.FileServer(noListing{http.Dir(dir)})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -28,7 +29,7 @@ func staticFrontend(dir string) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(p))); err != nil && path.Ext(p) == "" {
+		if !servable(dir, p) && path.Ext(p) == "" {
 			r2 := r.Clone(r.Context())
 			r2.URL.Path = "/"
 			r = r2
@@ -37,8 +38,49 @@ func staticFrontend(dir string) http.Handler {
 			// The SPA shell must never be cached: it names the current assets.
 			w.Header().Set("Cache-Control", "no-cache")
 		}
-		fs.ServeHTTP(w, r)
+		files.ServeHTTP(w, r)
 	})
+}
+
+// servable reports whether p names a file, or a directory with an
+// index.html, below dir: a directory without one is as good as missing.
+func servable(dir, p string) bool {
+	full := filepath.Join(dir, filepath.FromSlash(p))
+	st, err := os.Stat(full)
+	if err != nil {
+		return false
+	}
+	if !st.IsDir() {
+		return true
+	}
+	st, err = os.Stat(filepath.Join(full, "index.html"))
+	return err == nil && !st.IsDir()
+}
+
+// noListing hides directories that have no index.html, so http.FileServer
+// never renders a listing of the build directory (source maps, stale
+// bundles, files nobody meant to publish); they answer 404 instead.
+type noListing struct{ fs http.FileSystem }
+
+func (n noListing) Open(name string) (http.File, error) {
+	f, err := n.fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.IsDir() {
+		idx, err := n.fs.Open(path.Join(name, "index.html"))
+		if err != nil {
+			f.Close()
+			return nil, fs.ErrNotExist
+		}
+		idx.Close()
+	}
+	return f, nil
 }
 
 // upstreamFrontend proxies to a frontend dev server. The dev server gets

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -169,7 +170,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
-	g.limits.clientIP = g.proxy.ClientIP
+	trusted := cfg.TrustedProxies
+	g.limits.clientIP = func(r *http.Request) netip.Addr { return proxy.ClientIP(r, trusted) }
 	// Every per-session cache is dropped here, whatever ended the session
 	// (logout, back-channel, revocation, refused refresh, expiry, another
 	// instance).
@@ -183,10 +185,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
 		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
+		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
 	if err != nil {
 		return nil, err
 	}
+	g.registerGauges()
 	return g, nil
 }
 
@@ -198,6 +203,9 @@ func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAu
 		ClientID:              cfg.Identity.ClientID,
 		ClientSecret:          cfg.Identity.ClientSecret,
 		ClientAuth:            string(cfg.Identity.ClientAuth),
+		PrivateKey:            cfg.Identity.PrivateKey,
+		PrivateKeyID:          cfg.Identity.PrivateKeyID,
+		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
 		Scopes:                cfg.Identity.Scopes,
 		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
 		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
@@ -241,6 +249,9 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
 		Now:            opts.Now,
+		// The session cookie and the OIDC client's login-state cookie
+		// (oidc names it CookieName+"-login").
+		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
 	})
 	if err != nil {
 		return nil, routeProblems(cfg, err)
@@ -307,6 +318,32 @@ func Check(cfg *config.Config) error {
 	return nil
 }
 
+// registerGauges exposes the state of what the instance depends on. The checks
+// are the readiness checks (cached or cheap: a scrape must not hang).
+func (g *Gateway) registerGauges() {
+	up := func(check func(context.Context) error) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}
+	}
+	m := g.metrics
+	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.sessions.Ready))
+	m.Gauge("gatehouse_idp_up", "1 when the IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(g.idp.Ready))
+	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
+	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
+	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
+	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
+	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
+	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
+	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
+}
+
 // urlString is u as text, or "" when it is not set.
 func urlString(u *url.URL) string {
 	if u == nil {
@@ -321,6 +358,7 @@ func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.Rou
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
 		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
+		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
 	}
 	switch c := r.Credential; c.Kind {
@@ -367,15 +405,7 @@ func (g *Gateway) publicHandler() http.Handler {
 	mux.Handle("/", front)
 	// The proxy cleans paths itself and must see them raw: dispatch on the
 	// raw path's prefix before ServeMux would clean or redirect it.
-	prefixes := g.proxy.Prefixes()
-	underAPI := func(p string) bool {
-		for _, pre := range prefixes {
-			if strings.HasPrefix(p, pre) || p+"/" == pre {
-				return true
-			}
-		}
-		return false
-	}
+	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
@@ -391,23 +421,30 @@ func (g *Gateway) publicHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
-	h = server.SecurityHeaders(h, !g.cfg.Development())
-	return g.tracing.Handler(h, "gatehouse")
+	h = server.SecurityHeaders(h, headerSet(g.cfg))
+	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
 }
 
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	// The IdP only degrades the instance (existing sessions keep working) unless
+	// server.ready_requires_idp; audit_buffer reports saturation without pulling
+	// the instance (decisions are refused 503 meanwhile). g.server is built after
+	// this handler, hence the closure.
 	server.HealthHandlers(mux, []server.Check{
 		{Name: "session_store", Fn: g.sessions.Ready},
-		{Name: "identity_provider", Fn: g.idp.Ready},
+		{Name: "identity_provider", Fn: g.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP},
 		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
+		{Name: "audit_buffer", Fn: func(context.Context) error { return g.audit.SaturatedErr() }, Degrades: true},
+		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
 	admin.Register(mux, admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
+		ListenAddr: g.cfg.AdminListen,
 	})
-	return mux
+	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 
 // revoker ends sessions for the admin API with cause EndRevoked.
@@ -417,8 +454,8 @@ func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
 	return r.m.List(ctx, sub)
 }
 
-func (r revoker) Delete(ctx context.Context, id string) error {
-	return r.m.End(ctx, id, session.EndRevoked)
+func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
+	return r.m.Revoke(ctx, id)
 }
 
 func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {

@@ -116,7 +116,8 @@ type auditor struct {
 	now     func() time.Time
 }
 
-func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record {
+// record is ev's audit record; observe counts it in the request metrics (once per request).
+func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool) audit.Record {
 	outcome := audit.OutcomeAllow
 	switch {
 	case ev.Decision != "allow":
@@ -139,29 +140,37 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent) audit.Record
 	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable" || ev.Code == codeRateLimited) {
 		rec.Reason = ev.Reason
 	}
+	if !observe {
+		return rec
+	}
 	a.metrics.ObserveRequest(ev.Route, string(outcome), ev.Status, a.now().Sub(ev.Time))
 	return rec
 }
 
-type reservation struct {
-	a *auditor
-	p *audit.Pending
-}
+type reservation struct{ a *auditor }
 
+// Reserve writes the request's decision record (event "forward") before the upstream is
+// contacted — with audit.durability sync it returns once the record is fsynced — and holds no
+// audit capacity while the request is in flight: the outcome goes into a separate completion
+// record (the usual "access" record) written by Commit, correlated by request id. So neither a
+// crash nor thousands of slow requests can leave a forwarded request unrecorded or starve
+// everyone else of audit capacity. (Carry this onto the new pipeline as is: decision before
+// forwarding, completion after.)
 func (a *auditor) Reserve(ctx context.Context, ev *proxy.AuditEvent) (proxy.Reservation, error) {
-	p, err := a.log.Reserve(ctx)
-	if err != nil {
+	rec := a.record(ctx, ev, false)
+	rec.Event, rec.Status, rec.Reason = audit.EventForward, 0, ""
+	if err := a.log.Decision(ctx, rec); err != nil {
 		return nil, err
 	}
-	return &reservation{a: a, p: p}, nil
+	return &reservation{a: a}, nil
 }
 
 func (r *reservation) Commit(ctx context.Context, ev *proxy.AuditEvent) {
-	r.p.Commit(r.a.record(ctx, ev))
+	r.a.log.Completion(ctx, r.a.record(ctx, ev, true))
 }
 
 func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {
-	return a.log.Log(ctx, a.record(ctx, ev))
+	return a.log.Log(ctx, a.record(ctx, ev, true))
 }
 
 // eventAuditor passes the OIDC client's security events to the audit log

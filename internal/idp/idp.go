@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -44,7 +45,8 @@ type Options struct {
 	// Issuer is the OP's issuer URL, e.g. http://127.0.0.1:9998. Its host must be a loopback
 	// address. Start fills it in from the listener when empty.
 	Issuer string
-	// Clients are the registered confidential clients (client_secret_basic or client_secret_post).
+	// Clients are the registered confidential clients (client_secret_basic or client_secret_post,
+	// or private_key_jwt for a client with Keys).
 	// At least one is required.
 	Clients []Client
 	// AccessTokenTTL is the lifetime of access tokens (default 5m).
@@ -67,8 +69,11 @@ type Options struct {
 
 // Client is a registered confidential client.
 type Client struct {
-	ID                     string
-	Secret                 string
+	ID     string
+	Secret string
+	// Keys are the client's registered public keys (each with its kid). A client with keys
+	// authenticates with private_key_jwt (RFC 7523) only; its Secret may be empty.
+	Keys                   []jose.JSONWebKey
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 	// BackChannelLogoutURI receives logout tokens (OIDC Back-Channel Logout 1.0) when a session
@@ -137,8 +142,8 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	}
 	seen := map[string]bool{}
 	for i, c := range opts.Clients {
-		if c.ID == "" || c.Secret == "" {
-			return nil, fmt.Errorf("idp: client %d: ID and Secret are required", i)
+		if c.ID == "" || (c.Secret == "" && len(c.Keys) == 0) {
+			return nil, fmt.Errorf("idp: client %d: ID and Secret (or Keys) are required", i)
 		}
 		if seen[c.ID] {
 			return nil, fmt.Errorf("idp: client %q registered twice", c.ID)
@@ -190,6 +195,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 		DefaultLogoutRedirectURI:          pathLoggedOut,
 		CodeMethodS256:                    true,
 		AuthMethodPost:                    true,
+		AuthMethodPrivateKeyJWT:           true,
 		GrantTypeRefreshToken:             true,
 		SupportedUILocales:                []language.Tag{language.English},
 		BackChannelLogoutSupported:        true,
@@ -527,3 +533,20 @@ func (b *bufferWriter) WriteHeader(code int) {
 	}
 }
 func (b *bufferWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
+
+// UpdateUser replaces the account with u.ID (matched by ID; the username may
+// change too), as when a directory changes a user's e-mail or name. Tokens
+// issued afterwards, and userinfo answers, carry the new values.
+func (p *Provider) UpdateUser(u User) error {
+	s := p.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.usersByID[u.ID]
+	if !ok {
+		return fmt.Errorf("idp: no user %q", u.ID)
+	}
+	delete(s.usersByName, old.Username)
+	s.usersByID[u.ID] = u
+	s.usersByName[u.Username] = u
+	return nil
+}

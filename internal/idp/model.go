@@ -97,7 +97,12 @@ func (c *client) GetID() string                       { return c.ID }
 func (c *client) RedirectURIs() []string              { return c.Client.RedirectURIs }
 func (c *client) PostLogoutRedirectURIs() []string    { return c.Client.PostLogoutRedirectURIs }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
-func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if len(c.Keys) > 0 {
+		return oidc.AuthMethodPrivateKeyJWT
+	}
+	return oidc.AuthMethodBasic
+}
 func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }

@@ -492,7 +492,7 @@ func (s *storage) GetClientByClientID(_ context.Context, id string) (op.Client, 
 
 func (s *storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
 	c, ok := s.clients[id]
-	if !ok || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
+	if !ok || c.Secret == "" || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
 	return nil
@@ -599,8 +599,19 @@ func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []
 	return nil, nil
 }
 
-func (s *storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
-	return nil, errors.New("private_key_jwt and the JWT bearer grant are not supported by the development OP")
+// GetKeyByIDAndClientID serves the registered public keys of private_key_jwt clients.
+func (s *storage) GetKeyByIDAndClientID(_ context.Context, keyID, clientID string) (*jose.JSONWebKey, error) {
+	c, ok := s.clients[clientID] // immutable after New
+	if !ok {
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
+	}
+	for i := range c.Keys {
+		if c.Keys[i].KeyID == keyID {
+			k := c.Keys[i]
+			return &k, nil
+		}
+	}
+	return nil, oidc.ErrInvalidClient().WithDescription("no registered key with this kid")
 }
 
 func (s *storage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {

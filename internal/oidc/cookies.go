@@ -21,6 +21,9 @@ type loginState struct {
 	Verifier  string `json:"v"`
 	ReturnURL string `json:"r"`
 	Created   int64  `json:"c"` // unix seconds
+	// Previous is the public id of the session the browser had when the
+	// login started; the callback ends it.
+	Previous string `json:"p,omitempty"`
 }
 
 // errLoginState covers every unusable login-state cookie: missing, tampered,

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
@@ -166,6 +168,8 @@ type env struct {
 	wire   *wire
 	secret *secret.Value
 	par    *parShim
+	// writes counts the store writes Gatehouse makes through Options.Sessions.
+	writes *countingSessions
 	// lastCallback is the callback URL of the last login (it holds the code).
 	lastCallback string
 }
@@ -180,6 +184,10 @@ type envOpts struct {
 	cacheTTL time.Duration
 	// csrfHeader is Options.CSRFHeader (default X-CSRF).
 	csrfHeader string
+	// privateKey switches Gatehouse to private_key_jwt with this PEM key;
+	// the OP's client then has no secret, only clientKeys.
+	privateKey *secret.Value
+	clientKeys []jose.JSONWebKey
 }
 
 func newEnv(t *testing.T, eo envOpts) *env {
@@ -194,9 +202,13 @@ func newEnv(t *testing.T, eo envOpts) *env {
 		m.ServeHTTP(w, r)
 	})))
 	t.Cleanup(e.gw.Close)
+	opSecret := clientSecret
+	if eo.privateKey != nil {
+		opSecret = ""
+	}
 	opOpts := idp.Options{
 		Clients: []idp.Client{{
-			ID: clientID, Secret: clientSecret,
+			ID: clientID, Secret: opSecret, Keys: eo.clientKeys,
 			RedirectURIs:           []string{e.gw.URL + "/bff/callback"},
 			PostLogoutRedirectURIs: []string{e.gw.URL + "/"},
 			BackChannelLogoutURI:   e.gw.URL + "/bff/backchannel",
@@ -223,22 +235,29 @@ func newEnv(t *testing.T, eo envOpts) *env {
 	t.Cleanup(func() { _ = e.mgr.Close() })
 	e.ends = &endLog{}
 	e.mgr.OnEnd(e.ends.record)
+	e.writes = &countingSessions{Sessions: e.mgr}
 	e.secret = eo.secret
-	if e.secret == nil {
+	if e.secret == nil && eo.privateKey == nil {
 		e.secret = secret.Static(clientSecret)
 	}
 	keys, err := secret.NewKeyRing(secret.New("login-state-cookie-key-0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	clientAuth := ""
+	if eo.privateKey != nil {
+		clientAuth = oidc.AuthPrivateKeyJWT
+	}
 	e.h, err = oidc.New(context.Background(), oidc.Options{
 		Issuer:       e.op.Issuer(),
 		ClientID:     clientID,
 		ClientSecret: e.secret,
+		ClientAuth:   clientAuth,
+		PrivateKey:   eo.privateKey,
 		PublicURL:    e.gw.URL,
 		CookieName:   cookieName,
 		CookieKeys:   keys,
-		Sessions:     e.mgr,
+		Sessions:     e.writes,
 		Clock:        e.clock.Now,
 		Logger:       logger,
 		Auditor:      e.audit,
@@ -373,6 +392,35 @@ type parShim struct {
 	requests map[string]url.Values
 	pushed   int
 	direct   int // authorization requests that did not use a request_uri
+	paths    map[string]int
+	// posts records the forms and Authorization headers of POSTs to the OP.
+	posts []postedForm
+}
+
+type postedForm struct {
+	Path          string
+	Form          url.Values
+	Authorization string
+}
+
+// postsTo returns the recorded POSTs to path.
+func (p *parShim) postsTo(path string) []postedForm {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []postedForm
+	for _, f := range p.posts {
+		if f.Path == path {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// hits returns how many requests reached the OP at path.
+func (p *parShim) hits(path string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paths[path]
 }
 
 func (p *parShim) set(h http.Handler) {
@@ -384,7 +432,19 @@ func (p *parShim) set(h http.Handler) {
 func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	next := p.next
+	if p.paths == nil {
+		p.paths = map[string]int{}
+	}
+	p.paths[r.URL.Path]++
 	p.mu.Unlock()
+	if r.Method == http.MethodPost {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		p.mu.Lock()
+		p.posts = append(p.posts, postedForm{Path: r.URL.Path, Form: form, Authorization: r.Header.Get("Authorization")})
+		p.mu.Unlock()
+	}
 	switch {
 	case r.URL.Path == "/.well-known/openid-configuration":
 		rec := httptest.NewRecorder()
@@ -403,6 +463,11 @@ func (p *parShim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ok {
 			id, _ = url.QueryUnescape(id)
 			sec, _ = url.QueryUnescape(sec)
+		}
+		// private_key_jwt: this shim only checks the assertion is there; the
+		// real OP verifies assertions at its token and revocation endpoints.
+		if r.PostFormValue("client_assertion") != "" && r.PostFormValue("client_id") == clientID {
+			id, sec, ok = clientID, clientSecret, true
 		}
 		if !ok || id != clientID || sec != clientSecret {
 			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
@@ -449,4 +514,32 @@ func (a *auditLog) all() []audit.Record {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.events)
+}
+
+// countingSessions is the real session manager, counting the calls that
+// write something to the store (a new session, an update, a one-time key, a
+// lock).
+type countingSessions struct {
+	oidc.Sessions
+	n atomic.Int64
+}
+
+func (c *countingSessions) Create(ctx context.Context, s *session.Session) (session.Handle, error) {
+	c.n.Add(1)
+	return c.Sessions.Create(ctx, s)
+}
+
+func (c *countingSessions) Update(ctx context.Context, h session.Handle, s *session.Session) error {
+	c.n.Add(1)
+	return c.Sessions.Update(ctx, h, s)
+}
+
+func (c *countingSessions) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	c.n.Add(1)
+	return c.Sessions.Once(ctx, key, ttl)
+}
+
+func (c *countingSessions) Lock(ctx context.Context, name string, ttl time.Duration) (func(), error) {
+	c.n.Add(1)
+	return c.Sessions.Lock(ctx, name, ttl)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"html"
 	"net/http"
@@ -30,12 +29,19 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	prompt := q.Get("prompt")
+	if prompt != "" && !slices.Contains(h.meta.PromptValues, prompt) {
+		h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
+		return
+	}
+	h.startLogin(w, r, ret, prompt)
+}
+
+// startLogin sends the browser to the IdP's authorization endpoint (or PAR)
+// with a fresh login state that returns to ret. prompt is sent when not "".
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ret, prompt string) {
 	opts := make([]oauth2.AuthCodeOption, 0, 4)
-	if prompt := q.Get("prompt"); prompt != "" {
-		if !slices.Contains(h.meta.PromptValues, prompt) {
-			h.fail(w, r, http.StatusBadRequest, "unsupported_prompt", "the IdP does not list this prompt value in prompt_values_supported")
-			return
-		}
+	if prompt != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	ls := loginState{
@@ -45,9 +51,22 @@ func (h *Handler) Login(w http.ResponseWriter, r *http.Request) {
 		ReturnURL: ret,
 		Created:   h.opts.Clock().Unix(),
 	}
+	// Bind the browser's current session (if any) to this login, so the
+	// callback ends it even when SameSite hides the session cookie on the
+	// IdP's cross-site redirect back. Only a live session, read with its
+	// full handle, is recorded: the login state is sealed, so the callback
+	// can trust the id.
+	if old, err := h.sessionFromCookie(r.Context(), r, false); err == nil {
+		ls.Previous = old.ID
+	}
 	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
 	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
 	if h.usePAR {
+		if status := h.parLimit.allow(r); status != 0 {
+			w.Header().Set("Retry-After", "10")
+			h.fail(w, r, status, "too_many_logins", "too many sign-ins were started; wait a moment and try again")
+			return
+		}
 		var err error
 		if target, err = h.pushAuthorizationRequest(h.idpContext(r.Context()), target); err != nil {
 			h.log.WarnContext(r.Context(), "pushed authorization request failed", "error", err)
@@ -88,17 +107,14 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "issuer_mismatch", "the authorization response did not come from the configured identity provider")
 		return
 	}
-	first, err := h.opts.Sessions.Once(ctx, "login-state:"+hashKey(ls.State), h.opts.LoginStateTTL+time.Minute)
-	if err != nil {
-		h.log.ErrorContext(ctx, "record login state use", "error", err)
-		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
-		return
-	}
-	if !first {
-		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
-		return
-	}
 	if q.Get("error") != "" {
+		if ls.ReturnURL == silentCallbackPath {
+			// A silent login the IdP could not complete (login_required…)
+			// is an answer, not a failure: the iframe reports it to the SPA.
+			_ = h.audit(ctx, r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: "silent_login:" + safeErrorCode(q.Get("error")), Status: http.StatusFound})
+			redirect(w, silentCallbackPath)
+			return
+		}
 		h.loginFailed(w, r, http.StatusBadRequest, "login_denied", "the identity provider did not complete the login",
 			safeErrorCode(q.Get("error")))
 		return
@@ -110,7 +126,13 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 
 	idpCtx := h.idpContext(ctx)
-	tok, err := h.oauthConfig().Exchange(idpCtx, code, oauth2.VerifierOption(ls.Verifier))
+	authOpts, err := h.authCodeOptions()
+	if err != nil {
+		h.log.ErrorContext(ctx, "client authentication", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "client_auth_unavailable", "Gatehouse cannot authenticate to the identity provider; see its log")
+		return
+	}
+	tok, err := h.oauthConfig().Exchange(idpCtx, code, append(authOpts, oauth2.VerifierOption(ls.Verifier))...)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
@@ -158,34 +180,19 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "id_token_invalid", "the ID token claims cannot be read")
 		return
 	}
-	if h.provider.UserInfoEndpoint() != "" {
-		ui, err := h.provider.UserInfo(idpCtx, oauth2.StaticTokenSource(tok))
-		if err != nil {
-			h.log.WarnContext(ctx, "userinfo request failed") // the error may hold the IdP's body
-			h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
-			return
-		}
-		if ui.Subject != idt.Subject {
+	if err := h.mergeUserinfo(ctx, claims, idt.Subject, tok); err != nil {
+		if errors.Is(err, errUserinfoSubject) {
 			h.loginFailed(w, r, http.StatusBadRequest, "userinfo_subject_mismatch", "userinfo describes a different user than the ID token")
 			return
 		}
-		extra := map[string]any{}
-		if err := ui.Claims(&extra); err == nil {
-			for k, v := range extra {
-				if _, ok := claims[k]; !ok { // ID token claims win: they are signed
-					claims[k] = v
-				}
-			}
-		}
-	}
-	for _, k := range []string{"nonce", "at_hash", "c_hash"} {
-		delete(claims, k)
+		h.log.WarnContext(ctx, "userinfo request failed")
+		h.loginFailed(w, r, http.StatusBadGateway, "idp_unavailable", "the identity provider's userinfo endpoint failed; try again later")
+		return
 	}
 
 	now := h.opts.Clock()
 	s := &session.Session{
 		Subject:           idt.Subject,
-		Claims:            claims,
 		AccessToken:       secret.New(tok.AccessToken),
 		RefreshToken:      secret.New(tok.RefreshToken),
 		IDToken:           secret.New(rawID),
@@ -194,27 +201,27 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		Created:           now,
 		LastSeen:          now,
 	}
-	s.IdPSessionID, _ = claims["sid"].(string)
+	applyClaims(s, claims)
 	s.Scope, _ = tok.Extra("scope").(string)
-	s.ACR, _ = claims["acr"].(string)
-	if at, ok := claims["auth_time"].(float64); ok {
-		s.AuthTime = time.Unix(int64(at), 0)
-	}
-	if amr, ok := claims["amr"].([]any); ok {
-		for _, v := range amr {
-			if str, ok := v.(string); ok {
-				s.AMR = append(s.AMR, str)
-			}
-		}
-	}
 
-	// A session that existed before this login is ended: the new one gets a
-	// fresh handle (no fixation) and the old handle must not stay valid.
-	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
-		if err := h.opts.Sessions.End(ctx, old.ID, session.EndReplaced); err != nil {
-			h.log.WarnContext(ctx, "end previous session at login", "error", err)
-		}
+	// The state is marked used only now, after the IdP accepted the code
+	// (which it issues once and binds to our PKCE verifier): a flood of
+	// forged or replayed callbacks writes nothing to the store.
+	first, err := h.opts.Sessions.Once(ctx, "login-state:"+hashKey(ls.State), h.opts.LoginStateTTL+time.Minute)
+	if err != nil {
+		h.log.ErrorContext(ctx, "record login state use", "error", err)
+		h.loginFailed(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
 	}
+	if !first {
+		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
+		return
+	}
+	// A session that existed before this login is ended: the new one gets a
+	// fresh handle (no fixation) and the old one must not stay valid. It is
+	// found by the cookie when the browser sent it, and by the id bound at
+	// /bff/login when SameSite kept it from this cross-site redirect.
+	h.endPrevious(ctx, r, ls.Previous)
 	hnd, err := h.opts.Sessions.Create(ctx, s)
 	if err != nil {
 		h.log.ErrorContext(ctx, "create session", "error", err)
@@ -234,50 +241,31 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	redirect(w, ls.ReturnURL)
 }
 
-// userResponse is the /bff/user body: claims and session timing, never a token.
-type userResponse struct {
-	Claims    map[string]any `json:"claims"`
-	Session   userSession    `json:"session"`
-	LogoutURL string         `json:"logout_url"`
-}
-
-type userSession struct {
-	ExpiresIn     int64  `json:"expires_in"`
-	IdleExpiresIn int64  `json:"idle_expires_in"`
-	SID           string `json:"sid"`
-}
-
-// User answers GET /bff/user with the signed-in user's claims, or 401.
-// ?slide=false reads the session without extending its idle timeout.
-func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
-	slide := r.URL.Query().Get("slide") != "false"
-	s, err := h.sessionFromCookie(r.Context(), r, slide)
-	if err != nil {
-		h.sessionError(w, r, err)
-		return
+// endPrevious ends the browser's earlier sessions at a new sign-in: the one
+// its cookie names (when sent) and the one bound to the login state.
+func (h *Handler) endPrevious(ctx context.Context, r *http.Request, bound string) {
+	ids := make([]string, 0, 2)
+	if old, err := h.sessionFromCookie(ctx, r, false); err == nil {
+		ids = append(ids, old.ID)
 	}
-	now := h.opts.Clock()
-	claims := s.Claims
-	if claims == nil {
-		claims = map[string]any{}
+	if bound != "" && !slices.Contains(ids, bound) {
+		ids = append(ids, bound)
 	}
-	body := userResponse{
-		Claims: claims,
-		Session: userSession{
-			ExpiresIn:     secondsUntil(s.AbsoluteExpiry, now),
-			IdleExpiresIn: secondsUntil(s.IdleExpiry, now),
-			SID:           s.ID,
-		},
-		LogoutURL: "/bff/logout?sid=" + url.QueryEscape(s.ID),
+	for _, id := range ids {
+		if err := h.opts.Sessions.End(ctx, id, session.EndReplaced); err != nil {
+			h.log.WarnContext(ctx, "end previous session at login", "error", err)
+			continue
+		}
+		_ = h.audit(ctx, r, audit.Record{Event: audit.EventLogout, Outcome: audit.OutcomeSuccess, Session: id, Reason: "replaced_by_login"})
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(body)
 }
 
 // Logout ends the session (GET /bff/logout?sid=<public id>&returnUrl=/path).
-// The sid makes a cross-site link unable to log the user out.
+// The sid makes a cross-site link unable to log the user out: without a sid
+// that matches the session the browser's cookie names, logout changes
+// nothing — no session is ended and no cookie is touched — and answers 4xx.
+// (A Strict cookie is not sent on a cross-site link: answering that request
+// with a cookie-clearing Set-Cookie would log the user out all the same.)
 func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -286,23 +274,23 @@ func (h *Handler) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	sids := q["sid"]
+	if len(sids) != 1 || sids[0] == "" {
+		h.fail(w, r, http.StatusBadRequest, "sid_required", "logout needs the session's sid once (see logout_url in /bff/user)")
+		return
+	}
 	s, err := h.sessionFromCookie(ctx, r, false)
 	switch {
 	case errors.Is(err, session.ErrUnavailable):
 		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
 		return
 	case err != nil:
-		// Nobody is signed in: nothing to protect, nothing to end.
-		h.clearSessionCookie(w)
-		redirect(w, ret)
+		// No live session to match the sid against: nothing is ended and,
+		// because the sid cannot be checked, nothing else changes either.
+		h.fail(w, r, http.StatusBadRequest, "not_signed_in", "no session to end: this browser is not signed in")
 		return
 	}
-	sid := q.Get("sid")
-	if sid == "" {
-		h.fail(w, r, http.StatusBadRequest, "sid_required", "logout needs the session's sid (see logout_url in /bff/user)")
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(sid), []byte(s.ID)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(sids[0]), []byte(s.ID)) != 1 {
 		h.fail(w, r, http.StatusForbidden, "sid_mismatch", "the sid does not belong to the current session")
 		return
 	}

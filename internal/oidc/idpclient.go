@@ -46,10 +46,20 @@ func safeErrorCode(s string) string {
 // decodes a JSON answer into out (when out is non-nil and the status is 2xx).
 func (h *Handler) postForm(ctx context.Context, name, endpoint string, form url.Values, out any) error {
 	form = cloneValues(form)
-	sec := h.opts.ClientSecret.Get().Reveal()
-	if h.opts.ClientAuth == AuthClientSecretPost {
+	sec := h.clientSecret()
+	switch h.opts.ClientAuth {
+	case AuthClientSecretPost:
 		form.Set("client_id", h.opts.ClientID)
 		form.Set("client_secret", sec)
+	case AuthPrivateKeyJWT:
+		ap, err := h.assertionParams()
+		if err != nil {
+			return fmt.Errorf("IdP %s request: %w", name, err)
+		}
+		form.Set("client_id", h.opts.ClientID)
+		for k, v := range ap {
+			form[k] = v
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -57,7 +67,7 @@ func (h *Handler) postForm(ctx context.Context, name, endpoint string, form url.
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if h.opts.ClientAuth != AuthClientSecretPost {
+	if h.opts.ClientAuth == AuthClientSecretBasic {
 		// RFC 6749 2.3.1: form-encode both parts before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(h.opts.ClientID), url.QueryEscape(sec))
 	}

@@ -52,13 +52,26 @@ type Options struct {
 	// read on every use so a rotated secret takes effect without restart.
 	ClientID     string
 	ClientSecret *secret.Value
-	// ClientAuth is AuthClientSecretBasic (default) or AuthClientSecretPost.
+	// ClientAuth is AuthClientSecretBasic (default), AuthClientSecretPost or
+	// AuthPrivateKeyJWT.
 	ClientAuth string
+	// PrivateKey is the PEM private key for AuthPrivateKeyJWT (then
+	// ClientSecret is not needed). It is read on every use, so a rotated
+	// key file takes effect without a restart.
+	PrivateKey *secret.Value
+	// PrivateKeyID is the kid of the client assertions; default the key's
+	// RFC 7638 JWK thumbprint.
+	PrivateKeyID string
 	// Scopes requested at login; default openid, profile, email, offline_access.
 	// "openid" is added when missing.
 	Scopes []string
 	// PAR is PARAuto (default), PARAlways or PARNever.
 	PAR string
+	// PARLimits bounds how often /bff/login pushes an authorization request.
+	PARLimits PARLimits
+	// ClientIP names the client for per-client limits (after trusted-proxy
+	// resolution); default the peer address.
+	ClientIP func(*http.Request) string
 
 	// PublicURL is Gatehouse's external origin (https://app.example.com).
 	// The callback is PublicURL/bff/callback unless RedirectURL is set.
@@ -90,6 +103,9 @@ type Options struct {
 	CSRFHeader string
 	// LoginStateTTL bounds the time between /bff/login and /bff/callback; default 10m.
 	LoginStateTTL time.Duration
+	// KeyRefreshInterval is the least time between two fetches of the IdP's
+	// JWKS prompted by a token whose key we do not know; default 1m.
+	KeyRefreshInterval time.Duration
 
 	// Logger receives operational messages (never a token or secret); default slog.Default().
 	Logger *slog.Logger
@@ -134,6 +150,8 @@ type providerMeta struct {
 	EndSessionEndpoint string   `json:"end_session_endpoint"`
 	CodeChallenge      []string `json:"code_challenge_methods_supported"`
 	AuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+	JWKSURI            string   `json:"jwks_uri"`
+	IDTokenAlgs        []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // Handler serves the /bff management endpoints and owns the token service.
@@ -152,6 +170,8 @@ type Handler struct {
 	postLogout     string
 	log            *slog.Logger
 	tokens         *Tokens
+	parLimit       *parLimiter
+	clientSigner   *clientSigner
 }
 
 // New discovers the IdP and builds the handler. It fails when discovery
@@ -160,7 +180,13 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	h := &Handler{opts: o, log: o.Logger}
+	h := &Handler{opts: o, log: o.Logger, clientSigner: &clientSigner{}}
+	if o.ClientAuth == AuthPrivateKeyJWT {
+		// Fail at start, not at the first login, when the key is unusable.
+		if _, err := h.assertionSigner(); err != nil {
+			return nil, fmt.Errorf("oidc options: %w", err)
+		}
+	}
 	pub, _ := url.Parse(o.PublicURL)
 	h.secureCookies = pub.Scheme == "https"
 	h.loginCookie = o.CookieName + "-login"
@@ -190,14 +216,22 @@ func New(ctx context.Context, o Options) (*Handler, error) {
 		return nil, fmt.Errorf("IdP %s requires pushed authorization requests but oidc.par is %q", o.Issuer, PARNever)
 	}
 	h.endpoint = p.Endpoint()
-	if o.ClientAuth == AuthClientSecretPost {
+	if o.ClientAuth == AuthClientSecretPost || o.ClientAuth == AuthPrivateKeyJWT {
 		h.endpoint.AuthStyle = oauth2.AuthStyleInParams
 	} else {
 		h.endpoint.AuthStyle = oauth2.AuthStyleInHeader
 	}
-	h.verifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, Now: o.Clock})
-	h.logoutVerifier = p.VerifierContext(h.idpContext(context.WithoutCancel(ctx)), &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true})
+	if h.meta.JWKSURI == "" {
+		return nil, fmt.Errorf("the discovery document of %s has no jwks_uri", o.Issuer)
+	}
+	// One key set for ID and logout tokens: a forged token's unknown kid
+	// re-fetches the JWKS at most once per KeyRefreshInterval.
+	keys := &keySet{url: h.meta.JWKSURI, client: o.HTTPClient, now: o.Clock, interval: o.KeyRefreshInterval}
+	algs := signingAlgs(h.meta.IDTokenAlgs)
+	h.verifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, Now: o.Clock, SupportedSigningAlgs: algs})
+	h.logoutVerifier = oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SkipExpiryCheck: true, SupportedSigningAlgs: algs})
 	h.tokens = &Tokens{h: h}
+	h.parLimit = newPARLimiter(o.PARLimits, o.Clock, o.ClientIP)
 	return h, nil
 }
 
@@ -209,15 +243,19 @@ func (o *Options) defaults() error {
 	if o.ClientID == "" {
 		problems = append(problems, "client_id is required")
 	}
-	if o.ClientSecret == nil || o.ClientSecret.Get().IsZero() {
-		problems = append(problems, "client_secret is required (Gatehouse is a confidential client)")
-	}
 	switch o.ClientAuth {
 	case "":
 		o.ClientAuth = AuthClientSecretBasic
-	case AuthClientSecretBasic, AuthClientSecretPost:
+	case AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT:
 	default:
-		problems = append(problems, fmt.Sprintf("client_auth %q is not supported: use %s or %s", o.ClientAuth, AuthClientSecretBasic, AuthClientSecretPost))
+		problems = append(problems, fmt.Sprintf("client_auth %q is not supported: use %s, %s or %s", o.ClientAuth, AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT))
+	}
+	if o.ClientAuth == AuthPrivateKeyJWT {
+		if o.PrivateKey == nil || o.PrivateKey.Get().IsZero() {
+			problems = append(problems, "private_key is required with client_auth private_key_jwt")
+		}
+	} else if o.ClientSecret == nil || o.ClientSecret.Get().IsZero() {
+		problems = append(problems, "client_secret is required (Gatehouse is a confidential client)")
 	}
 	switch o.PAR {
 	case "":
@@ -282,6 +320,9 @@ func (o *Options) defaults() error {
 	if o.LoginStateTTL <= 0 {
 		o.LoginStateTTL = 10 * time.Minute
 	}
+	if o.KeyRefreshInterval <= 0 {
+		o.KeyRefreshInterval = defaultKeyRefreshInterval
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -301,6 +342,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /bff/login", h.Login)
 	mux.HandleFunc("GET /bff/callback", h.Callback)
 	mux.HandleFunc("GET /bff/user", h.User)
+	mux.HandleFunc("GET /bff/silent-login", h.SilentLogin)
+	mux.HandleFunc("GET "+silentCallbackPath, h.SilentLoginCallback)
 	mux.HandleFunc("GET /bff/logout", h.Logout)
 	mux.HandleFunc("POST /bff/backchannel", h.Backchannel)
 }
@@ -318,11 +361,20 @@ func (h *Handler) Ready(ctx context.Context) error {
 func (h *Handler) oauthConfig() *oauth2.Config {
 	return &oauth2.Config{
 		ClientID:     h.opts.ClientID,
-		ClientSecret: h.opts.ClientSecret.Get().Reveal(),
+		ClientSecret: h.clientSecret(),
 		Endpoint:     h.endpoint,
 		RedirectURL:  h.opts.RedirectURL,
 		Scopes:       h.opts.Scopes,
 	}
+}
+
+// clientSecret is the current client secret; empty with private_key_jwt
+// (x/oauth2 then sends only client_id, and we add the assertion).
+func (h *Handler) clientSecret() string {
+	if h.opts.ClientAuth == AuthPrivateKeyJWT || h.opts.ClientSecret == nil {
+		return ""
+	}
+	return h.opts.ClientSecret.Get().Reveal()
 }
 
 // idpContext makes x/oauth2 and go-oidc use the configured HTTP client.

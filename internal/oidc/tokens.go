@@ -109,8 +109,7 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 		t.endSession(ctx, cur, "no_refresh_token")
 		return secret.Secret{}, ErrSessionEnded
 	}
-	src := t.h.oauthConfig().TokenSource(t.h.idpContext(ctx), &oauth2.Token{RefreshToken: cur.RefreshToken.Reveal()})
-	tok, err := src.Token()
+	tok, err := t.refreshGrant(ctx, cur.RefreshToken)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
@@ -137,21 +136,48 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 	if sc, ok := tok.Extra("scope").(string); ok && sc != "" {
 		cur.Scope = sc
 	}
+	var newIDClaims map[string]any
 	if rawID, ok := tok.Extra("id_token").(string); ok && rawID != "" {
 		// OIDC Core 12.2: a refreshed ID token must be valid and be about the same user.
 		idt, err := t.h.verifier.Verify(t.h.idpContext(ctx), rawID)
+		if err == nil && idt.Subject == cur.Subject {
+			newIDClaims = map[string]any{}
+			err = idt.Claims(&newIDClaims)
+		}
 		if err != nil || idt.Subject != cur.Subject {
 			t.h.log.WarnContext(ctx, "refreshed ID token rejected", "session", cur.ID)
 			t.endSession(ctx, cur, "refreshed_id_token_invalid")
 			return secret.Secret{}, ErrSessionEnded
 		}
-		cur.IDToken = secret.New(rawID)
+	}
+	// Policies never read claims older than the last refresh.
+	if err := t.h.refreshClaims(ctx, cur, newIDClaims, tok); err != nil {
+		t.h.log.WarnContext(ctx, "userinfo after refresh names another user", "session", cur.ID)
+		t.endSession(ctx, cur, "userinfo_subject_mismatch")
+		return secret.Secret{}, ErrSessionEnded
+	}
+	if raw, ok := tok.Extra("id_token").(string); ok && raw != "" {
+		cur.IDToken = secret.New(raw)
 	}
 	if err := o.Sessions.Update(ctx, h, cur); err != nil {
 		return secret.Secret{}, fmt.Errorf("store refreshed tokens: %w", err)
 	}
 	_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventTokenRefresh, Outcome: audit.OutcomeSuccess, Sub: cur.Subject, Session: cur.ID})
 	return cur.AccessToken, nil
+}
+
+// refreshGrant runs the refresh_token grant. With private_key_jwt it goes
+// through the client credentials config, which (unlike oauth2.Config's
+// TokenSource) takes extra parameters: the client assertion.
+func (t *Tokens) refreshGrant(ctx context.Context, rt secret.Secret) (*oauth2.Token, error) {
+	if t.h.opts.ClientAuth != AuthPrivateKeyJWT {
+		return t.h.oauthConfig().TokenSource(t.h.idpContext(ctx), &oauth2.Token{RefreshToken: rt.Reveal()}).Token()
+	}
+	cfg, err := t.ccConfig(nil, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt.Reveal()}})
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Token(t.h.idpContext(ctx))
 }
 
 func (t *Tokens) endSession(ctx context.Context, s *session.Session, reason string) {
@@ -184,7 +210,11 @@ func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audie
 	if scope != "" {
 		scopes = strings.Fields(scope)
 	}
-	tok, err := t.ccConfig(scopes, params).Token(t.h.idpContext(ctx))
+	cfg, err := t.ccConfig(scopes, params)
+	if err != nil {
+		return secret.Secret{}, time.Time{}, fmt.Errorf("token exchange: %w", ErrIdPUnavailable)
+	}
+	tok, err := cfg.Token(t.h.idpContext(ctx))
 	if err != nil {
 		err = t.classify(ctx, "token exchange", err)
 		_ = t.h.audit(ctx, nil, audit.Record{Event: audit.EventTokenExchange, Outcome: audit.OutcomeFailure, Upstream: audience})
@@ -244,7 +274,11 @@ func (t *Tokens) ClientCredentials(ctx context.Context, scopes []string, audienc
 		if audience != "" {
 			params = url.Values{"audience": {audience}}
 		}
-		tok, err := t.ccConfig(sc, params).Token(t.h.idpContext(rctx))
+		cfg, err := t.ccConfig(sc, params)
+		if err != nil {
+			return nil, fmt.Errorf("client credentials: %w", ErrIdPUnavailable)
+		}
+		tok, err := cfg.Token(t.h.idpContext(rctx))
 		if err != nil {
 			return nil, t.classify(rctx, "client credentials", err)
 		}
@@ -262,15 +296,28 @@ func (t *Tokens) ClientCredentials(ctx context.Context, scopes []string, audienc
 	return awaitToken(ctx, ch, "client credentials token")
 }
 
-func (t *Tokens) ccConfig(scopes []string, params url.Values) *clientcredentials.Config {
+// ccConfig is built per use: the current client secret, or a fresh client
+// assertion, authenticates the request (rotation takes effect).
+func (t *Tokens) ccConfig(scopes []string, params url.Values) (*clientcredentials.Config, error) {
+	ap, err := t.h.assertionParams()
+	if err != nil {
+		t.h.log.Error("client authentication", "error", err)
+		return nil, err
+	}
+	if ap != nil {
+		params = cloneValues(params)
+		for k, v := range ap {
+			params[k] = v
+		}
+	}
 	return &clientcredentials.Config{
 		ClientID:       t.h.opts.ClientID,
-		ClientSecret:   t.h.opts.ClientSecret.Get().Reveal(), // current value: rotation takes effect
+		ClientSecret:   t.h.clientSecret(),
 		TokenURL:       t.h.endpoint.TokenURL,
 		Scopes:         scopes,
 		EndpointParams: params,
 		AuthStyle:      t.h.endpoint.AuthStyle,
-	}
+	}, nil
 }
 
 // classify maps an IdP token-endpoint error to ErrExchangeDenied (the IdP

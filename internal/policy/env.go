@@ -131,7 +131,13 @@ func (e *Env) Compile(expr string) (*Program, error) {
 			Message: "policies read the request context; constructing gatehouse.* objects is not supported"}
 	}
 	out := ast.OutputType()
-	if !out.IsExactType(types.BoolType) && !out.IsExactType(types.DynType) {
+	if out.IsExactType(types.DynType) {
+		// A bare claim (user.admin) might be a bool at run time or might
+		// not; a policy says what it means.
+		return nil, &CompileError{Line: 1, Column: 1,
+			Message: "expression yields dyn (a claim's value, whose type is known only per request); a policy must yield bool: compare it explicitly, e.g. user.admin == true"}
+	}
+	if !out.IsExactType(types.BoolType) {
 		return nil, &CompileError{Line: 1, Column: 1,
 			Message: fmt.Sprintf("expression yields %s; a policy must yield bool (e.g. compare with ==)", out)}
 	}
@@ -163,7 +169,7 @@ func compileErrorFromIssues(iss *cel.Issues) *CompileError {
 		return &CompileError{Line: 1, Column: 1, Message: iss.Err().Error()}
 	}
 	first := errs[0]
-	ce := &CompileError{Line: first.Location.Line(), Column: first.Location.Column() + 1, Message: first.Message}
+	ce := &CompileError{Line: first.Location.Line(), Column: first.Location.Column() + 1, Message: first.Message + suggestion(first.Message)}
 	if ce.Line < 1 {
 		ce.Line, ce.Column = 1, 1
 	}
@@ -171,6 +177,84 @@ func compileErrorFromIssues(iss *cel.Issues) *CompileError {
 		ce.Message += fmt.Sprintf(" (and %d more error(s))", len(errs)-1)
 	}
 	return ce
+}
+
+// policyVars and objectFields feed suggestions for misspelt names.
+var (
+	policyVars   = []string{"user", "session", "request", "route", "client", "agent"}
+	objectFields = map[string][]string{
+		sessionTypeName: {"sid", "auth_time", "acr", "amr", "created", "age"},
+		requestTypeName: {"method", "path", "query", "headers", "remote_ip"},
+		agentTypeName:   {"id", "name", "grant"},
+		grantTypeName:   {"routes", "methods", "expires"},
+	}
+)
+
+// suggestion turns a CEL checker message into a hint: the nearest variable
+// or field for a misspelt one, the usual fix for a type mismatch.
+func suggestion(msg string) string {
+	quoted := func(prefix string) string {
+		_, rest, ok := strings.Cut(msg, prefix)
+		if !ok {
+			return ""
+		}
+		name, _, _ := strings.Cut(rest, "'")
+		return name
+	}
+	switch {
+	case strings.Contains(msg, "did you mean"):
+		return "" // CEL suggested already
+	case strings.HasPrefix(msg, "undeclared reference to '"):
+		if best := nearest(quoted("undeclared reference to '"), policyVars); best != "" {
+			return fmt.Sprintf(" — did you mean '%s'?", best)
+		}
+		return " — the variables are " + strings.Join(policyVars, ", ") + " (see docs/policy.md)"
+	case strings.HasPrefix(msg, "undefined field '"):
+		name := quoted("undefined field '")
+		for _, typ := range []string{sessionTypeName, requestTypeName, agentTypeName, grantTypeName} {
+			fields := objectFields[typ]
+			if best := nearest(name, fields); best != "" {
+				return fmt.Sprintf(" — did you mean '%s'? (%s has %s)", best, typ, strings.Join(fields, ", "))
+			}
+		}
+		return " — see docs/policy.md for each object's fields"
+	case strings.HasPrefix(msg, "found no matching overload for '_==_'"), strings.HasPrefix(msg, "found no matching overload for '_!=_'"):
+		return " — both sides must have the same type: quote strings (\"1\"), compare numbers with numbers"
+	case strings.HasPrefix(msg, "found no matching overload"):
+		return " — the operands' types do not fit this operator or function (see docs/policy.md, Functions)"
+	}
+	return ""
+}
+
+// nearest is the candidate within edit distance 2 of s, or "".
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // sizeEstimator bounds the sizes of values whose size the checker cannot know.

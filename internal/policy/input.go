@@ -34,10 +34,15 @@ type RequestInfo struct {
 	Method string
 	// Path is the cleaned path the route matched (and that is forwarded).
 	Path string
-	// RawQuery is the query without '?'; policies see the first value of each key.
+	// RawQuery is the query without '?'. Policies see each parameter's
+	// value; reading a parameter the query repeats (in any letter case) is
+	// an evaluation error, so the request is denied: an upstream might act
+	// on the other copy.
 	RawQuery string
-	// Header is the client's request header; policies see lower-cased names
-	// and repeated values joined with ", ".
+	// Header is the client's request header. Policies see lower-cased
+	// names; reading by name a header sent in more than one field line is
+	// an evaluation error (deny), and names containing "_" are invisible,
+	// as the proxy never forwards them.
 	Header http.Header
 	// RemoteIP is the client address after trusted-proxy resolution.
 	RemoteIP string
@@ -77,6 +82,7 @@ func newActivationPool(ts *objTypes) *sync.Pool {
 		a := &activation{}
 		a.req.t = ts.request
 		a.req.hm = headerMapVal{r: &a.req, mapType: ts.strMap}
+		a.req.qm = queryMapVal{r: &a.req, mapType: ts.strMap}
 		a.sess.t = ts.session
 		a.agent.t = ts.agent
 		a.agent.grant.t = ts.grant
@@ -87,7 +93,7 @@ func newActivationPool(ts *objTypes) *sync.Pool {
 func (a *activation) reset(in *Input) {
 	a.in = in
 	a.req.r = &in.Request
-	a.req.headers, a.req.query, a.req.queryErr, a.req.parsedQ = nil, nil, nil, false
+	a.req.headers, a.req.query, a.req.queryErr, a.req.parsedQ, a.req.repeated = nil, nil, nil, false, nil
 	a.sess.s = in.Session
 	a.agent.a = in.Agent
 	a.agent.grant.a = in.Agent
@@ -96,7 +102,7 @@ func (a *activation) reset(in *Input) {
 func (a *activation) clear() {
 	a.in = nil
 	a.req.r = nil
-	a.req.headers, a.req.query, a.req.queryErr = nil, nil, nil
+	a.req.headers, a.req.query, a.req.queryErr, a.req.repeated = nil, nil, nil, nil
 	a.sess.s = nil
 	a.agent.a, a.agent.grant.a = nil, nil
 }

@@ -147,6 +147,8 @@ func isZero(v any) bool {
 		return len(x) == 0
 	case *headerMapVal:
 		return len(x.r.r.Header) == 0
+	case *queryMapVal:
+		return len(x.r.query) == 0
 	}
 	return false
 }
@@ -173,7 +175,12 @@ func newObjTypes() *objTypes {
 	ts.request = newObjType(requestTypeName, []fieldDef{
 		{"method", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Method), nil })},
 		{"path", types.StringType, reqField(func(r *requestVal) (any, error) { return types.String(r.r.Path), nil })},
-		{"query", strMap, reqField((*requestVal).queryMap)},
+		{"query", strMap, reqField(func(r *requestVal) (any, error) {
+			if _, err := r.queryMap(); err != nil {
+				return nil, err
+			}
+			return &r.qm, nil
+		})},
 		{"headers", strMap, reqField(func(r *requestVal) (any, error) {
 			// Converting is linear in the header count and happens before
 			// the cost limit can see it; no real client sends this many.
@@ -270,8 +277,10 @@ type requestVal struct {
 	r *RequestInfo
 
 	hm       headerMapVal
-	headers  map[string]string // built on first use
-	query    map[string]string // built on first use
+	qm       queryMapVal
+	headers  map[string]string   // built on first use
+	query    map[string]string   // built on first use
+	repeated map[string]struct{} // lower-cased parameters sent more than once
 	queryErr error
 	parsedQ  bool
 }
@@ -290,6 +299,9 @@ func (r *requestVal) headerMap() map[string]string {
 	}
 	m := make(map[string]string, len(r.r.Header))
 	for k, vs := range r.r.Header {
+		if notForwarded(k) {
+			continue
+		}
 		lk := lowerASCII(k)
 		v := strings.Join(vs, ", ")
 		if prev, dup := m[lk]; dup { // non-canonical duplicates set directly on the map
@@ -303,34 +315,44 @@ func (r *requestVal) headerMap() map[string]string {
 
 // header looks one lower-case name up without building the whole map: the
 // common `request.headers["x-tenant"]` costs no conversion of the others.
-func (r *requestVal) header(name string) (string, bool) {
-	if r.headers != nil {
-		v, ok := r.headers[name]
-		return v, ok
-	}
+// A header sent in more than one field line (or under two spellings of its
+// name) is an error when read this way: the policy would see one value,
+// or the values joined, while an upstream may act on either one alone.
+func (r *requestVal) header(name string) (string, bool, error) {
 	if lowerASCII(name) != name {
-		return "", false // the map's keys are all lower case
+		return "", false, nil // the map's keys are all lower case
 	}
 	var val string
 	found := false
 	for k, vs := range r.r.Header {
-		if !equalLowerASCII(k, name) {
+		if !equalLowerASCII(k, name) || notForwarded(k) {
 			continue
 		}
-		v := strings.Join(vs, ", ")
-		if found { // non-canonical duplicates: rare, fall back to the full map
-			v, ok := r.headerMap()[name]
-			return v, ok
+		if found || len(vs) > 1 {
+			return "", false, errRepeatedHeader
 		}
-		val, found = v, true
+		if len(vs) == 1 {
+			val, found = vs[0], true
+		}
 	}
-	return val, found
+	return val, found, nil
 }
 
-// queryMap keeps the first value of each parameter. A query string that does
-// not parse cleanly is an evaluation error (so the request is denied) rather
-// than a partial map a policy could be fooled by.
-func (r *requestVal) queryMap() (any, error) {
+// notForwarded reports whether the proxy drops a header name before
+// forwarding whatever it is (internal/proxy scrubRequestHeaders): names
+// with "_", which CGI-style upstreams read as "-". Policies do not see them,
+// so what a policy reads is what the upstream receives.
+func notForwarded(name string) bool { return strings.IndexByte(name, '_') >= 0 }
+
+// queryMap maps each parameter to its (first) value and notes which
+// parameters are repeated (?tenant=mine&tenant=victim, also as TENANT= or
+// %74enant=): reading one of those is an evaluation error (queryMapVal), so
+// the request is denied, because upstreams differ on which copy they use
+// (first, last, all joined) and some match names case-insensitively. A
+// query string that does not parse cleanly (";" separators, bad escapes)
+// is an error as a whole rather than a partial map a policy could be
+// fooled by.
+func (r *requestVal) queryMap() (map[string]string, error) {
 	if !r.parsedQ {
 		r.parsedQ = true
 		vs, err := url.ParseQuery(r.r.RawQuery)
@@ -338,19 +360,131 @@ func (r *requestVal) queryMap() (any, error) {
 			r.queryErr = errMalformedQuery
 		} else {
 			m := make(map[string]string, len(vs))
+			var seen map[string]struct{} // lower-cased names, when any has upper case
 			for k, v := range vs {
+				lk := lowerASCII(k)
+				if len(v) > 1 {
+					r.markRepeated(lk)
+				}
+				if lk != k && seen == nil {
+					seen = make(map[string]struct{}, len(vs))
+				}
 				if len(v) > 0 {
 					m[k] = v[0]
+				}
+			}
+			if seen != nil { // TENANT= beside tenant=: one parameter to some upstreams
+				for k := range m {
+					lk := lowerASCII(k)
+					if _, dup := seen[lk]; dup {
+						r.markRepeated(lk)
+					}
+					seen[lk] = struct{}{}
 				}
 			}
 			r.query = m
 		}
 	}
-	if r.queryErr != nil {
-		return nil, r.queryErr
-	}
-	return r.query, nil
+	return r.query, r.queryErr
 }
+
+func (r *requestVal) markRepeated(lk string) {
+	if r.repeated == nil {
+		r.repeated = map[string]struct{}{}
+	}
+	r.repeated[lk] = struct{}{}
+}
+
+// queryMapVal is `request.query`: a map(string, string) whose lookups of a
+// repeated parameter are errors, as are whole-map comparisons and sizes of
+// a query with one (iteration yields keys only; reading their values goes
+// through the lookup).
+type queryMapVal struct {
+	r       *requestVal
+	mapType *types.Type
+}
+
+func (q *queryMapVal) full() traits.Mapper {
+	return types.NewStringStringMap(types.DefaultTypeAdapter, q.r.query)
+}
+
+func (q *queryMapVal) ambiguous() ref.Val {
+	if len(q.r.repeated) > 0 {
+		return types.NewErr("%s", errRepeatedQuery.Error())
+	}
+	return nil
+}
+
+// FindStringKey is the interpreter's fast path for constant keys.
+func (q *queryMapVal) FindStringKey(key string) (any, bool) {
+	if _, rep := q.r.repeated[lowerASCII(key)]; rep {
+		return nil, false // Find reports the error
+	}
+	v, ok := q.r.query[key]
+	if !ok {
+		return nil, false
+	}
+	return types.String(v), true
+}
+
+// Find implements traits.Mapper.
+func (q *queryMapVal) Find(key ref.Val) (ref.Val, bool) {
+	k, ok := key.(types.String)
+	if !ok {
+		return q.full().Find(key)
+	}
+	if _, rep := q.r.repeated[lowerASCII(string(k))]; rep {
+		return types.NewErr("%s", errRepeatedQuery.Error()), false
+	}
+	v, found := q.r.query[string(k)]
+	if !found {
+		return nil, false
+	}
+	return types.String(v), true
+}
+
+func (q *queryMapVal) Get(key ref.Val) ref.Val {
+	if v, found := q.Find(key); found || v != nil {
+		return v
+	}
+	return types.NewErr("no such key")
+}
+
+func (q *queryMapVal) Contains(key ref.Val) ref.Val {
+	v, found := q.Find(key)
+	if !found && v != nil {
+		return v
+	}
+	return types.Bool(found)
+}
+
+func (q *queryMapVal) Size() ref.Val {
+	if e := q.ambiguous(); e != nil {
+		return e
+	}
+	return q.full().Size()
+}
+func (q *queryMapVal) Iterator() traits.Iterator { return q.full().Iterator() }
+func (q *queryMapVal) Equal(o ref.Val) ref.Val {
+	if e := q.ambiguous(); e != nil {
+		return e
+	}
+	return q.full().Equal(o)
+}
+func (q *queryMapVal) ConvertToNative(t reflect.Type) (any, error) {
+	if len(q.r.repeated) > 0 {
+		return nil, errRepeatedQuery
+	}
+	return q.full().ConvertToNative(t)
+}
+func (q *queryMapVal) ConvertToType(t ref.Type) ref.Val {
+	if e := q.ambiguous(); e != nil {
+		return e
+	}
+	return q.full().ConvertToType(t)
+}
+func (q *queryMapVal) Type() ref.Type { return q.mapType }
+func (q *queryMapVal) Value() any     { return q.r.query }
 
 type constError string
 
@@ -359,6 +493,8 @@ func (e constError) Error() string { return string(e) }
 const (
 	errMalformedQuery = constError("request query string is malformed")
 	errTooManyHeaders = constError("request has too many header fields for a policy to read")
+	errRepeatedQuery  = constError("request query repeats a parameter; policies refuse ambiguous queries")
+	errRepeatedHeader = constError("request repeats the header the policy reads; policies refuse ambiguous headers")
 	maxPolicyHeaders  = 1000
 )
 
@@ -411,9 +547,9 @@ func (h *headerMapVal) full() traits.Mapper {
 
 // FindStringKey is the interpreter's fast path for constant keys.
 func (h *headerMapVal) FindStringKey(key string) (any, bool) {
-	v, ok := h.r.header(key)
-	if !ok {
-		return nil, false
+	v, ok, err := h.r.header(key)
+	if err != nil || !ok {
+		return nil, false // Find reports the error
 	}
 	return types.String(v), true
 }
@@ -424,7 +560,10 @@ func (h *headerMapVal) Find(key ref.Val) (ref.Val, bool) {
 	if !ok {
 		return h.full().Find(key) // consistent errors for non-string keys
 	}
-	v, found := h.r.header(string(k))
+	v, found, err := h.r.header(string(k))
+	if err != nil {
+		return types.NewErr("%s", err.Error()), false
+	}
 	if !found {
 		return nil, false
 	}

@@ -43,8 +43,8 @@ func userInput() *Input {
 		},
 		Session: &SessionInfo{SID: "pub-sid", AuthTime: testNow.Add(-10 * time.Minute), Created: testNow.Add(-10 * time.Minute),
 			ACR: "urn:mfa", AMR: []string{"pwd", "otp"}, Age: 10 * time.Minute},
-		Request: RequestInfo{Method: http.MethodGet, Path: "/api/profile/me", RawQuery: "view=full&view=short&lang=en",
-			Header: http.Header{"X-Tenant": {"acme"}, "Accept": {"application/json", "text/plain"}}, RemoteIP: "10.1.2.3"},
+		Request: RequestInfo{Method: http.MethodGet, Path: "/api/profile/me", RawQuery: "view=full&lang=en",
+			Header: http.Header{"X-Tenant": {"acme"}, "Accept": {"application/json, text/plain"}}, RemoteIP: "10.1.2.3"},
 		Route:  "profile",
 		Client: "web",
 	}
@@ -83,9 +83,9 @@ func TestPolicyRules(t *testing.T) {
 			in.Request.Path = "/api/profile/admin/users"
 			return in
 		}, false},
-		{"query: first value wins", `request.query.view == "full"`, userInput, true},
+		{"query: a parameter's value", `request.query.view == "full"`, userInput, true},
 		{"header: lower-cased name", `request.headers["x-tenant"] == "acme"`, userInput, true},
-		{"header: repeated values joined", `request.headers["accept"] == "application/json, text/plain"`, userInput, true},
+		{"header: one field line with a list", `request.headers["accept"] == "application/json, text/plain"`, userInput, true},
 		{"header: absent header is not in the map", `!("x-debug" in request.headers)`, userInput, true},
 		{"header: wrong tenant denied", `request.headers["x-tenant"] == user.email.split("@")[1].split(".")[0]`, userInput, false},
 		{"session: MFA required", `session != null && "otp" in session.amr && session.acr == "urn:mfa"`, userInput, true},
@@ -144,6 +144,11 @@ func TestCompileErrorsCarryPosition(t *testing.T) {
 		{"unknown variable", `usr.email == "x"`, 1, 1, "undeclared reference"},
 		{"syntax error", `user.email ==`, 1, 14, "Syntax error"},
 		{"result not bool", `request.path`, 1, 1, "must yield bool"},
+		{"bare claim is not bool (check rejects it)", `user.admin`, 1, 1, "compare it explicitly, e.g. user.admin == true"},
+		{"conditional of claims is not bool", `has(user.a) ? user.a : false`, 1, 1, "must yield bool"},
+		{"suggests the variable", `usr.email == "x"`, 1, 1, "did you mean 'user'?"},
+		{"suggests the field", `session.acrr == "x"`, 1, 8, "did you mean 'acr'?"},
+		{"says how to fix a type mismatch", `request.method == 1`, 1, 16, "quote strings"},
 		{"empty expression", "  ", 1, 1, "omit `allow:`"},
 		{"constructing context objects", `gatehouse.Request{method: "GET"}.method == "GET"`, 1, 18, "not supported"},
 		{"worst-case cost too high: nested loops over claims", `user.groups.exists(a, user.groups.exists(b, a == b))`, 1, 1, "too expensive"},
@@ -177,7 +182,7 @@ func TestRuntimeErrorsDeny(t *testing.T) {
 	}{
 		{"missing claim", `user.missing_claim == 1`, userInput, `1:5: no such key "missing_claim"`},
 		{"claim of wrong type", `user.email > 3`, userInput, "no such overload"},
-		{"non-bool dynamic result", `user.email`, userInput, "yielded string, not bool"},
+		{"non-bool claim under a boolean operator", `user.email_verified == false || user.email`, userInput, "no such overload"},
 		{"session field on anonymous route", `session.acr == "urn:mfa"`, func() *Input { return &Input{Request: userInput().Request} },
 			"session is null"},
 		{"agent field without agent", `agent.name == "bot"`, userInput, "agent is null"},
@@ -313,16 +318,16 @@ func BenchmarkEvalHeaders(b *testing.B) {
 func TestHeaderMapViews(t *testing.T) {
 	env := newTestEnv(t)
 	in := userInput()
-	in.Request.Header["x-dup"] = []string{"b"} // a non-canonical key set directly on the map
-	in.Request.Header["X-Dup"] = []string{"a"}
+	in.Request.Header["X-Other"] = []string{"b"}
+	in.Request.Header["X_Hidden"] = []string{"never forwarded, never seen"}
 	for _, expr := range []string{
 		`request.headers.exists(k, k == "x-tenant")`,
 		`size(request.headers) == 3`,
-		`request.headers["x-dup"] in ["a, b", "b, a"]`,
 		`!("X-Tenant" in request.headers)`, // names are lower case only
 		`has(request.headers.accept) && !has(request.headers.cookie)`,
 		`request.headers.filter(k, k.startsWith("x-")).size() == 2`,
-		`request.headers == {"x-tenant": "acme", "accept": "application/json, text/plain", "x-dup": request.headers["x-dup"]}`,
+		`request.headers == {"x-tenant": "acme", "accept": "application/json, text/plain", "x-other": "b"}`,
+		`!("x-hidden" in request.headers) && !("x_hidden" in request.headers)`,
 	} {
 		if ok, err := mustCompile(t, env, expr).Eval(context.Background(), in); !ok || err != nil {
 			t.Errorf("%s = %v, %v", expr, ok, err)
@@ -378,9 +383,9 @@ func FuzzRequestHeadersAndQuery(f *testing.F) {
 		_, _ = lookup.Eval(context.Background(), in) // must not panic
 		// The single-key fast path agrees with the full map.
 		r := &requestVal{r: &in.Request}
-		fast, okFast := r.header(key)
+		fast, okFast, err := r.header(key)
 		full, okFull := r.headerMap()[key]
-		if okFast != okFull || fast != full {
+		if err == nil && (okFast != okFull || fast != full) {
 			t.Fatalf("header(%q) = %q,%v; map has %q,%v", key, fast, okFast, full, okFull)
 		}
 	})

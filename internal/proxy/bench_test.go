@@ -75,3 +75,23 @@ func BenchmarkCleanPath(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFoldCheck is the route-confusion check: free for plain paths,
+// one NFKC pass and fold for the rest.
+func BenchmarkFoldCheck(b *testing.B) {
+	f := newFoldIndex()
+	rt := &route{name: "echo", path: "/api/echo/", prefix: true}
+	if err := f.add(rt); err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []string{"/api/echo/hello/world", "/api/echo/Hello/World"} {
+		b.Run(p, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if f.confused(p, rt) {
+					b.Fatal("confused")
+				}
+			}
+		})
+	}
+}

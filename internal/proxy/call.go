@@ -44,6 +44,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 		p.account(ctx, &ev, ref, true)
 		return nil, ref
 	}
+	if p.fold.confused(clean, rt) {
+		ref := &pipeline.Refusal{Status: http.StatusBadRequest, Code: "ambiguous_path", Message: "this path names another route to upstreams that ignore case, trailing dots or spaces, or Unicode forms"}
+		p.account(ctx, &ev, ref, true)
+		return nil, ref
+	}
 	if !slices.Contains(rt.methods, method) {
 		ref := &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
 			Header: http.Header{"Allow": {rt.allow}}}
@@ -97,6 +102,11 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	if err := modifyResponse(rt, resp); err != nil {
 		resp.Body.Close()
 		status, code = http.StatusBadGateway, "upstream_unauthorized"
+		if userCredential(rt.cred.Kind) {
+			// As on a direct request: the user's token was refused, so the
+			// caller can sign in again (Duende's semantics).
+			status = http.StatusUnauthorized
+		}
 		kind := "unauthorized"
 		if resp.StatusCode == http.StatusForbidden {
 			status, code, kind = http.StatusForbidden, "upstream_forbidden", "forbidden"

@@ -222,6 +222,24 @@ func TestUpstreamChallengeBecomesGatehouseError(t *testing.T) {
 	}
 }
 
+// An upstream refusing the user's own token (user_token, token_exchange)
+// answers 401, so a Duende-style SPA signs in again instead of seeing a 502;
+// the challenge itself still never reaches the browser.
+func TestUpstreamRefusingUserTokenAnswers401(t *testing.T) {
+	h := newHarness(t)
+	for _, name := range []string{"profile", "billing"} {
+		h.ups[name].handle(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		})
+		res, body := h.do(h.req("GET", "/api/"+name+"/x", nil))
+		wantError(t, res, body, http.StatusUnauthorized, "upstream_unauthorized")
+		if res.Header.Get("WWW-Authenticate") != "" {
+			t.Fatalf("%s: challenge passed through", name)
+		}
+	}
+}
+
 // Headers smuggled as chunked-request trailers arrive after the checks: they
 // are not forwarded at all.
 func TestRequestTrailersAreNotForwarded(t *testing.T) {

@@ -7,6 +7,20 @@ import (
 	"strings"
 )
 
+// csrfStatus answers a request that fails the CSRF check: 401, as Duende BFF
+// does, so an SPA written for it treats a refused call like a lost session
+// (re-login) rather than an authorization decision. A forged cross-site
+// request cannot read the answer either way.
+const csrfStatus = http.StatusUnauthorized
+
+// userCredential reports whether a route's credential is the user's (their
+// token, or one exchanged from it): an upstream refusing it answers 401 so
+// the SPA signs in again. Gatehouse's own credentials (client credentials,
+// a static header) are not the user's to renew: a refusal stays a 502.
+func userCredential(k CredentialKind) bool {
+	return k == CredentialUserToken || k == CredentialTokenExchange
+}
+
 // CSRFOptions configures the CSRF check every API request passes.
 type CSRFOptions struct {
 	// Header must be present with Value on every request (default "X-CSRF"

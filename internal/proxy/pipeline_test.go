@@ -47,7 +47,7 @@ func TestCSRFAttacksAreRefusedBeforeAnyUpstream(t *testing.T) {
 			r := h.req(tt.method, tt.path, strings.NewReader("{}"))
 			tt.edit(r)
 			res, body := h.do(r)
-			wantError(t, res, body, http.StatusForbidden, tt.code)
+			wantError(t, res, body, http.StatusUnauthorized, tt.code)
 			h.wantNothingForwarded()
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
 // Options are the proxy's dependencies and global settings.
@@ -63,6 +64,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ProtectedCookies are the names of Gatehouse's own cookies (session,
+	// login state). On allow_set_cookie routes an upstream's Set-Cookie for
+	// any spelling of them (case, __Host-/__Secure- prefix) is dropped.
+	ProtectedCookies []string
 }
 
 // Proxy serves API routes. Build it with New; it is safe for concurrent use.
@@ -80,6 +85,8 @@ type Proxy struct {
 	// reqPool recycles the per-request state (one fewer allocation).
 	reqPool   sync.Pool
 	credNames map[string]struct{} // normalised header-credential names
+	fold      foldIndex           // routes by folded path (route confusion)
+	resp      responseRules       // response hygiene shared by all routes
 	// fwdHost is public_url's host, the only X-Forwarded-Host upstreams
 	// see: the Host header is the client's to choose.
 	fwdHost []string
@@ -95,7 +102,9 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 		now:       opts.Now,
 		buffers:   newBufferPool(),
 		credNames: map[string]struct{}{},
+		fold:      newFoldIndex(),
 	}
+	p.resp = newResponseRules(p.credNames, opts.ProtectedCookies)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -148,6 +157,10 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			continue
 		}
 		m[rt.path] = rt
+		if err := p.fold.add(rt); err != nil {
+			errs = append(errs, &RouteError{Index: i, Err: err})
+		}
+		rt.resp = &p.resp
 		if !rt.anonymous && opts.Authenticator == nil && opts.Stages == nil {
 			errs = append(errs, &RouteError{Index: i, Err: fmt.Errorf("route %q: needs a session but Options.Authenticator is nil", rt.name)})
 		}
@@ -225,7 +238,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.req = pipeline.Request{HTTP: r, ID: newRequestID(), Start: p.now(), ClientIP: p.clientIP(r)}
 	x.req.Caller.IP = x.req.ClientIP
 	x.ev = AuditEvent{Time: x.req.Start, Method: r.Method, ClientIP: x.req.ClientIP, RequestID: x.req.ID}
-	w.Header()["X-Request-Id"] = []string{x.req.ID}
+	// One slice for the answer's and the upstream request's header: neither
+	// is appended to in place, and it saves an allocation per request.
+	x.rid = []string{x.req.ID}
+	w.Header()["X-Request-Id"] = x.rid
 	for _, s := range p.stages {
 		if ref := s.run(ctx, p, x); ref != nil {
 			p.refuse(ctx, w, &x.ev, ref, !x.noAudit)
@@ -332,46 +348,9 @@ func (p *Proxy) upstreamFailed(route, kind string) {
 
 // clientIP is the peer's address, or, when the peer is a trusted proxy, the
 // nearest untrusted address it reports in X-Forwarded-For.
-func (p *Proxy) clientIP(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap()
-	if !p.trusted(ip) {
-		return ip
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return ip
-			}
-			a = a.Unmap()
-			if !p.trusted(a) {
-				return a
-			}
-			ip = a
-		}
-	}
-	return ip
-}
+func (p *Proxy) clientIP(r *http.Request) netip.Addr { return ClientIP(r, p.opts.TrustedProxies) }
 
-// ClientIP is the address limits and audit key an HTTP request by: the
-// peer, or the nearest untrusted address a trusted proxy reported. The
-// gateway uses it for the /bff/* endpoints the proxy does not serve.
-func (p *Proxy) ClientIP(r *http.Request) netip.Addr { return p.clientIP(r) }
-
-func (p *Proxy) trusted(ip netip.Addr) bool {
-	for _, pre := range p.opts.TrustedProxies {
-		if pre.Contains(ip) {
-			return true
-		}
-	}
-	return false
-}
+func (p *Proxy) trusted(ip netip.Addr) bool { return isTrusted(ip, p.opts.TrustedProxies) }
 
 // upstreamPath is the path sent upstream for a cleaned request path.
 func upstreamPath(rt *route, clean string) string {
@@ -389,7 +368,7 @@ func upstreamPath(rt *route, clean string) string {
 // ReverseProxy hooks.
 type forwarding struct {
 	path      string
-	requestID string
+	requestID []string // X-Request-Id's value
 	cred      secret.Secret
 	limited   *limitedBody
 	status    int
@@ -463,9 +442,10 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	// Request trailers would arrive after the header checks below: a client
 	// could smuggle any header through them.
 	out.Trailer = nil
-	scrubRequestHeaders(out.Header, p.credNames)
-	p.setForwarded(pr)
-	out.Header["X-Request-Id"] = []string{st.requestID}
+	trusted := p.trustedPeer(pr.In)
+	scrubRequestHeaders(out.Header, p.credNames, scrubOpts{methodOverride: rt.methodOverride, trace: trusted})
+	p.setForwarded(pr, trusted)
+	out.Header["X-Request-Id"] = st.requestID
 	switch rt.cred.Kind {
 	case CredentialNone:
 	case CredentialHeader:
@@ -482,11 +462,7 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 // links, redirects or password-reset URLs from it would point users at an
 // attacker's host. Gatehouse serves one frontend at one origin, so
 // public_url's host is the only right answer.
-func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
-	trusted := false
-	if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
-		trusted = p.trusted(ap.Addr().Unmap())
-	}
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest, trusted bool) {
 	if trusted {
 		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = slices.Clone(prior)
@@ -518,7 +494,7 @@ func modifyResponse(rt *route, res *http.Response) error {
 	case res.StatusCode == http.StatusForbidden && len(res.Header["Www-Authenticate"]) > 0:
 		return errUpstreamForbidden
 	}
-	scrubResponseHeaders(res.Header, rt.setCookie)
+	scrubResponseHeaders(res.Header, rt)
 	// The client already has Gatehouse's request id.
 	delete(res.Header, "X-Request-Id")
 	if st := forwardingOf(res.Request.Context()); st != nil {
@@ -536,10 +512,17 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var maxErr *http.MaxBytesError
 	var netErr net.Error
 	switch {
+	case errors.Is(err, errUpstreamUnauthorized) && userCredential(rt.cred.Kind):
+		// The user's token was refused: the SPA re-logins on 401, as with Duende BFF.
+		status, code, msg = http.StatusUnauthorized, "upstream_unauthorized", "the upstream of route "+rt.name+" refused the user's token; sign in again (/bff/login)"
 	case errors.Is(err, errUpstreamUnauthorized):
 		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"
 	case errors.Is(err, errUpstreamForbidden):
 		status, code, kind, msg = http.StatusForbidden, "upstream_forbidden", "forbidden", "the upstream of route "+rt.name+" refused the request"
+	case server.BodyTimedOut(r, err):
+		// The client stopped sending its body (server.body_read_timeout): its
+		// fault, not the upstream's.
+		status, code, kind, msg = http.StatusRequestTimeout, "body_timeout", "", "the request body was not sent in time"
 	case st != nil && st.limited != nil && st.limited.exceeded.Load(), errors.As(err, &maxErr):
 		status, code, kind, msg = http.StatusRequestEntityTooLarge, "body_too_large", "", fmt.Sprintf("route %s accepts request bodies up to %d bytes", rt.name, rt.maxBody)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

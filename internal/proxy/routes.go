@@ -79,6 +79,15 @@ type RouteSpec struct {
 	AllowSetCookie bool
 	// Anonymous routes need no session (CSRF still applies).
 	Anonymous bool
+	// AllowCaching keeps the upstream's Cache-Control on authenticated
+	// answers (made private: never "public" or "s-maxage"). By default they
+	// get "Cache-Control: no-store". Both get "Vary: Cookie".
+	AllowCaching bool
+	// AllowMethodOverride forwards X-HTTP-Method-Override, X-Method-Override,
+	// X-HTTP-Method and accepts a _method query parameter, as long as each
+	// names a method of Methods. By default the headers are dropped and the
+	// parameter refused (400).
+	AllowMethodOverride bool
 	// Credential is the one credential attached upstream.
 	Credential Credential
 	// Authorizer decides each request (required; AllowAll for the default
@@ -102,6 +111,12 @@ type route struct {
 	websocket  bool
 	setCookie  bool
 	anonymous  bool
+	// allowCaching and methodOverride are RouteSpec.AllowCaching and
+	// AllowMethodOverride.
+	allowCaching   bool
+	methodOverride bool
+	// resp is the proxy's response hygiene, shared by all routes.
+	resp       *responseRules
 	cred       Credential
 	credHeader string // canonical header name for CredentialHeader
 	credNorm   string // normalised header name dropped from client headers
@@ -146,6 +161,7 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 		name: spec.Name, path: spec.Path, keepPrefix: spec.KeepPrefix,
 		timeout: spec.Timeout, maxBody: spec.MaxBodyBytes, websocket: spec.WebSocket,
 		setCookie: spec.AllowSetCookie, anonymous: spec.Anonymous, cred: spec.Credential,
+		allowCaching: spec.AllowCaching, methodOverride: spec.AllowMethodOverride,
 		authz: spec.Authorizer,
 	}
 	if spec.Path == "" || spec.Path[0] != '/' {
@@ -154,6 +170,8 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 		bad("path %q is not clean (no dot segments, //, escapes, ; or backslashes)", spec.Path)
 	} else if spec.Path == "/" {
 		bad("path / would proxy everything: give the API its own prefix such as /api/")
+	} else if reservedPath(spec.Path) {
+		bad("path %s is reserved for Gatehouse's own endpoints (/bff, /.well-known)", spec.Path)
 	}
 	r.prefix = strings.HasSuffix(spec.Path, "/")
 	if u := spec.Upstream; u == nil {
@@ -306,4 +324,36 @@ func validHeaderName(s string) bool {
 func isCleanPath(p string) bool {
 	clean, err := CleanPath((&url.URL{Path: p}).EscapedPath())
 	return err == nil && clean == p
+}
+
+// reservedPath reports whether a route path lies in a space Gatehouse keeps
+// for itself: /bff (its endpoints) and /.well-known (its discovery
+// documents), compared case-insensitively so no spelling of them can be
+// routed to an upstream.
+func reservedPath(p string) bool {
+	for _, r := range [...]string{"/bff", "/.well-known"} {
+		if len(p) >= len(r) && strings.EqualFold(p[:len(r)], r) && (len(p) == len(r) || p[len(r)] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// Owns reports whether a request path (escaped or cleaned) belongs to the
+// proxy: it lies below a prefix route's first segment ("/api/" for
+// "/api/profile/"), or it is exactly a one-segment route or a mount point
+// without its slash ("/api"). A one-segment exact route such as "/b" owns
+// "/b" only, never "/bff/login" or "/b/x": comparing bare string prefixes
+// would hand Gatehouse's own endpoints to the proxy.
+func (p *Proxy) Owns(path string) bool {
+	for _, pre := range p.prefixes {
+		if strings.HasSuffix(pre, "/") {
+			if strings.HasPrefix(path, pre) || path+"/" == pre {
+				return true
+			}
+		} else if path == pre {
+			return true
+		}
+	}
+	return false
 }

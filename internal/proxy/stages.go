@@ -37,6 +37,8 @@ type exchange struct {
 	res      Reservation
 	// audit is false once the audit log itself refused (audit_unavailable).
 	noAudit bool
+	// rid is X-Request-Id's value, shared by the answer and the upstream request.
+	rid []string
 }
 
 // Route cleans the path (once: this exact path is matched, authorized and
@@ -60,9 +62,19 @@ func (routeStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refusa
 	x.rt = rt
 	x.req.Route = rt.name
 	x.ev.Route, x.ev.Credential, x.ev.Upstream = rt.name, string(rt.cred.Kind), rt.upString
+	if p.fold.confused(path, rt) {
+		return &pipeline.Refusal{Status: http.StatusBadRequest, Code: "ambiguous_path", Message: "this path names another route to upstreams that ignore case, trailing dots or spaces, or Unicode forms; request the route's exact path"}
+	}
 	if !slices.Contains(rt.methods, r.Method) {
 		return &pipeline.Refusal{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "route " + rt.name + " allows " + rt.allow,
 			Header: http.Header{"Allow": {rt.allow}}}
+	}
+	if status, code, msg := checkMethodOverride(rt, r); status != 0 {
+		ref := &pipeline.Refusal{Status: status, Code: code, Message: msg}
+		if status == http.StatusMethodNotAllowed {
+			ref.Header = http.Header{"Allow": {rt.allow}}
+		}
+		return ref
 	}
 	x.upgrade = hasUpgrade(r.Header)
 	if x.upgrade && !(rt.websocket && r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")) {
@@ -103,7 +115,7 @@ func (s csrfStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refus
 		return nil
 	}
 	if code, msg := p.csrf.check(x.req.HTTP.Header, x.upgrade); code != "" {
-		return &pipeline.Refusal{Status: http.StatusForbidden, Code: code, Message: msg}
+		return &pipeline.Refusal{Status: csrfStatus, Code: code, Message: msg}
 	}
 	return nil
 }
@@ -200,7 +212,7 @@ func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Re
 			Err: errors.New("stage list: Forward without Audit before it")}
 	}
 	rt, r, w := x.rt, x.req.HTTP, x.w
-	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.ev.RequestID, status: http.StatusBadGateway}
+	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway}
 	defer func() {
 		x.ev.Status, x.ev.Code = st.status, st.code
 		x.res.Commit(context.WithoutCancel(ctx), &x.ev)

@@ -69,7 +69,7 @@ func TestStageListIdentifierChainAndCustomStage(t *testing.T) {
 	// Cookie request without the CSRF header: refused.
 	r = h.req("GET", "/api/profile/me", nil)
 	r.Header.Del("X-CSRF")
-	if res, _ := h.do(r); res.StatusCode != 403 {
+	if res, _ := h.do(r); res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("cookie request without CSRF header: %d", res.StatusCode)
 	}
 	// Second agent request: the limit stage refuses; nothing forwarded.

@@ -11,10 +11,14 @@ import (
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
+	// Degrades marks a dependency whose failure degrades the instance but does not stop it
+	// from serving (the IdP: logins and refreshes fail, existing sessions work): it is
+	// reported as "degraded" and /readyz stays 200.
+	Degrades bool
 }
 
 // HealthHandlers registers /healthz (the process is up) and /readyz (every
-// dependency answers) on mux. /readyz names failing dependencies but never
+// dependency that is not merely degrading answers) on mux. /readyz names failing dependencies but never
 // prints their error text, which could carry addresses or credentials.
 func HealthHandlers(mux *http.ServeMux, checks []Check) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +31,9 @@ func HealthHandlers(mux *http.ServeMux, checks []Check) {
 		status := map[string]string{}
 		ready := true
 		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
+			if err := c.Fn(ctx); err != nil && c.Degrades {
+				status[c.Name] = "degraded"
+			} else if err != nil {
 				status[c.Name] = "unavailable"
 				ready = false
 			} else {

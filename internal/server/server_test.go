@@ -107,3 +107,63 @@ func TestReadyzNamesFailingDependency(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestDrainAnswersConnectionCloseAndEndsStreamsAtTheTimeout: after the shutdown signal,
+// Ready reports draining at once, a request arriving during drain_delay is served with
+// Connection: close, and a stream still open at ShutdownTimeout is ended (its handler returns,
+// so it can write its record) while Run returns nil.
+func TestDrainAnswersConnectionCloseAndEndsStreamsAtTheTimeout(t *testing.T) {
+	streaming := make(chan struct{})
+	handlerDone := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			defer close(handlerDone)
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			close(streaming)
+			<-r.Context().Done() // ended by the shutdown timeout
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	s, err := New(Options{Public: h, Admin: http.NotFoundHandler(), PublicListener: listen(t), AdminListener: listen(t),
+		DrainDelay: 300 * time.Millisecond, ShutdownTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(ctx) }()
+	go func() {
+		resp, err := http.Get("http://" + s.PublicAddr() + "/stream")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-streaming
+	cancel()
+	deadline := time.Now().Add(time.Second)
+	for s.Ready(context.Background()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Ready never reported draining")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	resp, err := http.Get("http://" + s.PublicAddr() + "/x")
+	if err != nil {
+		t.Fatalf("a request during drain_delay: %v", err)
+	}
+	resp.Body.Close()
+	if !resp.Close { // the client reads Connection: close into Close
+		t.Fatalf("answer during the drain lacks Connection: close: %v", resp.Header)
+	}
+	select {
+	case <-handlerDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the open stream was never ended")
+	}
+	if err := <-runErr; err != nil {
+		t.Fatalf("Run: %v, want nil after ending the stream", err)
+	}
+}

@@ -78,14 +78,23 @@ func (m *Manager) ended(ctx context.Context, cause EndCause, remote bool, ids ..
 // no longer exists is not an error (the callbacks still run: a cache may
 // hold it).
 func (m *Manager) End(ctx context.Context, id string, cause EndCause) error {
+	_, err := m.end(ctx, id, cause)
+	return err
+}
+
+// end deletes session id and reports whether it existed. The end is
+// announced either way: another instance may have deleted the record first,
+// and dropping caches of an ended session is harmless.
+func (m *Manager) end(ctx context.Context, id string, cause EndCause) (bool, error) {
 	m.cache.drop(id)
-	if _, err := m.store.Delete(ctx, id); err != nil {
-		return m.storeErr(ctx, "delete session", err)
+	existed, err := m.store.Delete(ctx, id)
+	if err != nil {
+		return false, m.storeErr(ctx, "delete session", err)
 	}
 	m.cache.drop(id)
 	m.publishEnd(ctx, cause, id)
 	m.ended(ctx, cause, false, id)
-	return nil
+	return existed, nil
 }
 
 // EndBySubject ends every session of subject sub and returns their ids.

@@ -473,6 +473,13 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	return m.End(ctx, id, EndDeleted)
 }
 
+// Revoke ends session id (cause EndRevoked) and reports whether it existed,
+// so that an operator revoking an unknown id hears so (and nothing is
+// audited).
+func (m *Manager) Revoke(ctx context.Context, id string) (bool, error) {
+	return m.end(ctx, id, EndRevoked)
+}
+
 // DeleteBySubject ends every session of subject sub and returns how many
 // (cause EndDeleted; prefer EndBySubject).
 func (m *Manager) DeleteBySubject(ctx context.Context, sub string) (int, error) {

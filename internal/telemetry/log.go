@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // ParseLevel maps a config log level (debug, info, warn, error) to slog.
@@ -27,7 +28,8 @@ func ParseLevel(s string) (slog.Level, error) {
 
 // NewLogger returns a JSON logger writing to w at level. Values that implement
 // slog.LogValuer (secret.Secret does) are resolved by slog itself, so secrets
-// passed by mistake still print redacted.
+// passed by mistake still print redacted. Repeated identical warnings and
+// errors are rate-limited with a count (see rateLimited).
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(newRateLimited(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}), time.Now))
 }

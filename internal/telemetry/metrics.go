@@ -101,3 +101,15 @@ func (m *Metrics) Event(event, outcome string) {
 	}
 	m.events.WithLabelValues(event, outcome).Inc()
 }
+
+// Gauge registers a gauge whose value fn reports at each scrape (store up, audit buffer
+// depth, open connections, ...). fn must be cheap and must not block for long.
+func (m *Metrics) Gauge(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
+}
+
+// Counter registers a counter whose total fn reports at each scrape (audit records dropped,
+// connections refused).
+func (m *Metrics) Counter(name, help string, fn func() float64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}

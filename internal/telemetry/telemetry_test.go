@@ -67,7 +67,7 @@ func TestTracingPropagatesTraceContext(t *testing.T) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-	}), "test")
+	}), "test", nil)
 	front.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	tp := <-got
 	if !strings.HasPrefix(tp, "00-") || len(tp) != 55 {
@@ -82,7 +82,7 @@ func TestTracingPropagatesTraceContext(t *testing.T) {
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 		}
-	}), "t").ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", &buf))
+	}), "t", nil).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", &buf))
 	if tp := <-got; tp != "" {
 		t.Fatalf("disabled tracing sent traceparent %q", tp)
 	}

@@ -235,7 +235,7 @@ func TestAuditE2EChainTamperRestartInjectionAndSecrets(t *testing.T) {
 		t.Fatal("no session cookie after login")
 	}
 	_, u := e.user(alice)
-	logoutURL, _ := u["logout_url"].(string)
+	logoutURL := u.get("bff:logout_url")
 
 	reqs := []auRequest{
 		{client: alice, method: "GET", path: "/api/profile/me", want: 200},
@@ -244,9 +244,9 @@ func TestAuditE2EChainTamperRestartInjectionAndSecrets(t *testing.T) {
 		{client: alice, method: "GET", path: "/api/catalog/items", want: 200},
 		{client: anon, method: "GET", path: "/api/catalog/items", want: 200},
 		{client: alice, method: "GET", path: "/api/weather/today", want: 200},
-		{client: alice, method: "GET", path: "/api/profile/boom", want: 500}, // the upstream's 500 (outcome error)
-		{client: alice, method: "GET", path: "/api/admin/users", want: 403},  // policy
-		{client: alice, method: "GET", path: "/api/profile/me", noCSRF: true, want: 403},
+		{client: alice, method: "GET", path: "/api/profile/boom", want: 500},             // the upstream's 500 (outcome error)
+		{client: alice, method: "GET", path: "/api/admin/users", want: 403},              // policy
+		{client: alice, method: "GET", path: "/api/profile/me", noCSRF: true, want: 401}, // CSRF (Duende's status)
 		{client: anon, method: "GET", path: "/api/profile/me", want: 401},
 		{client: alice, method: "DELETE", path: "/api/profile/me", want: 405},
 		{client: alice, method: "GET", path: "/api/nothing/here", want: 404},

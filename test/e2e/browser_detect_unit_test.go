@@ -20,7 +20,7 @@ func TestTokenExposureDetectorIsNarrow(t *testing.T) {
 		{"JWT in another end-session parameter", netEntry{URL: app + "/bff/logout", Headers: map[string]string{"location": endSession + "?id_token_hint=" + jwt + "&state=" + jwt}}, nil, "header location carries a JWT"},
 		{"hint to another endpoint", netEntry{URL: app + "/bff/logout", Headers: map[string]string{"location": "http://evil.example/end_session?id_token_hint=" + jwt}}, nil, "header location carries a JWT"},
 		{"JWT in a body", netEntry{URL: app + "/bff/user", Body: `{"claims":{},"x":"` + jwt + `"}`}, nil, "body carries a JWT"},
-		{"token member in a body", netEntry{URL: app + "/bff/user", Body: `{"claims":{"refresh_token":"opaque"}}`}, nil, "refresh_token member"},
+		{"token member in a body", netEntry{URL: app + "/bff/user", Body: `[{"type":"sub","value":"u"},{"type":"refresh_token","value":"opaque"}]`}, nil, "refresh_token member"},
 		{"JWT in a header", netEntry{URL: app + "/api/x", Headers: map[string]string{"x-debug": "Bearer " + jwt}}, nil, "header x-debug"},
 		{"secret in a body", netEntry{URL: app + "/api/weather/today", Body: `{"k":"wx_demo_SECRET"}`}, []string{"wx_demo_SECRET"}, "body carries a secret"},
 		{"clean", netEntry{URL: app + "/api/profile/me", Body: `{"credential":{"kind":"bearer_jwt"}}`, Headers: map[string]string{"content-type": "application/json"}}, []string{"wx_demo_SECRET"}, ""},

@@ -267,10 +267,10 @@ func injectTokenIntoUser(next http.Handler) http.Handler {
 		buf := &bufferedResponse{header: http.Header{}}
 		next.ServeHTTP(buf, r)
 		body := buf.body.Bytes()
-		var m map[string]any
-		if buf.code == http.StatusOK && json.Unmarshal(body, &m) == nil {
-			m["access_token"] = fakeLeakedToken
-			body, _ = json.Marshal(m)
+		var claims []map[string]any
+		if buf.code == http.StatusOK && json.Unmarshal(body, &claims) == nil {
+			claims = append(claims, map[string]any{"type": "access_token", "value": fakeLeakedToken})
+			body, _ = json.Marshal(claims)
 		}
 		for k, v := range buf.header {
 			if k != "Content-Length" {

@@ -133,6 +133,8 @@ type gwOptions struct {
 	Clock *testclock.Clock
 	// Header replaces the generated header entirely (rarely needed).
 	Header string
+	// Audit adds keys to the generated header's audit section, e.g. "buffer: 16".
+	Audit string
 }
 
 // startGW starts an IdP (unless given) and a Gatehouse on loopback. The
@@ -194,7 +196,11 @@ audit:
   sink: file
   path: audit.jsonl
   fsync_interval: 50ms
-telemetry:
+`
+		if o.Audit != "" {
+			header += "  " + strings.ReplaceAll(strings.TrimSpace(o.Audit), "\n", "\n  ") + "\n"
+		}
+		header += `telemetry:
   log_level: debug
 `
 	}
@@ -245,8 +251,10 @@ func (e *gwEnv) waitReady() {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(e.Admin + "/readyz")
 		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			// The IdP only degrades readiness, so wait for it explicitly.
+			if resp.StatusCode == 200 && strings.Contains(string(b), `"identity_provider":"ok"`) {
 				return
 			}
 		}
@@ -327,13 +335,30 @@ func (e *gwEnv) api(b *http.Client, method, path string, hdr map[string]string) 
 	return resp.StatusCode, body
 }
 
+// bffUser is a /bff/user answer: Duende BFF's array of claims.
+type bffUser []struct {
+	Type  string `json:"type"`
+	Value any    `json:"value"`
+}
+
+// get is the value of the first claim of type typ ("" when absent or not a string).
+func (u bffUser) get(typ string) string {
+	for _, c := range u {
+		if c.Type == typ {
+			s, _ := c.Value.(string)
+			return s
+		}
+	}
+	return ""
+}
+
 // user fetches /bff/user.
-func (e *gwEnv) user(b *http.Client) (int, map[string]any) {
+func (e *gwEnv) user(b *http.Client) (int, bffUser) {
 	e.t.Helper()
 	code, body := e.api(b, "GET", "/bff/user", nil)
-	var m map[string]any
-	_ = json.Unmarshal(body, &m)
-	return code, m
+	var u bffUser
+	_ = json.Unmarshal(body, &u)
+	return code, u
 }
 
 // sessionCookie returns the browser's session cookie value for the gateway.

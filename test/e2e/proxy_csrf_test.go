@@ -7,7 +7,7 @@ import (
 )
 
 // Forged cross-site requests carrying alice's real session cookie are refused
-// with 403 JSON before any upstream is contacted: missing or wrong CSRF
+// with 401 JSON (Duende BFF's status) before any upstream is contacted: missing or wrong CSRF
 // header, a foreign Origin, cross-site fetch metadata. Anonymous routes are
 // checked the same way.
 func TestProxyCSRFForgeriesWithRealSessionReachNoUpstream(t *testing.T) {
@@ -67,7 +67,7 @@ routes:
 		for _, tt := range tests {
 			t.Run(route.path+" "+tt.name, func(t *testing.T) {
 				r := sendWithBody(e, tt.method, route.path, append([]string{cookie}, tt.headers...))
-				wantJSONError(t, r, http.StatusForbidden, tt.code)
+				wantJSONError(t, r, http.StatusUnauthorized, tt.code)
 				if n := prof.count() + pub.count(); n != 0 {
 					t.Fatalf("a forged request reached an upstream (%d hits)", n)
 				}

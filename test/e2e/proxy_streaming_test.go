@@ -104,8 +104,8 @@ routes:
 			c.CloseNow()
 			t.Fatalf("handshake with Origin %q accepted", origin)
 		}
-		if res == nil || res.StatusCode != http.StatusForbidden {
-			t.Fatalf("handshake with Origin %q: %v, want 403", origin, err)
+		if res == nil || res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("handshake with Origin %q: %v, want 401 (CSRF)", origin, err)
 		}
 	}
 	if ws.count() != 0 {

@@ -211,10 +211,13 @@ func (e *gwEnv) sessPublicID(b *http.Client) string {
 	if code != 200 {
 		e.t.Fatalf("/bff/user: %d %v", code, u)
 	}
-	s, _ := u["session"].(map[string]any)
-	sid, _ := s["sid"].(string)
+	lu, err := url.Parse(u.get("bff:logout_url"))
+	sid := ""
+	if err == nil {
+		sid = lu.Query().Get("sid")
+	}
 	if sid == "" {
-		e.t.Fatalf("/bff/user has no session.sid: %v", u)
+		e.t.Fatalf("/bff/user has no bff:logout_url with a sid: %v", u)
 	}
 	return sid
 }

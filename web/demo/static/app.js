@@ -52,12 +52,12 @@ function fmtDuration(s) {
 
 let countdownTimer = null;
 
-function startCountdown(session) {
+function startCountdown(user) {
   const t0 = Date.now();
   const tick = () => {
     const gone = (Date.now() - t0) / 1000;
-    const left = (session.expires_in || 0) - gone;
-    const idle = (session.idle_expires_in || 0) - gone;
+    const left = (claimValue(user, 'gatehouse:session_absolute_expires_in') || 0) - gone;
+    const idle = (claimValue(user, 'bff:session_expires_in') || 0) - gone;
     $('countdown').textContent = fmtDuration(left);
     $('idle-countdown').textContent = fmtDuration(idle);
     if (left <= 0 || idle <= 0) { clearInterval(countdownTimer); loadUser(); }
@@ -67,10 +67,17 @@ function startCountdown(session) {
   countdownTimer = setInterval(tick, 1000);
 }
 
-function renderClaims(claims) {
-  const rows = Object.keys(claims).sort().map((k) => {
-    const v = claims[k];
-    return el('tr', {}, el('th', {}, k), el('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)));
+// /bff/user answers Duende BFF's shape: an array of {type, value}; a claim with several
+// values appears once per value.
+function claimValue(user, type) {
+  const c = user.find((x) => x.type === type);
+  return c ? c.value : undefined;
+}
+
+function renderClaims(user) {
+  const rows = user.filter((c) => !c.type.startsWith('bff:') && !c.type.startsWith('gatehouse:')).map((c) => {
+    const v = c.value;
+    return el('tr', {}, el('th', {}, c.type), el('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v)));
   });
   $('claims').replaceChildren(...rows);
 }
@@ -145,7 +152,7 @@ async function loadAudit() {
   const recs = ((r.body && r.body.records) || []).filter((x) => x.route !== 'audit');
   const rows = recs.slice().reverse().map((x) => el('tr', { class: x.outcome === 'allow' || x.outcome === 'success' ? '' : 'deny' },
     el('td', {}, x.seq), el('td', {}, (x.time || '').replace('T', ' ').replace('Z', '')),
-    el('td', {}, x.event || ''), el('td', {}, x.outcome || ''), el('td', {}, x.route || ''),
+    el('td', {}, x.event || ''), el('td', {}, (x.outcome || '') + (x.reason && x.reason !== 'allowed' ? ` (${x.reason})` : '')), el('td', {}, x.route || ''),
     el('td', {}, [x.method, x.path].filter(Boolean).join(' ')), el('td', {}, x.status || '')));
   if (!r.ok) rows.push(el('tr', {}, el('td', { colspan: '7', class: 'bad' }, `audit tail: HTTP ${r.status}`)));
   rows.splice(12);
@@ -168,23 +175,69 @@ async function loadUser() {
     show('signed-in', false); show('who', false); show('signed-out', true);
     return;
   }
-  if (!r.ok || !r.body || typeof r.body !== 'object') {
+  if (!r.ok || !Array.isArray(r.body)) {
     $('error').textContent = `GET /bff/user answered HTTP ${r.status}`;
     show('error', true);
     return;
   }
-  const { claims = {}, session = {}, logout_url: logoutURL } = r.body;
-  $('who-name').textContent = claims.name || claims.preferred_username || claims.email || claims.sub;
+  const user = r.body;
+  currentUser = user;
+  const name = ['name', 'preferred_username', 'email', 'sub'].map((t) => claimValue(user, t)).find(Boolean);
+  $('who-name').textContent = name;
+  const logoutURL = claimValue(user, 'bff:logout_url');
   if (logoutURL) $('signout').setAttribute('href', logoutURL);
-  renderClaims(claims);
-  startCountdown(session);
+  renderClaims(user);
+  startCountdown(user);
   renderBrowserChecks();
   show('signed-out', false); show('signed-in', true); show('who', true);
   loadAudit();
 }
 
+// refusal shows one refused call: the status and Gatehouse's error code and message.
+function refusal(out, r, note) {
+  const body = r.body && typeof r.body === 'object' ? r.body : {};
+  out.dataset.status = String(r.status);
+  out.dataset.error = body.error || '';
+  out.replaceChildren(
+    el('p', { class: r.ok ? 'status ok' : 'status bad' }, `HTTP ${r.status}${r.ok ? '' : ' — refused'}`),
+    body.error ? el('p', { class: 'bad' }, `${body.error}: ${body.message || ''}`) : null,
+    note ? el('p', { class: 'small muted' }, note) : null);
+}
+
+async function tryPolicy() {
+  const r = await api('/api/reports/q3');
+  refusal($('result-policy'), r, 'Decided by the route\'s policy before any upstream was contacted; the audit log records the reason (cel_denied).');
+  loadAudit();
+}
+
+async function tryCSRF() {
+  // Exactly what a forged cross-site request carries: the cookie, no custom header.
+  const res = await fetch('/api/profile/me', { credentials: 'same-origin', cache: 'no-store' });
+  let body = null;
+  try { body = await res.json(); } catch (_) { /* keep null */ }
+  refusal($('result-csrf'), { status: res.status, ok: res.ok, body }, 'The upstream never saw it. Duende BFF answers 401 here too.');
+  loadAudit();
+}
+
+async function tryRevoke() {
+  const out = $('result-revoke');
+  const sid = new URL(claimValue(currentUser, 'bff:logout_url'), location.origin).searchParams.get('sid');
+  const rv = await api('/api/operator/revoke?sid=' + encodeURIComponent(sid), { method: 'POST' });
+  const adminStatus = rv.body && rv.body.admin_status;
+  const r = await api('/api/profile/me');
+  refusal(out, r, `The admin API answered ${adminStatus} to DELETE /admin/sessions/{id}; this is the next call.`);
+  const cont = el('button', { class: 'button ghost', type: 'button', id: 'revoke-continue' }, 'Continue (signed out)');
+  cont.addEventListener('click', loadUser);
+  out.append(cont);
+}
+
+let currentUser = [];
+
 function init() {
   $('apis').replaceChildren(...APIS.map(apiCard));
+  $('try-policy').addEventListener('click', tryPolicy);
+  $('try-csrf').addEventListener('click', tryCSRF);
+  $('try-revoke').addEventListener('click', tryRevoke);
   $('audit-refresh').addEventListener('click', loadAudit);
   loadUser();
 }
