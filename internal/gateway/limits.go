@@ -279,7 +279,17 @@ type flights struct {
 	// cancelled too. Session ids are random and never reused.
 	ended map[string]time.Time
 	now   func() time.Time
+	// grace is how long an ended session's requests may still finish
+	// before they are cancelled (endGrace; 0 in unit tests).
+	grace time.Duration
 }
+
+// endGrace lets a request that is finishing as its session ends complete
+// (e.g. the very call that revoked the session, whose answer is on its way
+// back): ordinary requests end within it, so only streams and WebSockets
+// are cut. It is the bound's fixed part: a session's open requests end at
+// most endGrace after the end reaches this instance.
+const endGrace = time.Second
 
 // endedFor is how long an ended session id is remembered: far longer than
 // the gap between identify and the limit stage.
@@ -290,14 +300,14 @@ const endedFor = time.Minute
 const pruneEndedAt = 1024
 
 func newFlights(now func() time.Time) *flights {
-	return &flights{bySession: map[string]map[*flight]struct{}{}, ended: map[string]time.Time{}, now: now}
+	return &flights{bySession: map[string]map[*flight]struct{}{}, ended: map[string]time.Time{}, now: now, grace: endGrace}
 }
 
 func (t *flights) add(sid string, f *flight) {
 	t.mu.Lock()
 	if _, gone := t.ended[sid]; gone {
 		t.mu.Unlock()
-		f.cancel()
+		t.cancelLater(f)
 		return
 	}
 	m := t.bySession[sid]
@@ -346,12 +356,23 @@ func (t *flights) end(sid string, except *flight) int {
 	t.mu.Unlock()
 	n := 0
 	for f := range m {
-		if f != except {
-			f.cancel()
-			n++
+		if f == except {
+			continue
 		}
+		n++
+		t.cancelLater(f)
 	}
 	return n
+}
+
+// cancelLater cancels f after the grace period. Cancelling a finished
+// request's context does nothing, so the timer needs no stopping.
+func (t *flights) cancelLater(f *flight) {
+	if t.grace <= 0 {
+		f.cancel()
+		return
+	}
+	time.AfterFunc(t.grace, f.cancel)
 }
 
 // inFlight is how many requests of the session are tracked (tests).

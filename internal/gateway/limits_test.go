@@ -108,6 +108,7 @@ func TestLimitStageRefusalHeadersAndSampling(t *testing.T) {
 // request tracked just after its session ended is cancelled at once.
 func TestFlightsEndCancelsTheSessionsRequests(t *testing.T) {
 	l := testLimits(t, ratelimit.Spec{ConcurrentPerCaller: 8}, nil)
+	l.flights.grace = 0 // the e2e test covers the grace period
 	ref, mine := run(l, sessionCaller)
 	if ref != nil {
 		t.Fatal(ref)
