@@ -99,28 +99,42 @@ func newLimits(p *ratelimit.Policies, o limitsOptions) *limits {
 	}
 }
 
-// flight is one request in progress: its cancel func (a session end calls
-// it), the concurrency slot it holds and the session it is tracked under.
+// flight is one request in progress: its cancellable context (it is the
+// request's context, so the limit stage finds it without a WithValue
+// layer), the concurrency slot it holds and the session it is tracked
+// under (an intrusive list: tracking allocates nothing).
 type flight struct {
+	context.Context
 	cancel context.CancelFunc
 	req    ratelimit.Request
 	held   bool
 	sid    string
+	// prev and next link the session's requests; tracked says f is linked.
+	prev, next *flight
+	tracked    bool
 }
 
 type flightKey struct{}
 
-// track wraps the API handler: each request gets a cancellable context and
-// a flight the limit stage fills in. When the handler returns — after the
+// Value answers flightKey with the flight itself.
+func (f *flight) Value(key any) any {
+	if _, ok := key.(flightKey); ok {
+		return f
+	}
+	return f.Context.Value(key)
+}
+
+// track wraps the API handler: each request gets a cancellable context,
+// the flight the limit stage fills in. When the handler returns — after the
 // whole response, including a stream or a hijacked WebSocket, whose copy
 // httputil.ReverseProxy runs inside ServeHTTP — the slot is released and
 // the request untracked.
 func (l *limits) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithCancel(r.Context())
-		f := &flight{cancel: cancel}
+		f := &flight{Context: ctx, cancel: cancel}
 		defer l.done(f)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, flightKey{}, f)))
+		next.ServeHTTP(w, r.WithContext(f))
 	})
 }
 
@@ -154,7 +168,6 @@ func (l *limits) Run(ctx context.Context, r *pipeline.Request) *pipeline.Refusal
 		return ref
 	}
 	if sid := r.Caller.SessionID; sid != "" {
-		f.sid = sid
 		l.flights.add(sid, f)
 	}
 	return nil
@@ -272,8 +285,9 @@ func (l *limits) runSummaries(ctx context.Context) {
 // by httputil.ReverseProxy, which then closes the hijacked client
 // connection.
 type flights struct {
-	mu        sync.Mutex
-	bySession map[string]map[*flight]struct{}
+	mu sync.Mutex
+	// bySession holds the first of each session's requests.
+	bySession map[string]*flight
 	// ended remembers recently ended sessions for endedFor, so a request
 	// identified just before its session ended, and tracked just after, is
 	// cancelled too. Session ids are random and never reused.
@@ -300,7 +314,7 @@ const endedFor = time.Minute
 const pruneEndedAt = 1024
 
 func newFlights(now func() time.Time) *flights {
-	return &flights{bySession: map[string]map[*flight]struct{}{}, ended: map[string]time.Time{}, now: now, grace: endGrace}
+	return &flights{bySession: map[string]*flight{}, ended: map[string]time.Time{}, now: now, grace: endGrace}
 }
 
 func (t *flights) add(sid string, f *flight) {
@@ -310,22 +324,29 @@ func (t *flights) add(sid string, f *flight) {
 		t.cancelLater(f)
 		return
 	}
-	m := t.bySession[sid]
-	if m == nil {
-		m = make(map[*flight]struct{}, 1)
-		t.bySession[sid] = m
+	f.sid, f.tracked, f.prev = sid, true, nil
+	f.next = t.bySession[sid]
+	if f.next != nil {
+		f.next.prev = f
 	}
-	m[f] = struct{}{}
+	t.bySession[sid] = f
 	t.mu.Unlock()
 }
 
 func (t *flights) remove(f *flight) {
 	t.mu.Lock()
-	if m := t.bySession[f.sid]; m != nil {
-		delete(m, f)
-		if len(m) == 0 {
+	if f.tracked {
+		if f.prev != nil {
+			f.prev.next = f.next
+		} else if f.next != nil {
+			t.bySession[f.sid] = f.next
+		} else {
 			delete(t.bySession, f.sid)
 		}
+		if f.next != nil {
+			f.next.prev = f.prev
+		}
+		f.prev, f.next, f.tracked = nil, nil, false
 	}
 	t.mu.Unlock()
 }
@@ -342,6 +363,7 @@ func flightOf(ctx context.Context) *flight {
 // that answer into a 502.
 func (t *flights) end(sid string, except *flight) int {
 	now := t.now()
+	var fs []*flight
 	t.mu.Lock()
 	if len(t.ended) >= pruneEndedAt {
 		for id, at := range t.ended {
@@ -351,18 +373,20 @@ func (t *flights) end(sid string, except *flight) int {
 		}
 	}
 	t.ended[sid] = now
-	m := t.bySession[sid]
+	for f := t.bySession[sid]; f != nil; {
+		next := f.next
+		f.prev, f.next, f.tracked = nil, nil, false
+		if f != except {
+			fs = append(fs, f)
+		}
+		f = next
+	}
 	delete(t.bySession, sid)
 	t.mu.Unlock()
-	n := 0
-	for f := range m {
-		if f == except {
-			continue
-		}
-		n++
+	for _, f := range fs {
 		t.cancelLater(f)
 	}
-	return n
+	return len(fs)
 }
 
 // cancelLater cancels f after the grace period. Cancelling a finished
@@ -379,5 +403,9 @@ func (t *flights) cancelLater(f *flight) {
 func (t *flights) inFlight(sid string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.bySession[sid])
+	n := 0
+	for f := t.bySession[sid]; f != nil; f = f.next {
+		n++
+	}
+	return n
 }

@@ -28,10 +28,9 @@ func testLimits(t *testing.T, spec ratelimit.Spec, rc redis.Scripter) *limits {
 // refusal and the flight (still in progress: the caller ends it).
 func run(l *limits, caller pipeline.Caller) (*pipeline.Refusal, *flight) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel}
-	ctx = context.WithValue(ctx, flightKey{}, f)
+	f := &flight{Context: ctx, cancel: cancel}
 	r := &pipeline.Request{Route: "orders", ClientIP: netip.MustParseAddr("192.0.2.1"), Caller: caller}
-	return l.Run(ctx, r), f
+	return l.Run(f, r), f
 }
 
 var (
@@ -105,40 +104,44 @@ func TestLimitStageRefusalHeadersAndSampling(t *testing.T) {
 }
 
 // A session's end cancels its requests in flight, and only its own; a
-// request tracked just after its session ended is cancelled at once.
+// request done before the end is untracked; a request tracked just after
+// its session ended is cancelled at once.
 func TestFlightsEndCancelsTheSessionsRequests(t *testing.T) {
 	l := testLimits(t, ratelimit.Spec{ConcurrentPerCaller: 8}, nil)
 	l.flights.grace = 0 // the e2e test covers the grace period
-	ref, mine := run(l, sessionCaller)
-	if ref != nil {
-		t.Fatal(ref)
+	var mine []*flight
+	for range 4 {
+		ref, f := run(l, sessionCaller)
+		if ref != nil {
+			t.Fatal(ref)
+		}
+		mine = append(mine, f)
 	}
-	other := pipeline.Caller{Kind: pipeline.SessionCookie, SessionID: "s2"}
-	_, theirs := run(l, other)
-	ctxOf := func(f *flight) context.Context {
-		ctx, cancel := context.WithCancel(context.Background())
-		inner := f.cancel
-		f.cancel = func() { inner(); cancel() }
-		return ctx
+	_, theirs := run(l, pipeline.Caller{Kind: pipeline.SessionCookie, SessionID: "s2"})
+	l.done(mine[1]) // finished before the end: unlinked from the middle
+	if n := l.flights.inFlight("s1"); n != 3 {
+		t.Fatalf("%d requests tracked, want 3", n)
 	}
-	mineCtx, theirsCtx := ctxOf(mine), ctxOf(theirs)
-	if n := l.flights.end("s1", nil); n != 1 {
-		t.Fatalf("end cancelled %d requests, want 1", n)
+	if n := l.flights.end("s1", mine[3]); n != 2 {
+		t.Fatalf("end cancelled %d requests, want 2 (the one that ended the session is spared)", n)
 	}
-	if mineCtx.Err() == nil {
-		t.Fatal("the ended session's request was not cancelled")
+	if mine[0].Err() == nil || mine[2].Err() == nil {
+		t.Fatal("the ended session's requests were not cancelled")
 	}
-	if theirsCtx.Err() != nil {
+	if mine[3].Err() != nil {
+		t.Fatal("the request that ended its own session was cancelled")
+	}
+	if theirs.Err() != nil {
 		t.Fatal("another session's request was cancelled")
 	}
-	l.done(mine)
-	l.done(theirs)
-	if l.flights.inFlight("s2") != 0 || l.conc.Callers() != 0 {
-		t.Fatal("done left the request tracked or its slot held")
+	for _, f := range append(mine, theirs) {
+		l.done(f)
 	}
-	// Identified before the end, tracked after it: cancelled at once.
+	if l.flights.inFlight("s1") != 0 || l.flights.inFlight("s2") != 0 || l.conc.Callers() != 0 {
+		t.Fatal("done left a request tracked or its slot held")
+	}
 	lateCtx, cancel := context.WithCancel(context.Background())
-	l.flights.add("s1", &flight{cancel: cancel, sid: "s1"})
+	l.flights.add("s1", &flight{Context: lateCtx, cancel: cancel})
 	if lateCtx.Err() == nil {
 		t.Fatal("a request of an ended session was tracked, not cancelled")
 	}
