@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/demo"
 	"github.com/gatehouse-dev/gatehouse/internal/gateway"
@@ -32,6 +34,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			g, done, err := gateway.StartFile(ctx, configPath, gateway.Options{Logger: log, Version: version()})
 			if err != nil {
 				return "", nil, err
+			}
+			// The printed URL must sign in at once: wait for IdP discovery.
+			wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			if err := g.WaitIdP(wctx); err != nil {
+				return "", nil, fmt.Errorf("demo: %w", err)
 			}
 			return g.PublicURL(), done, nil
 		},

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
 
@@ -21,7 +20,7 @@ Usage:
   gatehouse check -c FILE [--online] validate a configuration (--online: also reach the IdP and the store)
   gatehouse demo [--data DIR]       run a self-contained demo (dev IdP, demo APIs, SPA) on loopback
   gatehouse audit verify FILE       verify a hash-chained audit log (and its rotated predecessors)
-  gatehouse version                 print the version
+  gatehouse version                 print the version, commit and build date
 
 Documentation: docs/ in the source tree.
 `
@@ -55,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "audit":
 		err = cmdAudit(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "gatehouse", version())
+		fmt.Fprintln(stdout, currentBuild())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -81,19 +80,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // errReported means the command already printed what went wrong.
 var errReported = errors.New("reported")
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return v + " (" + s.Value[:12] + ")"
-			}
-		}
-		return v
-	}
-	return "(devel)"
-}
 
 // newFlags returns a FlagSet that prints its usage to stderr and returns
 // errors instead of exiting.

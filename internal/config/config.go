@@ -49,8 +49,17 @@ type Config struct {
 	Admin      Admin
 	// SecurityHeaders overrides the response security headers (security_headers:).
 	SecurityHeaders SecurityHeaders
+	// TLS, when set, makes the public listener serve HTTPS itself.
+	TLS *TLS
 
 	warnings []Problem
+}
+
+// TLS is the public listener's certificate and key (PEM files). Both files
+// are re-read when they change, so a renewed certificate takes effect
+// without a restart.
+type TLS struct {
+	CertFile, KeyFile string
 }
 
 // Frontend says where the SPA is served from. At most one field is set; both

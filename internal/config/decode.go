@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	}
 	d.listeners(c, top)
 	d.publicURL(c, top)
+	d.tls(c, top)
 	d.trustedProxies(c, top)
 	d.frontend(c, top)
 	d.identity(c, top)
@@ -219,6 +221,33 @@ func firstNode(ns ...*yaml.Node) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// tls decodes the public listener's certificate files and checks that they
+// load as a pair now, so a wrong path or a mismatched key fails at start.
+func (d *decoder) tls(c *Config, top *fields) {
+	f := d.section(top, "tls", "tls", "tls", "")
+	if f == nil {
+		return
+	}
+	cn, kn := f.get(d, "cert_file"), f.get(d, "key_file")
+	cert, cok := d.nonEmpty(cn, "tls.cert_file")
+	key, kok := d.nonEmpty(kn, "tls.key_file")
+	if cn == nil {
+		d.missing(f, "cert_file", "add tls.cert_file: the PEM certificate chain for the public listener")
+	}
+	if kn == nil {
+		d.missing(f, "key_file", "add tls.key_file: the PEM private key for tls.cert_file")
+	}
+	if !cok || !kok {
+		return
+	}
+	t := &TLS{CertFile: d.path(cert), KeyFile: d.path(key)}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		d.errf(cn, "tls.cert_file", "the certificate and key do not load: %v; give PEM files of one key pair", err)
+		return
+	}
+	c.TLS = t
 }
 
 // path makes p absolute against the config file's directory.

@@ -10,7 +10,8 @@ import (
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
 		"session", "csrf", "routes", "composites", "agents", "rate_limits", "policy", "audit", "telemetry", "admin",
-		"security_headers", "server"},
+		"security_headers", "server", "tls"},
+	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},

@@ -181,10 +181,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
+	tlsConf, err := publicTLS(cfg, g.log)
+	if err != nil {
+		return nil, err
+	}
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
-		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener,
+		PublicListener: opts.PublicListener, AdminListener: opts.AdminListener, TLS: tlsConf,
 		ShutdownTimeout: cfg.Server.ShutdownTimeout, DrainDelay: cfg.Server.DrainDelay,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout, MaxConnections: cfg.Server.MaxConnections,
 	})
@@ -461,6 +465,22 @@ func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
 func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
 	ids, err := r.m.EndBySubject(ctx, sub, session.EndRevoked)
 	return len(ids), err
+}
+
+// WaitIdP waits until the IdP is discovered (or ctx ends). Readiness does not
+// wait for it (an IdP outage degrades an instance; existing sessions work),
+// so a caller that must sign in at once — the demo — waits here.
+func (g *Gateway) WaitIdP(ctx context.Context) error {
+	for {
+		if err := g.idp.Ready(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the identity provider was not discovered: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // PublicHandler is the public listener's handler (tests drive it in-process).

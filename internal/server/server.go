@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,9 @@ type Options struct {
 	// listening on the addresses (tests pass :0 listeners).
 	PublicListener net.Listener
 	AdminListener  net.Listener
+
+	// TLS, when set, makes the public listener serve HTTPS (see tls.go).
+	TLS *tls.Config
 }
 
 // Server is the pair of HTTP servers.
@@ -147,6 +151,9 @@ func (s *Server) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// Draining reports whether a shutdown has begun (readiness must fail).
+func (s *Server) Draining() bool { return s.draining.Load() }
+
 // New prepares the servers and binds the listeners, so that a bad address is
 // reported before anything starts.
 func New(opts Options) (*Server, error) {
@@ -181,6 +188,7 @@ func New(opts Options) (*Server, error) {
 		IdleTimeout:       opts.IdleTimeout,
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          errLog,
+		TLSConfig:         opts.TLS,
 	}
 	s.admin = &http.Server{
 		Handler:           opts.Admin,
@@ -231,7 +239,7 @@ func (s *Server) Run(ctx context.Context) error {
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		defer wg.Done()
 		s.opts.Logger.Info("listening", "listener", name, "addr", ln.Addr().String())
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serveMaybeTLS(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s listener: %w", name, err)
 		}
 	}
@@ -242,16 +250,24 @@ func (s *Server) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		s.draining.Store(true)
+		if d := s.opts.DrainDelay; d > 0 {
+			s.opts.Logger.Info("shutting down: readiness fails, still serving while load balancers stop sending", "delay", d.String())
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case runErr = <-errc:
+				t.Stop()
+			}
+		}
 	case runErr = <-errc:
+		s.draining.Store(true)
 	}
 	// Readiness turns 503 at once and answers carry Connection: close; the
 	// admin listener keeps serving /readyz until the public side is done.
 	s.draining.Store(true)
 	s.opts.Logger.Info("shutting down: readiness is 503; finishing in-flight requests",
 		"in_flight", s.inFlight.Load(), "drain_delay", s.opts.DrainDelay.String(), "timeout", s.opts.ShutdownTimeout.String())
-	if s.opts.DrainDelay > 0 && runErr == nil {
-		time.Sleep(s.opts.DrainDelay)
-	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
 	defer cancel()
 	var shutErr error

@@ -121,6 +121,9 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	default:
 		return nil, errors.New("redis session store: set url (standalone) or addrs (sentinel with master_name, or cluster)")
 	}
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadSlotsOnError{cc})
+	}
 	s := &RedisStore{c: c, prefix: opts.KeyPrefix, now: opts.Now, log: opts.Logger}
 	if s.prefix == "" {
 		s.prefix = "gatehouse:"
@@ -577,5 +580,37 @@ func (s *RedisStore) receive(ctx context.Context, ps *redis.PubSub, onMessage fu
 		case *redis.Message:
 			onMessage(m.Payload)
 		}
+	}
+}
+
+// reloadSlotsOnError makes a cluster client reload its slot map whenever a
+// command or pipeline fails. go-redis follows MOVED replies, but a command
+// to a primary that died keeps dialling it until the next periodic reload,
+// long after its replica has taken over; the Cluster primary-loss test
+// through the gateway found requests refused for 10s and more. The reload
+// is lazy and coalesced, so a burst of failures costs one CLUSTER SLOTS.
+type reloadSlotsOnError struct{ c *redis.ClusterClient }
+
+func (h reloadSlotsOnError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadSlotsOnError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.failed(ctx, err)
+		return err
+	}
+}
+
+func (h reloadSlotsOnError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.failed(ctx, err)
+		return err
+	}
+}
+
+func (h reloadSlotsOnError) failed(ctx context.Context, err error) {
+	if err != nil && !errors.Is(err, redis.Nil) {
+		h.c.ReloadState(ctx)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,10 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	// extra are arguments after the defaults (replicaof, cluster-enabled);
+	// conf, when set, is a config file written before each start (sentinel).
+	extra []string
+	conf  func(port int) string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -36,6 +41,11 @@ const installHint = "redis-server not found: install it (Debian/Ubuntu: apt-get 
 // except in CI (env CI=true), where it fails.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return startWith(tb, nil, nil)
+}
+
+func lookBinary(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if _, statErr := os.Stat("/usr/bin/redis-server"); statErr == nil {
@@ -46,7 +56,13 @@ func Start(tb testing.TB) *Server {
 			tb.Skip(installHint)
 		}
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	return bin
+}
+
+func startWith(tb testing.TB, extra []string, conf func(port int) string) *Server {
+	tb.Helper()
+	var err error
+	s := &Server{tb: tb, bin: lookBinary(tb), dir: tb.TempDir(), extra: extra, conf: conf}
 	tb.Cleanup(s.Kill)
 	var lastErr error
 	for range 5 { // another process may grab the free port between probe and start
@@ -72,10 +88,21 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	cmd := exec.Command(s.bin,
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no", "--logfile", "")
+	var args []string
+	if s.conf != nil {
+		// Sentinel rewrites its config file, so it gets a fresh one per start.
+		path := filepath.Join(s.dir, "sentinel.conf")
+		if err := os.WriteFile(path, []byte(s.conf(s.port)), 0o600); err != nil {
+			return err
+		}
+		args = append(args, path, "--sentinel")
+	}
+	args = append(args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--daemonize", "no", "--logfile", "")
+	if s.conf == nil {
+		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	cmd := exec.Command(s.bin, append(args, s.extra...)...)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
