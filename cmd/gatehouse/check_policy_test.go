@@ -215,17 +215,19 @@ func TestCheckBadExampleReportsEveryProblemWithFileLine(t *testing.T) {
 	}
 }
 
-// Agent delegation is not built yet: an agents: section is rejected at load
-// ("not supported yet"), never silently accepted. Policies may already name
-// `agent` (it is null for every request until agents land).
-func TestPolicyCheckAgentsNotSupportedYet(t *testing.T) {
+// Policies may name `agent` (null for users); `gatehouse check` accepts a
+// valid agents section and reports a broken one at its file:line.
+func TestPolicyCheckAgents(t *testing.T) {
 	yaml := checkPolicyBase + "    allow: 'agent == null || \"profile\" in agent.grant.routes'\n"
 	if _, code, out, errOut := checkPolicyRun(t, yaml); code != 0 {
 		t.Fatalf("an agent-aware expression must compile: exit %d\n%s%s", code, out, errOut)
 	}
-	yaml += "agents:\n  max_ttl: 15m\n"
-	file, code, _, errOut := checkPolicyRun(t, yaml)
-	want := fmt.Sprintf("%s:%d: agents: not supported yet", file, lineOf(t, yaml, "agents:"))
+	if _, code, out, errOut := checkPolicyRun(t, yaml+"agents:\n  delegable_routes: [profile]\n"); code != 0 {
+		t.Fatalf("a valid agents section: exit %d\n%s%s", code, out, errOut)
+	}
+	bad := yaml + "agents:\n  max_ttl: 15m\n"
+	file, code, _, errOut := checkPolicyRun(t, bad)
+	want := fmt.Sprintf("%s:%d: agents.delegable_routes: required key is missing", file, lineOf(t, bad, "agents:"))
 	if code != 1 || !strings.HasPrefix(errOut, want) {
 		t.Fatalf("exit %d, want 1 and %q:\n%s", code, want, errOut)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/apierror"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -29,6 +30,13 @@ type Sessions interface {
 	DeleteBySubject(ctx context.Context, sub string) (int, error)
 }
 
+// Agents is what the admin API needs of the agent broker (nil when the
+// agents section is not configured).
+type Agents interface {
+	ListBySubject(ctx context.Context, sub string) ([]agent.Grant, error)
+	RevokeByID(ctx context.Context, id string) (agent.Grant, error)
+}
+
 // Auditor records revocations.
 type Auditor interface {
 	Log(ctx context.Context, rec audit.Record) error
@@ -40,9 +48,11 @@ type Options struct {
 	// file it comes from takes effect without a restart. Nil disables /admin/*.
 	Token    *secret.Value
 	Sessions Sessions
-	Audit    Auditor
-	Client   string
-	Logger   *slog.Logger
+	// Agents serves /admin/agents; nil leaves those paths 404.
+	Agents Agents
+	Audit  Auditor
+	Client string
+	Logger *slog.Logger
 	// ListenAddr is the admin listener's configured host:port. Requests
 	// whose Host names anything but it, an IP address or localhost are
 	// refused (DNS rebinding, see CheckHost).
@@ -58,6 +68,10 @@ func Register(mux *http.ServeMux, o Options) {
 	mux.Handle("GET /admin/sessions", a.auth(a.list))
 	mux.Handle("DELETE /admin/sessions/{id}", a.auth(a.revokeOne))
 	mux.Handle("POST /admin/sessions/revoke", a.auth(a.revokeSubject))
+	if o.Agents != nil {
+		mux.Handle("GET /admin/agents", a.auth(a.listAgents))
+		mux.Handle("DELETE /admin/agents/{id}", a.auth(a.revokeAgent))
+	}
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusNotFound, "not_found", "no such admin endpoint: see docs/admin.md")
 	}))
@@ -233,4 +247,59 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+type agentJSON struct {
+	ID        string               `json:"id"`
+	Name      string               `json:"name"`
+	Subject   string               `json:"sub"`
+	SessionID string               `json:"session_id"`
+	Routes    []string             `json:"routes"`
+	Methods   []string             `json:"methods"`
+	Scope     []agent.RouteMethods `json:"scope"`
+	Created   time.Time            `json:"created_at"`
+	Expires   time.Time            `json:"expires_at"`
+}
+
+// listAgents lists a user's live agent grants (never a token value: the
+// broker keeps none).
+func (a *api) listAgents(w http.ResponseWriter, r *http.Request) {
+	sub := r.URL.Query().Get("sub")
+	if sub == "" {
+		apierror.Write(w, http.StatusBadRequest, "sub_required", "name the user: /admin/agents?sub=<subject>")
+		return
+	}
+	gs, err := a.o.Agents.ListBySubject(r.Context(), sub)
+	if err != nil {
+		a.agentError(w, "list agent grants", err)
+		return
+	}
+	out := make([]agentJSON, 0, len(gs))
+	for i := range gs {
+		g := &gs[i]
+		out = append(out, agentJSON{g.ID, g.Name, g.Subject, g.SessionID, g.Routes(), g.Methods(), g.Scope, g.Created.UTC(), g.Expires.UTC()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+// revokeAgent ends one grant; the broker audits it with the admin as actor.
+func (a *api) revokeAgent(w http.ResponseWriter, r *http.Request) {
+	if _, err := a.o.Agents.RevokeByID(r.Context(), r.PathValue("id")); err != nil {
+		if errors.Is(err, agent.ErrNotFound) {
+			apierror.Write(w, http.StatusNotFound, "agent_token_not_found", "no live agent token has that id")
+			return
+		}
+		a.agentError(w, "revoke agent grant", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": 1})
+}
+
+func (a *api) agentError(w http.ResponseWriter, op string, err error) {
+	a.o.Logger.Error(op, "err", err)
+	if errors.Is(err, agent.ErrUnavailable) {
+		apierror.Write(w, http.StatusServiceUnavailable, "store_unavailable", "the session store cannot be reached; retry when /readyz reports it")
+		return
+	}
+	apierror.Write(w, http.StatusInternalServerError, "internal_error", op+" failed; see the Gatehouse log")
 }

@@ -42,11 +42,13 @@ type Config struct {
 	Routes   []Route
 	// RateLimits is the rate_limits section (defaults filled in).
 	RateLimits RateLimits
-	Policy     Policy
-	Audit      Audit
-	Server     Server
-	Telemetry  Telemetry
-	Admin      Admin
+	// Agents is nil when the agents section is absent (no delegation).
+	Agents    *Agents
+	Policy    Policy
+	Audit     Audit
+	Server    Server
+	Telemetry Telemetry
+	Admin     Admin
 	// SecurityHeaders overrides the response security headers (security_headers:).
 	SecurityHeaders SecurityHeaders
 	// TLS, when set, makes the public listener serve HTTPS itself.

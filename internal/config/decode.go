@@ -61,9 +61,6 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	if top.has("composites") {
 		d.errf(top.keyNode("composites"), "composites", "not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section")
 	}
-	if top.has("agents") {
-		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section")
-	}
 
 	c.Client = DefaultClient
 	if n := top.get(d, "client"); n != nil {
@@ -84,6 +81,10 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.csrf(c, top)
 	d.routes(c, top)
 	d.rateLimits(c, top) // after routes: limits name routes
+	d.agents(c, top)
+	if c.Agents != nil && !d.allowAgents {
+		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
+	}
 	d.policy(c, top)
 	d.audit(c, top)
 	d.telemetry(c, top)

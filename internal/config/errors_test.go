@@ -176,8 +176,6 @@ func errorClassCases() []errorClassCase {
 		// not supported yet: refused, never accepted and ignored
 		{"composites not supported yet", head + "composites:\n  - name: dashboard\n",
 			`t.yaml:6: composites: not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section`},
-		{"agents not supported yet", head + "agents:\n  max_ttl: 15m\n",
-			`t.yaml:6: agents: not supported yet: agent delegation is not built in this version of Gatehouse; remove the agents section`},
 		{"private_key_jwt with a client secret", head + "  client_auth: private_key_jwt\n  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
 			`t.yaml:5: identity.client_secret: is not used with client_auth: private_key_jwt; remove it`},
 		{"private_key_jwt without private_key", strings.Replace(head, "  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n", "  client_auth: private_key_jwt\n", 1),

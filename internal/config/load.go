@@ -41,7 +41,7 @@ func Parse(data []byte, filename, baseDir string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve base directory %s: %w", baseDir, err)
 	}
-	d := &decoder{file: filename, baseDir: abs, budget: maxVisits}
+	d := &decoder{file: filename, baseDir: abs, budget: maxVisits, allowAgents: agentsWired}
 	cfg := d.decodeFile(data)
 	d.scrub()
 	if len(d.problems) > 0 {
@@ -82,6 +82,9 @@ type decoder struct {
 	tooDeep   bool
 	// publicURLNode is where public_url is written, for warnings derived from it.
 	publicURLNode *yaml.Node
+	// allowAgents accepts a valid agents section (agentsWired; tests of the
+	// section's decoding set it).
+	allowAgents bool
 	// lines is the file's text by line, to place errors inside multi-line
 	// values (policy expressions in block scalars).
 	lines []string

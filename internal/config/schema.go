@@ -28,6 +28,8 @@ var schema = map[string][]string{
 	"credential.header":             {"name", "value"},
 	"rate_limits":                   {"default", "routes", "concurrent_per_caller"},
 	"rate_limits.limit":             {"requests", "per", "burst"},
+	"agents":                        {"max_ttl", "default_ttl", "delegable_routes", "max_tokens_per_session", "rate_limit"},
+	"agents.rate_limit":             {"requests", "per", "burst"},
 	"policy":                        {"pdp"},
 	"policy.pdp":                    {"url", "token", "timeout", "cache_ttl"},
 	"audit":                         {"sink", "path", "durability", "fsync_interval", "max_size", "buffer", "on_failure"},

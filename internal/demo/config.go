@@ -9,8 +9,8 @@ import (
 
 // configTemplate is the demo's Gatehouse configuration, in the same contract as
 // gatehouse.example.yaml. Every path in it is relative to the data directory, where the file
-// is written, so no path needs quoting. Composites and agents are left out: they are not
-// built yet and the loader rejects them.
+// is written, so no path needs quoting. Composites are left out: they are not built yet
+// and the loader rejects them.
 var configTemplate = template.Must(template.New("gatehouse.yaml").Funcs(template.FuncMap{
 	"q": func(s string) (string, error) { // a JSON string is a valid YAML double-quoted scalar
 		b, err := json.Marshal(s)
@@ -96,6 +96,12 @@ routes:
     upstream: {{q .Audit}}
     methods: [GET]
     credential: none
+
+agents:                           # the SPA can mint gha_ tokens for these, at most
+  max_ttl: 15m
+  default_ttl: 5m
+  delegable_routes: [profile, billing]
+  rate_limit: { requests: 30, per: 1m }
 
 audit:
   sink: file

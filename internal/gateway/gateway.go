@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
+	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
@@ -64,6 +65,13 @@ type Gateway struct {
 	public   http.Handler
 	admin    http.Handler
 	closers  []func() error
+
+	// agents is nil without an agents section; agentLimit is nil without
+	// agents.rate_limit.
+	agents       *agent.Broker
+	agentLimit   *agentLimit
+	agentMint    agent.PolicyFunc
+	agentBrowser agent.BrowserSession
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -166,6 +174,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}
 	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
 
+	if err := g.buildAgents(authz); err != nil {
+		return nil, err
+	}
+
 	if g.proxy, err = g.buildProxy(authz); err != nil {
 		return nil, err
 	}
@@ -178,6 +190,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
 	// A session's open streams and WebSockets end with it (issue 10 item 6).
 	g.sessions.OnEnd(func(ctx context.Context, e session.SessionEnd) { g.limits.flights.end(e.ID, flightOf(ctx)) })
+	if g.agents != nil {
+		// Grants die with their session anyway (every agent request loads
+		// it); this frees them and audits their end.
+		g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.agents.SessionEnded(e.ID, string(e.Cause), e.Remote) })
+	}
 
 	g.public = g.publicHandler()
 	g.admin = g.adminHandler()
@@ -246,7 +263,7 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		TrustedProxies: cfg.TrustedProxies,
 		Stages:         g.stages(),
 		UserTokens:     &userTokens{idp: g.idp},
-		Exchanger:      &exchanger{idp: g.idp},
+		Exchanger:      &exchanger{idp: g.idp, issuer: cfg.Origin(), now: opts.Now},
 		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
 		Counter:        g.metrics,
 		Transport:      transport,
@@ -313,6 +330,11 @@ func Check(cfg *config.Config) error {
 	oo := g.oidcOptions(keys, nil, nil)
 	if err := oidc.ValidateOptions(oo); err != nil {
 		return err
+	}
+	if cfg.Agents != nil {
+		if _, err := newAgentLimit(cfg, nil, nil); err != nil {
+			return err
+		}
 	}
 	p, err := g.buildProxy(authz)
 	if err != nil {
@@ -394,6 +416,9 @@ func (g *Gateway) publicHandler() http.Handler {
 	// Every API request gets a cancellable context and a flight the limit
 	// stage fills in (concurrency slot, session tracking).
 	api := g.limits.track(g.proxy)
+	if g.agents != nil {
+		g.agents.Register(mux, g.agentBrowser, g.agentMint)
+	}
 	for _, pre := range g.proxy.Prefixes() {
 		mux.Handle(pre, api)
 	}
@@ -412,6 +437,15 @@ func (g *Gateway) publicHandler() http.Handler {
 	underAPI := g.proxy.Owns
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw := r.URL.EscapedPath()
+		// An agent token reaches API routes only: never /bff/* (no minting,
+		// no /bff/user), the frontend or a path no route matches (403, not
+		// 404: what its grant does not name is refused).
+		if carriesAgentToken(r) {
+			if clean, err := proxy.CleanPath(raw); err != nil || g.proxy.RouteOf(clean) == "" {
+				refuseAgent(w)
+				return
+			}
+		}
 		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
 		// the proxy's too: it answers with its own JSON verdict instead of
 		// ServeMux redirecting an XHR to the cleaned form.
@@ -443,11 +477,15 @@ func (g *Gateway) adminHandler() http.Handler {
 		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
 	})
 	mux.Handle("GET /metrics", g.metrics.Handler())
-	admin.Register(mux, admin.Options{
+	ao := admin.Options{
 		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
 		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
 		ListenAddr: g.cfg.AdminListen,
-	})
+	}
+	if g.agents != nil { // never a typed nil in the interface
+		ao.Agents = g.agents
+	}
+	admin.Register(mux, ao)
 	return admin.CheckHost(mux, g.cfg.AdminListen)
 }
 

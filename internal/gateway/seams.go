@@ -39,7 +39,11 @@ func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secre
 }
 
 // exchanger performs RFC 8693 exchanges through the OIDC client.
-type exchanger struct{ idp *lazyIdP }
+type exchanger struct {
+	idp    *lazyIdP
+	issuer string           // public_url's origin: the iss of agents' actor tokens
+	now    func() time.Time // the actor tokens' iat
+}
 
 func (e *exchanger) Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (secret.Secret, time.Time, error) {
 	t, err := e.idp.tokens()
@@ -91,6 +95,9 @@ func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (
 		if s := in.Identity.Session; s != nil {
 			pin.Session = &policy.SessionInfo{SID: s.ID, AuthTime: s.AuthTime, Created: s.Created, ACR: s.ACR, AMR: s.AMR, Age: a.now().Sub(s.Created)}
 		}
+		if ag := in.Identity.Agent; ag != nil {
+			pin.Agent = &policy.AgentInfo{ID: ag.ID, Name: ag.Name, Routes: ag.Routes, Methods: ag.Methods, Expires: ag.Expires}
+		}
 	}
 	d := a.authz.Decide(ctx, &pin, in.RequestID)
 	in.Reason = d.Reason
@@ -127,7 +134,7 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool
 	}
 	rec := audit.Record{
 		Time: ev.Time, Event: audit.EventAccess, Outcome: outcome, Reason: ev.Code,
-		Sub: ev.Subject, Session: ev.SessionID, Client: a.client, Route: ev.Route,
+		Sub: ev.Subject, Session: ev.SessionID, Actor: ev.Actor, Client: a.client, Route: ev.Route,
 		Method: ev.Method, Path: ev.Path, Status: ev.Status, Upstream: ev.Upstream,
 		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx),
 	}
@@ -137,8 +144,11 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool
 	// A policy refusal records the policy's own reason (cel_denied, cel_error,
 	// pdp_timeout, …) rather than the generic answer code, so the log tells a
 	// rule that said no from a PDP that could not be asked.
-	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable" || ev.Code == codeRateLimited) {
+	if ev.Reason != "" && (rec.Reason == "" || ev.Code == "policy_denied" || ev.Code == "policy_unavailable") {
 		rec.Reason = ev.Reason
+	}
+	if ev.AuditReason != "" {
+		rec.Reason = ev.AuditReason
 	}
 	if !observe {
 		return rec

@@ -20,10 +20,15 @@ func (g *Gateway) stages() []proxy.Stage {
 	identifiers := pipeline.Chain{
 		&cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions}, // below
 	}
+	if g.agents != nil {
+		identifiers = append(identifiers, &agentIdentifier{broker: g.agents}) // Bearer gha_… (agents.go)
+	}
 	return []proxy.Stage{
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
+		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
+		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
 		proxy.Custom(g.limits),      // per-caller rate limit and concurrency cap; tracks the session's requests (gateway/limits.go, internal/ratelimit)
 		proxy.Authorize(),           // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
 		proxy.AttachCredential(),    // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)

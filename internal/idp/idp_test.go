@@ -2,11 +2,13 @@ package idp
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -379,6 +381,43 @@ func TestTokenExchangeAudienceScopeLifetimeAndActor(t *testing.T) {
 	}
 	if act, _ := jwtClaims(t, e, m["access_token"].(string))["act"].(map[string]any); act["sub"] != testClientID {
 		t.Errorf("act = %v", act)
+	}
+
+	// An unsigned JWT actor assertion (what Gatehouse sends for an agent)
+	// yields act with its sub; a signed-looking or expired one is refused.
+	jwt := func(hdr, claims string) string {
+		return base64.RawURLEncoding.EncodeToString([]byte(hdr)) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims)) + "."
+	}
+	exp := strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10)
+	for _, tc := range []struct {
+		name, actor string
+		ok          bool
+	}{
+		{"unsigned agent assertion", jwt(`{"alg":"none","typ":"JWT"}`, `{"sub":"agent:abc","exp":`+exp+`}`), true},
+		{"claims an algorithm", jwt(`{"alg":"RS256"}`, `{"sub":"agent:abc","exp":`+exp+`}`), false},
+		{"expired", jwt(`{"alg":"none"}`, `{"sub":"agent:abc","exp":1}`), false},
+		{"no sub", jwt(`{"alg":"none"}`, `{"exp":`+exp+`}`), false},
+		{"signature part", jwt(`{"alg":"none"}`, `{"sub":"agent:abc","exp":`+exp+`}`) + "c2ln", false},
+	} {
+		status, m = postToken(t, e, url.Values{
+			"grant_type": {GrantTokenExchange}, "subject_token": {tok.AccessToken},
+			"subject_token_type": {"urn:ietf:params:oauth:token-type:access_token"},
+			"actor_token":        {tc.actor},
+			"actor_token_type":   {"urn:ietf:params:oauth:token-type:jwt"},
+			"audience":           {"orders-api"},
+		})
+		if !tc.ok {
+			if status == http.StatusOK {
+				t.Errorf("%s: exchanged", tc.name)
+			}
+			continue
+		}
+		if status != http.StatusOK {
+			t.Fatalf("%s: %d %v", tc.name, status, m)
+		}
+		if act, _ := jwtClaims(t, e, m["access_token"].(string))["act"].(map[string]any); act["sub"] != "agent:abc" {
+			t.Errorf("%s: act = %v", tc.name, act)
+		}
 	}
 
 	// A revoked subject token cannot be exchanged.

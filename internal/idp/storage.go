@@ -6,9 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +23,12 @@ import (
 const authRequestTTL = 10 * time.Minute
 
 var (
-	_ op.Storage                        = (*storage)(nil)
-	_ op.ClientCredentialsStorage       = (*storage)(nil)
-	_ op.TokenExchangeStorage           = (*storage)(nil)
-	_ op.CanSetUserinfoFromRequest      = (*storage)(nil)
-	_ op.CanTerminateSessionFromRequest = (*storage)(nil)
+	_ op.Storage                            = (*storage)(nil)
+	_ op.ClientCredentialsStorage           = (*storage)(nil)
+	_ op.TokenExchangeStorage               = (*storage)(nil)
+	_ op.TokenExchangeTokensVerifierStorage = (*storage)(nil)
+	_ op.CanSetUserinfoFromRequest          = (*storage)(nil)
+	_ op.CanTerminateSessionFromRequest     = (*storage)(nil)
 )
 
 // endedSession is handed to the back-channel notifier after the lock is released.
@@ -654,8 +657,12 @@ func (s *storage) ValidateTokenExchangeRequest(_ context.Context, req op.TokenEx
 	}
 	req.SetCurrentScopes(slices.Clone(scopes))
 	if req.GetExchangeActor() != "" {
-		if req.GetExchangeActorTokenType() != oidc.AccessTokenType {
-			return oidc.ErrInvalidRequest().WithDescription("the development OP accepts only actor_token_type=%s", oidc.AccessTokenType)
+		switch req.GetExchangeActorTokenType() {
+		case oidc.JWTTokenType:
+			return nil // an unsigned actor assertion, checked by VerifyExchangeActorToken
+		case oidc.AccessTokenType:
+		default:
+			return oidc.ErrInvalidRequest().WithDescription("the development OP accepts only actor_token_type=%s or %s", oidc.AccessTokenType, oidc.JWTTokenType)
 		}
 		act, ok := s.tokens[req.GetExchangeActorTokenIDOrToken()]
 		if !ok || now.After(act.Expiration) {
@@ -663,6 +670,48 @@ func (s *storage) ValidateTokenExchangeRequest(_ context.Context, req op.TokenEx
 		}
 	}
 	return nil
+}
+
+// VerifyExchangeSubjectToken implements op.TokenExchangeTokensVerifierStorage:
+// subject tokens must be access tokens this OP issued, so nothing else is.
+func (s *storage) VerifyExchangeSubjectToken(context.Context, string, oidc.TokenType) (string, string, map[string]any, error) {
+	return "", "", nil, errors.New("the development OP exchanges only its own access tokens")
+}
+
+// VerifyExchangeActorToken implements op.TokenExchangeTokensVerifierStorage
+// for actor_token_type=urn:ietf:params:oauth:token-type:jwt: an unsigned JWT
+// (alg "none") naming the actor in sub, not expired. The token request is
+// client-authenticated, so the OP trusts the assertion as far as it trusts the
+// client — this is how Gatehouse names an agent acting for the user (the act
+// claim of the exchanged token). A production IdP needs an equivalent rule
+// (or a signed assertion); see docs/agents.md.
+func (s *storage) VerifyExchangeActorToken(_ context.Context, token string, tokenType oidc.TokenType) (string, string, map[string]any, error) {
+	if tokenType != oidc.JWTTokenType {
+		return "", "", nil, errors.New("actor token is not a JWT")
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || parts[2] != "" {
+		return "", "", nil, errors.New("actor JWT must be unsigned (header.claims.)")
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+	}
+	var claims map[string]any
+	for i, dst := range []any{&hdr, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			return "", "", nil, errors.New("actor JWT is not base64url")
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return "", "", nil, errors.New("actor JWT is not JSON")
+		}
+	}
+	sub, _ := claims["sub"].(string)
+	exp, _ := claims["exp"].(float64)
+	if hdr.Alg != "none" || sub == "" || time.Unix(int64(exp), 0).Before(time.Now()) {
+		return "", "", nil, errors.New("actor JWT needs alg none, a sub and a future exp")
+	}
+	return token, sub, claims, nil
 }
 
 func (s *storage) CreateTokenExchangeRequest(context.Context, op.TokenExchangeRequest) error {

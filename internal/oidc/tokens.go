@@ -192,6 +192,13 @@ func (t *Tokens) endSession(ctx context.Context, s *session.Session, reason stri
 // new token and its expiry (zero when the IdP gave none). The caller must
 // not cache the result beyond the subject token's own expiry.
 func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	return t.ExchangeWithActor(ctx, subjectToken, "", "", audience, scope, resource)
+}
+
+// ExchangeWithActor is Exchange naming an actor (RFC 8693 actor_token and
+// actor_token_type): the party acting for the subject, which the IdP writes
+// into the new token's act claim. Empty actorToken means none.
+func (t *Tokens) ExchangeWithActor(ctx context.Context, subjectToken secret.Secret, actorToken, actorTokenType, audience, scope, resource string) (secret.Secret, time.Time, error) {
 	params := url.Values{
 		// x/oauth2's client credentials flow allows overriding grant_type:
 		// it gives us its client authentication and error parsing.
@@ -202,6 +209,10 @@ func (t *Tokens) Exchange(ctx context.Context, subjectToken secret.Secret, audie
 	}
 	if audience != "" {
 		params.Set("audience", audience)
+	}
+	if actorToken != "" {
+		params.Set("actor_token", actorToken)
+		params.Set("actor_token_type", actorTokenType)
 	}
 	if resource != "" {
 		params.Set("resource", resource)

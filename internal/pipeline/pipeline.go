@@ -51,7 +51,21 @@ type Agent struct {
 	ID      string
 	Routes  []string
 	Methods []string
+	// Expires is when the grant ends.
+	Expires time.Time
+	// Grant says exactly which (route, method) pairs the agent may call;
+	// Routes × Methods only summarises it.
+	Grant Scope
 }
+
+// Scope is an agent's grant as the request path checks it.
+type Scope interface {
+	Allows(route, method string) bool
+}
+
+// Actor is the agent's element of an audit record's actor chain
+// ("agent:<grant id>:<name>"), acting for the record's sub.
+func (a *Agent) Actor() []string { return []string{"agent:" + a.ID + ":" + a.Name} }
 
 // Caller is who a request acts for, as an identifier recognised it. It is
 // a value (no per-request allocation); the session is the loaded copy.
@@ -59,8 +73,9 @@ type Caller struct {
 	Kind CallerKind
 	// SessionID is the public session id ("" for anonymous callers).
 	SessionID string
-	// Handle is the session handle the credential named (zero for
-	// anonymous callers and agents).
+	// Handle is the session handle the credential named, or for an agent
+	// the delegating session's (from its sealed grant; it never leaves the
+	// process). Zero for anonymous callers.
 	Handle session.Handle
 	// Session is the loaded session; nil for anonymous callers.
 	Session *session.Session
@@ -70,6 +85,15 @@ type Caller struct {
 	Agent *Agent
 	// IP is the client address after trusted-proxy resolution.
 	IP netip.Addr
+}
+
+// Permits reports whether the caller may call method on route as far as
+// delegation goes: users always, agents only inside their grant.
+func (c *Caller) Permits(route, method string) bool {
+	if c.Kind != AgentBearer {
+		return true
+	}
+	return c.Agent != nil && c.Agent.Grant != nil && c.Agent.Grant.Allows(route, method)
 }
 
 // Key is a stable key for per-caller limits: the session id, the agent

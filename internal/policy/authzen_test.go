@@ -180,7 +180,13 @@ func TestPDPFailsClosed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newPDPServer(t, tc.answer)
-			pdp := newTestPDP(t, PDPConfig{URL: srv.URL, Token: secret.Static(pdpToken), Timeout: 50 * time.Millisecond})
+			// Only the timeout case needs a short deadline; the others get
+			// room, so a loaded machine cannot turn them into timeouts.
+			timeout := 5 * time.Second
+			if tc.reason == ReasonPDPTimeout {
+				timeout = 50 * time.Millisecond
+			}
+			pdp := newTestPDP(t, PDPConfig{URL: srv.URL, Token: secret.Static(pdpToken), Timeout: timeout})
 			d := pdp.Decide(context.Background(), userInput(), "req-1")
 			assertDenied(t, d, tc.reason, tc.status)
 			if n := srv.calls.Load(); n != 1 {

@@ -50,7 +50,7 @@ const (
 //	                             remote_ip string}
 //	route    string             the route's name
 //	client   string             the frontend's name
-//	agent    gatehouse.Agent    null, or {id string, name string,
+//	agent    gatehouse.Agent    null, or {id string, name string, routes list(string) (= grant.routes),
 //	                             grant {routes list(string), methods list(string), expires timestamp}}
 //
 // Because session, request and agent are typed objects, a misspelt field or

@@ -208,6 +208,8 @@ func newObjTypes() *objTypes {
 		{"id", types.StringType, agentField(func(a *agentVal) any { return types.String(a.a.ID) })},
 		{"name", types.StringType, agentField(func(a *agentVal) any { return types.String(a.a.Name) })},
 		{"grant", ts.grant.celType, agentField(func(a *agentVal) any { return &a.grant })},
+		// routes is agent.grant.routes, at the top as the agents docs spell it.
+		{"routes", strList, agentField(func(a *agentVal) any { return a.a.Routes })},
 	})
 	return ts
 }

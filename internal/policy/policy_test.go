@@ -100,6 +100,7 @@ func TestPolicyRules(t *testing.T) {
 			in.Request.Method = http.MethodDelete
 			return in
 		}, false},
+		{"agent: routes at the top", `agent != null && "profile" in agent.routes && agent.routes == agent.grant.routes`, func() *Input { return withAgent(userInput()) }, true},
 		{"agent: named agent", `agent != null && agent.name == "report-bot" && agent.id == "agt-1"`, func() *Input { return withAgent(userInput()) }, true},
 		{"agent: grant expiry visible", `agent.grant.expires > timestamp("2026-11-28T12:00:00Z")`, func() *Input { return withAgent(userInput()) }, true},
 		{"anonymous: session is null", `session == null`, func() *Input { return &Input{Request: userInput().Request, Route: "catalog"} }, true},

@@ -64,6 +64,16 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 		}
 		id = caller
 		ev.Subject, ev.SessionID = id.Subject, id.SessionID
+		if id.Agent != nil {
+			ev.Actor = id.Agent.Actor()
+		}
+		// An agent's sub-call (a composite's) stays inside its grant, exactly
+		// like its direct requests (the agent-scope stage).
+		if !id.Permits(rt.name, method) {
+			ref := AgentScopeRefusal(rt.name)
+			p.account(ctx, &ev, ref, true)
+			return nil, ref
+		}
 	}
 	in := AuthzInput{Route: rt.name, Method: method, Path: clean, RawQuery: rawQuery, Header: http.Header{},
 		Identity: id, ClientIP: ev.ClientIP, RequestID: ev.RequestID}
@@ -143,4 +153,11 @@ func (p *Proxy) count(route, code string, status int) {
 	if p.opts.Counter != nil {
 		p.opts.Counter.Refused(route, code, status)
 	}
+}
+
+// AgentScopeRefusal is the answer to an agent calling a route or method
+// outside its grant: 403, and nothing reaches the upstream.
+func AgentScopeRefusal(route string) *pipeline.Refusal {
+	return &pipeline.Refusal{Status: http.StatusForbidden, Code: "agent_scope",
+		Message: "this agent token does not grant " + route + " with this method; ask the user for a token that does"}
 }

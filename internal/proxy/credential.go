@@ -70,7 +70,9 @@ type exchangeCache struct {
 	group     singleflight.Group
 }
 
-type exchangeKey struct{ session, route string }
+// exchangeKey: an agent's exchanged token (which names it as actor) is
+// never shared with the user's own or another agent's.
+type exchangeKey struct{ session, route, agent string }
 
 type exchanged struct {
 	token  secret.Secret
@@ -85,7 +87,10 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	if id == nil || id.SessionID == "" {
 		return secret.Secret{}, &credError{"token_exchange_failed", "token exchange needs a session", errors.New("identity has no session id")}
 	}
-	key := exchangeKey{id.SessionID, rt.name}
+	key := exchangeKey{session: id.SessionID, route: rt.name}
+	if id.Agent != nil {
+		key.agent = id.Agent.ID
+	}
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -94,7 +99,7 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	}
 	// The shared exchange outlives a caller that gives up, so the others
 	// still get its result; the Exchanger bounds it with its own timeout.
-	sfKey := id.SessionID + "\x00" + rt.name
+	sfKey := id.SessionID + "\x00" + rt.name + "\x00" + key.agent
 	ch := c.group.DoChan(sfKey, func() (any, error) {
 		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key)
 	})
@@ -114,7 +119,23 @@ func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *I
 	if err != nil {
 		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
 	}
-	tok, expiry, err := p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	var tok secret.Secret
+	var expiry time.Time
+	if id.Agent != nil {
+		// The agent is named as the RFC 8693 actor; an exchanger that cannot
+		// name it must not hand the agent a token that hides it.
+		ax, ok := p.opts.Exchanger.(ActorExchanger)
+		if !ok {
+			return secret.Secret{}, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s cannot name the agent as actor", rt.name), errors.New("the Exchanger does not implement ActorExchanger")}
+		}
+		tok, expiry, err = ax.ExchangeAs(ctx, subject, id.Agent, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+		// Never outlive the grant.
+		if err == nil && (expiry.IsZero() || expiry.After(id.Agent.Expires)) {
+			expiry = id.Agent.Expires
+		}
+	} else {
+		tok, expiry, err = p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
+	}
 	if err != nil {
 		return secret.Secret{}, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s failed", rt.name), err}
 	}

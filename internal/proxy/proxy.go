@@ -325,9 +325,7 @@ func (p *Proxy) refuse(ctx context.Context, w http.ResponseWriter, ev *AuditEven
 func (p *Proxy) account(ctx context.Context, ev *AuditEvent, ref *pipeline.Refusal, audit bool) {
 	ev.Decision = "deny"
 	ev.Status, ev.Code = ref.Status, ref.Code
-	if ref.AuditReason != "" {
-		ev.Reason = ref.AuditReason
-	}
+	ev.AuditReason = ref.AuditReason
 	if p.opts.Counter != nil {
 		p.opts.Counter.Refused(ev.Route, ref.Code, ref.Status)
 	}

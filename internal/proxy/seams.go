@@ -47,6 +47,13 @@ type Exchanger interface {
 	Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
 }
 
+// ActorExchanger is an Exchanger that can name an agent as the RFC 8693
+// actor (actor_token), so the downstream token carries act. Token exchange
+// routes called by agents need it; the result is cached per agent.
+type ActorExchanger interface {
+	ExchangeAs(ctx context.Context, subjectToken secret.Secret, actor *pipeline.Agent, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
+}
+
 // TokenSource returns Gatehouse's own client-credentials token for one route's
 // scope and audience. Implementations cache and renew the token themselves
 // (e.g. oauth2.ReuseTokenSource over clientcredentials.Config).
@@ -113,6 +120,8 @@ type AuditEvent struct {
 	ClientIP  netip.Addr
 	Subject   string
 	SessionID string
+	// Actor is the delegation chain when an agent acts for Subject.
+	Actor []string
 	// Decision is "allow" or "deny".
 	Decision string
 	// Status is the HTTP status answered (for "allow": the upstream's, set at Commit).
@@ -120,8 +129,12 @@ type AuditEvent struct {
 	// Code is Gatehouse's error code when Gatehouse answered with an error.
 	Code string
 	// Reason is the Authorizer's explanation of its decision, if it gave one.
-	Reason     string
-	Credential string
+	Reason string
+	// AuditReason is a refusal's own reason for the audit record (its
+	// Refusal.AuditReason, e.g. an agent token's token_unknown), recorded
+	// instead of Code.
+	AuditReason string
+	Credential  string
 	// Upstream is the route's upstream base URL (no query, no user info).
 	Upstream string
 	// RequestID is also sent upstream and to the client as X-Request-Id.

@@ -145,6 +145,9 @@ func (s identifyStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline
 	}
 	x.id = &x.req.Caller
 	x.ev.Subject, x.ev.SessionID = x.id.Subject, x.id.SessionID
+	if x.id.Agent != nil {
+		x.ev.Actor = x.id.Agent.Actor()
+	}
 	return nil
 }
 

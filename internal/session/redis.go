@@ -138,11 +138,6 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	return s, nil
 }
 
-// Client is the store's Redis client (standalone, sentinel or cluster), for
-// other state the instances share in the same Redis (the rate limiter's
-// budgets). The store owns it: it is closed with the store.
-func (s *RedisStore) Client() redis.UniversalClient { return s.c }
-
 // KeyPrefix is the prefix of every key the store writes.
 func (s *RedisStore) KeyPrefix() string { return s.prefix }
 
@@ -507,6 +502,10 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 
 // Close implements Store.
 func (s *RedisStore) Close() error { return s.c.Close() }
+
+// Client is the store's Redis client, for other state kept on the same
+// server (the shared rate limiter). Closing the store closes it.
+func (s *RedisStore) Client() redis.UniversalClient { return s.c }
 
 // Publish implements Notifier.
 func (s *RedisStore) Publish(ctx context.Context, msg string) error {

@@ -191,6 +191,57 @@ async function loadUser() {
   renderBrowserChecks();
   show('signed-out', false); show('signed-in', true); show('who', true);
   loadAudit();
+  loadAgents();
+}
+
+// The agent token lives in this variable only (never in web storage): it is
+// shown once, as Gatehouse answers it once.
+let agentToken = '';
+
+async function mintAgent() {
+  const r = await api('/bff/agents/tokens', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'demo agent', routes: ['profile'], methods: ['GET'], ttl: '5m' }),
+  });
+  if (r.status !== 201) {
+    $('agent-calls').replaceChildren(el('p', { class: 'bad' }, `mint: HTTP ${r.status} ${(r.body && r.body.error) || ''}`));
+    show('agent-minted', true);
+    return;
+  }
+  agentToken = r.body.token;
+  $('agent-token').textContent = agentToken;
+  $('agent-curl').textContent = `curl -H 'Authorization: Bearer ${agentToken}' ${location.origin}/api/profile/me`;
+  $('agent-calls').replaceChildren();
+  show('agent-minted', true);
+  loadAgents();
+  loadAudit();
+}
+
+// callAsAgent calls an API the way the agent would: the bearer token only,
+// no cookie (credentials: 'omit') and no CSRF header.
+async function callAsAgent(path, id) {
+  const res = await fetch(path, { headers: { Authorization: 'Bearer ' + agentToken, Accept: 'application/json' },
+    credentials: 'omit', cache: 'no-store' });
+  let body = {};
+  try { body = await res.json(); } catch (_) { /* not JSON */ }
+  const line = el('p', { id, class: res.ok ? 'status ok' : 'status bad', dataset: { status: String(res.status) } },
+    `GET ${path} → HTTP ${res.status}` + (body.error ? ` ${body.error}: ${body.message || ''}` : ''));
+  const old = document.getElementById(id);
+  if (old) old.remove();
+  $('agent-calls').append(line);
+  loadAudit();
+}
+
+async function loadAgents() {
+  const r = await api('/bff/agents/tokens');
+  const list = (r.body && r.body.tokens) || [];
+  $('agent-list').replaceChildren(...list.map((g) => {
+    const btn = el('button', { class: 'button ghost', type: 'button' }, 'Revoke');
+    btn.addEventListener('click', async () => { await api('/bff/agents/tokens/' + g.id, { method: 'DELETE' }); loadAgents(); loadAudit(); });
+    return el('tr', { dataset: { grant: g.id } }, el('th', {}, g.name),
+      el('td', {}, `${(g.routes || []).join(', ')} · ${(g.methods || []).join(', ')} · until ${(g.expires_at || '').replace('T', ' ').replace('Z', '')}`),
+      el('td', {}, btn));
+  }));
 }
 
 // refusal shows one refused call: the status and Gatehouse's error code and message.
@@ -239,6 +290,9 @@ function init() {
   $('try-csrf').addEventListener('click', tryCSRF);
   $('try-revoke').addEventListener('click', tryRevoke);
   $('audit-refresh').addEventListener('click', loadAudit);
+  $('agent-mint').addEventListener('click', mintAgent);
+  $('agent-call-granted').addEventListener('click', () => callAsAgent('/api/profile/me', 'agent-granted'));
+  $('agent-call-refused').addEventListener('click', () => callAsAgent('/api/billing/plan', 'agent-refused'));
   loadUser();
 }
 
