@@ -58,26 +58,34 @@ func (l *loadBalancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *loadBalancer) poll(ctx context.Context) {
-	c := &http.Client{Timeout: 200 * time.Millisecond}
-	for {
-		for _, b := range l.backends {
-			b.mu.Lock()
-			admin := b.admin
-			b.mu.Unlock()
-			ok := false
-			if resp, err := c.Get(admin + "/readyz"); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				ok = resp.StatusCode == http.StatusOK
+	// As a real load balancer: each backend probed on its own, a 503
+	// answer takes it out at once, a probe that fails (refused, or too slow
+	// on a loaded machine) only after two in a row.
+	var wg sync.WaitGroup
+	for _, b := range l.backends {
+		wg.Go(func() {
+			c := &http.Client{Timeout: time.Second}
+			failed := 0
+			for ctx.Err() == nil {
+				b.mu.Lock()
+				admin := b.admin
+				b.mu.Unlock()
+				if resp, err := c.Get(admin + "/readyz"); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					failed = 0
+					b.ready.Store(resp.StatusCode == http.StatusOK)
+				} else if failed++; failed >= 2 {
+					b.ready.Store(false)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
 			}
-			b.ready.Store(ok)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
+		})
 	}
+	wg.Wait()
 }
 
 type scaleOut struct {
