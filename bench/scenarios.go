@@ -57,6 +57,7 @@ func scenarios() []scenario {
 		}},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
 		{"idle-conns", func(ctx context.Context, e *environment) ([]result, error) { return e.idleConnections(ctx) }},
+		{"composite", func(ctx context.Context, e *environment) ([]result, error) { return e.compositeScenario(ctx) }},
 	}
 }
 

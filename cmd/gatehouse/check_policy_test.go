@@ -182,7 +182,7 @@ func TestCheckBadExampleReportsEveryProblemWithFileLine(t *testing.T) {
 		"22: csrf.allowed_origins[0]", "26: routes[0].path", "28: routes[0].credential",
 		"29: routes[1].name", "31: routes[1].upstream", "33: routes[1].credential",
 		"35: routes[1].timeout", "36: routes[2].upstream", "37: routes[2].path",
-		"39: routes[2].max_body", "41: composites", "45: audit.sink", "48: telemetry.log_level",
+		"39: routes[2].max_body", "42: composites[0].path", "42: composites[0].calls", "45: audit.sink", "48: telemetry.log_level",
 	}
 	lines := strings.Split(strings.TrimRight(errb.String(), "\n"), "\n")
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:(\d+): ([a-z_]+[a-z_\[\]0-9.]*): .+`)

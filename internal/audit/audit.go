@@ -7,7 +7,7 @@
 // whose members always appear in this fixed order, written by a hand-rolled encoder (no reflection):
 //
 //	time, seq, event, outcome, reason, sub, session, actor, client, route, method, path,
-//	status, upstream, remote_ip, request_id, trace_id, detail, prev, hash
+//	status, upstream, remote_ip, request_id, trace_id, detail, correlation_id, prev, hash
 //
 // time (RFC 3339, UTC, exactly three fractional digits, e.g. "2026-11-28T16:01:02.345Z"), seq,
 // event, prev and hash are always present; every other member is omitted when empty (status when
@@ -123,6 +123,9 @@ type Record struct {
 	// Detail is free text for records that need more than Reason (the repair marker); never a
 	// request value.
 	Detail string
+	// CorrelationID ties a composite's record to its calls' records (the
+	// composite's request id); omitted when empty.
+	CorrelationID string
 }
 
 // Head identifies the end of a chain: the seq and hash of its last record.

@@ -82,6 +82,7 @@ func appendBody(buf []byte, rec *Record, seq uint64, prev []byte) []byte {
 	buf = appendField(buf, `,"request_id":`, rec.RequestID)
 	buf = appendField(buf, `,"trace_id":`, rec.TraceID)
 	buf = appendField(buf, `,"detail":`, rec.Detail)
+	buf = appendField(buf, `,"correlation_id":`, rec.CorrelationID)
 	buf = append(buf, `,"prev":"`...)
 	buf = append(buf, prev...)
 	buf = append(buf, `"}`...)

@@ -218,8 +218,10 @@ type jsonLine struct {
 	RequestID string   `json:"request_id"`
 	TraceID   string   `json:"trace_id"`
 	Detail    string   `json:"detail"`
-	Prev      string   `json:"prev"`
-	Hash      string   `json:"hash"`
+	// CorrelationID is omitted when empty (older logs verify unchanged).
+	CorrelationID string `json:"correlation_id"`
+	Prev          string `json:"prev"`
+	Hash          string `json:"hash"`
 }
 
 // ParseLine decodes one line (without its newline) and checks that it is canonical and that its
@@ -265,7 +267,7 @@ func (c *lineChecker) check(line []byte) (Entry, string) {
 			Time: t, Event: Event(j.Event), Outcome: Outcome(j.Outcome), Reason: j.Reason, Sub: j.Sub,
 			Session: j.Session, Sessions: j.Sessions, Actor: j.Actor, Client: j.Client, Route: j.Route, Method: j.Method,
 			Path: j.Path, Status: j.Status, Upstream: j.Upstream, RemoteIP: j.RemoteIP,
-			RequestID: j.RequestID, TraceID: j.TraceID, Detail: j.Detail,
+			RequestID: j.RequestID, TraceID: j.TraceID, Detail: j.Detail, CorrelationID: j.CorrelationID,
 		},
 		Seq: j.Seq, Prev: j.Prev, Hash: j.Hash,
 	}

@@ -178,8 +178,3 @@ func (d *decoder) agentRateLimit(f *fields) *AgentRateLimit {
 	}
 	return l
 }
-
-// compositeNames lists the configured composites' names, which
-// agents.delegable_routes may name too. Composites are not decoded in this
-// version (the section is refused), so there are none yet.
-func (c *Config) compositeNames() []string { return nil }

@@ -54,6 +54,20 @@ func TestCheckAndServeAgree(t *testing.T) {
 		"https without __Host-":              {src: agreeBase + "session:\n  cookie_name: sid\n", wantPos: "g.yaml:10:"},
 		"https with __Secure-":               {src: agreeBase + "session:\n  cookie_name: __Secure-sid\n", wantPos: "g.yaml:10:"},
 	}
+	// Composites are compiled against the routes by internal/compose when
+	// the gateway builds; check must refuse what serve refuses, at the line.
+	// agreeRoute's route a ends at line 13; "composites:" is line 14, the
+	// path line 16, the first call (or the shape's first line) line 18.
+	comp := func(calls, extra string) string {
+		return agreeBase + agreeRoute("http://a.internal/", "user_token") +
+			"composites:\n  - name: dash\n    path: /api/dash\n" + extra + "    calls:\n" + calls
+	}
+	corpus["composite valid"] = tc{src: comp("      me: { route: a, path: /me }\n      plan: { route: a, path: \"/plans/{calls.me.plan}\", depends_on: [me] }\n", "")}
+	corpus["composite unknown route"] = tc{src: comp("      me: { route: nope, path: /me }\n", ""), wantPos: "g.yaml:18:"}
+	corpus["composite depends_on cycle"] = tc{src: comp("      x: { route: a, path: /x, depends_on: [y] }\n      y: { route: a, path: /y, depends_on: [x] }\n", ""), wantPos: "g.yaml:19:"}
+	corpus["composite template names unknown call"] = tc{src: comp("      x: { route: a, path: \"/{calls.ghost.id}\" }\n", ""), wantPos: "g.yaml:18:"}
+	corpus["composite shape does not compile"] = tc{src: comp("      x: { route: a, path: /x }\n", "    shape: |\n      {\"a\": x.b,\n       \"c\": (}\n"), wantPos: "g.yaml:19:"}
+	corpus["composite with a route's path"] = tc{src: strings.Replace(comp("      x: { route: a, path: /x }\n", ""), "path: /api/dash", "path: /api/a/dash", 1), wantPos: "g.yaml:16:"}
 	bad, err := os.ReadFile("../../examples/bad.yaml")
 	if err != nil {
 		t.Fatal(err)

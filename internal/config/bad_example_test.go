@@ -31,7 +31,8 @@ func TestBadExampleReportsEveryProblem(t *testing.T) {
 		"bad.yaml:36: routes[2].upstream: required key is missing",
 		"bad.yaml:37: routes[2].path: path \"/api/billing/\" is already used by routes[1] (line 29)",
 		"bad.yaml:39: routes[2].max_body: \"lots\" is not a size",
-		"bad.yaml:41: composites: not supported yet",
+		"bad.yaml:42: composites[0].path: required key is missing",
+		"bad.yaml:42: composites[0].calls: required key is missing",
 		"bad.yaml:45: audit.sink: \"syslog\" is not one of stdout | file",
 		"bad.yaml:48: telemetry.log_level: \"verbose\" is not one of debug | info | warn | error",
 	}

@@ -42,6 +42,8 @@ type Config struct {
 	Routes   []Route
 	// RateLimits is the rate_limits section (defaults filled in).
 	RateLimits RateLimits
+	// Composites are checked against Routes when the gateway builds them.
+	Composites []Composite
 	// Agents is nil when the agents section is absent (no delegation).
 	Agents    *Agents
 	Policy    Policy

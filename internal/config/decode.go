@@ -56,11 +56,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	if top == nil {
 		return c
 	}
-	// Features not built yet are refused, never accepted and ignored. (When
-	// composites land, check here that each call names an existing route.)
-	if top.has("composites") {
-		d.errf(top.keyNode("composites"), "composites", "not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section")
-	}
+	// Features not built yet are refused, never accepted and ignored.
 
 	c.Client = DefaultClient
 	if n := top.get(d, "client"); n != nil {
@@ -81,6 +77,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	d.csrf(c, top)
 	d.routes(c, top)
 	d.rateLimits(c, top) // after routes: limits name routes
+	d.composites(c, top) // checked against the routes by internal/compose at build
 	d.agents(c, top)
 	if c.Agents != nil && !d.allowAgents {
 		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")

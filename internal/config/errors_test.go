@@ -173,9 +173,21 @@ func errorClassCases() []errorClassCase {
 		{"store redis without redis", head + "session:\n  store: redis\n",
 			`t.yaml:7: session.redis: session.store is redis but session.redis is missing; add session.redis.url (or addrs)`},
 
+		// composites (the loader checks their shape; internal/compose the rest, at build)
+		{"composite without path and calls", head + route0 + "composites:\n  - name: dashboard\n",
+			`t.yaml:12: composites[0].path: required key is missing; add the exact path the composite answers`},
+		{"composite calls not a mapping", head + route0 + "composites:\n  - name: d\n    path: /api/d\n    calls: [a]\n",
+			`t.yaml:14: composites[0].calls: expected a mapping of call name to call`},
+		{"composite call unknown key", head + route0 + "composites:\n  - name: d\n    path: /api/d\n    calls:\n      a: { route: a, path: /x, tiemout: 2s }\n",
+			`t.yaml:15: composites[0].calls.a.tiemout: unknown key "tiemout"; did you mean "timeout"?`},
+		{"composite call without route", head + route0 + "composites:\n  - name: d\n    path: /api/d\n    calls:\n      a: { path: /x }\n",
+			`t.yaml:15: composites[0].calls.a.route: required key is missing`},
+		{"composite path with trailing slash", head + route0 + "composites:\n  - name: d\n    path: /api/d/\n    calls:\n      a: { route: a, path: /x }\n",
+			`t.yaml:13: composites[0].path: "/api/d/" must not end with /`},
+		{"composite bad timeout", head + route0 + "composites:\n  - name: d\n    path: /api/d\n    timeout: soon\n    calls:\n      a: { route: a, path: /x }\n",
+			`t.yaml:14: composites[0].timeout: "soon" is not a duration`},
+
 		// not supported yet: refused, never accepted and ignored
-		{"composites not supported yet", head + "composites:\n  - name: dashboard\n",
-			`t.yaml:6: composites: not supported yet: composite endpoints are not built in this version of Gatehouse; remove the composites section`},
 		{"private_key_jwt with a client secret", head + "  client_auth: private_key_jwt\n  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
 			`t.yaml:5: identity.client_secret: is not used with client_auth: private_key_jwt; remove it`},
 		{"private_key_jwt without private_key", strings.Replace(head, "  client_secret: ${env:GH_TEST_CLIENT_SECRET}\n", "  client_auth: private_key_jwt\n", 1),

@@ -22,6 +22,8 @@ var schema = map[string][]string{
 	"csrf":          {"header", "allowed_origins"},
 	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
 		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override"},
+	"composites[]":                  {"name", "path", "method", "timeout", "calls", "shape"},
+	"composites[].calls.*":          {"route", "path", "method", "query", "optional", "timeout", "depends_on", "max_body"},
 	"credential":                    credentialKinds,
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
@@ -54,6 +56,8 @@ func sectionPath(section string) string {
 		return "the top level"
 	case strings.HasPrefix(section, "credential"):
 		return "routes[]." + section
+	case section == "composites[].calls.*":
+		return "composites[].calls.<name>"
 	}
 	return section
 }

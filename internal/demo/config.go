@@ -97,6 +97,19 @@ routes:
     methods: [GET]
     credential: none
 
+composites:                              # one request, three calls in parallel, one shaped answer
+  - name: dashboard
+    path: /api/dashboard
+    calls:                               # each call gets its own route's policy, credential and audit record
+      profile:       { route: profile, path: /me }
+      notifications: { route: notifications, path: /unread, optional: true }
+      plan:          { route: billing, path: /plan }
+    shape: |
+      {"name": profile.name,
+       "unread": notifications == null ? 0 : notifications.unread,
+       "plan": plan.plan,
+       "features": plan.features}
+
 agents:                           # the SPA can mint gha_ tokens for these, at most
   max_ttl: 15m
   default_ttl: 5m

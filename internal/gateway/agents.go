@@ -66,6 +66,17 @@ func delegable(cfg *config.Config) map[string][]string {
 				out[name] = r.Methods
 			}
 		}
+		// A composite answers one method; its calls are checked against the
+		// grant when it is served (gateway/composites.go).
+		for _, c := range cfg.Composites {
+			if c.Name == name {
+				m := c.Method
+				if m == "" {
+					m = http.MethodGet
+				}
+				out[name] = []string{m}
+			}
+		}
 	}
 	return out
 }
@@ -283,6 +294,6 @@ func (g *Gateway) buildAgents(authz map[string]*policy.Authorizer) error {
 	}
 	g.agents = b
 	g.agentBrowser = browserSession(csrf, cfg.EffectiveCookieName(), g.sessions)
-	g.agentMint = mintPolicy(cfg.Client, cfg.Routes, authz)
+	g.agentMint = compositeMint(cfg, mintPolicy(cfg.Client, cfg.Routes, authz))
 	return nil
 }

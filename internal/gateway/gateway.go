@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/admin"
 	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
@@ -62,9 +63,11 @@ type Gateway struct {
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
-	public   http.Handler
-	admin    http.Handler
-	closers  []func() error
+	// comps serves the composites (nil when there are none).
+	comps   *composites
+	public  http.Handler
+	admin   http.Handler
+	closers []func() error
 
 	// agents is nil without an agents section; agentLimit is nil without
 	// agents.rate_limit.
@@ -109,6 +112,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
 	authz, err := BuildPolicies(cfg, opts.Now, pdpClient)
+	if err != nil {
+		return nil, err
+	}
+	set, err := BuildComposites(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +185,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 		return nil, err
 	}
 
-	if g.proxy, err = g.buildProxy(authz); err != nil {
+	if g.proxy, err = g.buildProxy(authz, set); err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
@@ -246,8 +253,14 @@ func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAu
 
 // buildProxy builds the route table and the proxy. Route problems come back
 // at the route's file:line.
-func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy, error) {
+func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer, set *compose.Set) (*proxy.Proxy, error) {
 	cfg, opts := g.cfg, g.opts
+	aud := &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now}
+	var endpoints proxy.Endpoints
+	if set != nil {
+		g.comps = &composites{set: set, proxy: func() *proxy.Proxy { return g.proxy }, audit: aud}
+		endpoints = g.comps
+	}
 	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
@@ -264,8 +277,9 @@ func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer) (*proxy.Proxy,
 		Stages:         g.stages(),
 		UserTokens:     &userTokens{idp: g.idp},
 		Exchanger:      &exchanger{idp: g.idp, issuer: cfg.Origin(), now: opts.Now},
-		Auditor:        &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now},
+		Auditor:        aud,
 		Counter:        g.metrics,
+		Endpoints:      endpoints,
 		Transport:      transport,
 		WrapTransport:  wrap,
 		Logger:         g.log.With("component", "proxy"),
@@ -336,7 +350,11 @@ func Check(cfg *config.Config) error {
 			return err
 		}
 	}
-	p, err := g.buildProxy(authz)
+	set, err := BuildComposites(cfg)
+	if err != nil {
+		return err
+	}
+	p, err := g.buildProxy(authz, set)
 	if err != nil {
 		return err
 	}

@@ -37,9 +37,14 @@ const (
 // compileLimits compiles rate_limits for the configured routes and the
 // /bff/* names. Check and New both call it.
 func compileLimits(cfg *config.Config) (*ratelimit.Policies, error) {
-	names := make([]string, 0, len(cfg.Routes)+2)
+	names := make([]string, 0, len(cfg.Routes)+len(cfg.Composites)+2)
 	for _, r := range cfg.Routes {
 		names = append(names, r.Name)
+	}
+	// Composites are limited as one request (their calls are not limited
+	// again) under the default budget; their names label the metrics.
+	for _, c := range cfg.Composites {
+		names = append(names, c.Name)
 	}
 	names = append(names, bffLoginRoute, bffCallbackRoute)
 	return ratelimit.Compile(cfg.RateLimits.Spec, names)

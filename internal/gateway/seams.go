@@ -38,6 +38,23 @@ func (u *userTokens) AccessToken(ctx context.Context, id *proxy.Identity) (secre
 	return tok, err
 }
 
+// RefreshRejected refreshes the session's tokens after an upstream refused
+// rejected (once per session and rejected token, across goroutines).
+func (u *userTokens) RefreshRejected(ctx context.Context, id *proxy.Identity, rejected secret.Secret) (secret.Secret, error) {
+	if id.Session == nil {
+		return secret.Secret{}, errors.New("identity carries no session")
+	}
+	t, err := u.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, err
+	}
+	tok, err := t.RefreshRejected(ctx, id.Handle, id.Session, rejected)
+	if errors.Is(err, oidc.ErrSessionEnded) {
+		return secret.Secret{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
+	}
+	return tok, err
+}
+
 // exchanger performs RFC 8693 exchanges through the OIDC client.
 type exchanger struct {
 	idp    *lazyIdP
@@ -51,6 +68,23 @@ func (e *exchanger) Exchange(ctx context.Context, subjectToken secret.Secret, au
 		return secret.Secret{}, time.Time{}, err
 	}
 	return t.Exchange(ctx, subjectToken, audience, scope, resource)
+}
+
+// ExchangeForSession exchanges the session's current access token and caps
+// the result's expiry at that token's (issue 10 item 11).
+func (e *exchanger) ExchangeForSession(ctx context.Context, id *proxy.Identity, audience, scope, resource string) (secret.Secret, time.Time, error) {
+	if id.Session == nil {
+		return secret.Secret{}, time.Time{}, errors.New("identity carries no session")
+	}
+	t, err := e.idp.tokens()
+	if err != nil {
+		return secret.Secret{}, time.Time{}, err
+	}
+	tok, exp, err := t.ExchangeForSession(ctx, id.Handle, id.Session, audience, scope, resource)
+	if errors.Is(err, oidc.ErrSessionEnded) {
+		return secret.Secret{}, time.Time{}, fmt.Errorf("%w: %w", proxy.ErrNoSession, err)
+	}
+	return tok, exp, err
 }
 
 // clientCredentials returns a route's client-credentials token source.
@@ -136,7 +170,7 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool
 		Time: ev.Time, Event: audit.EventAccess, Outcome: outcome, Reason: ev.Code,
 		Sub: ev.Subject, Session: ev.SessionID, Actor: ev.Actor, Client: a.client, Route: ev.Route,
 		Method: ev.Method, Path: ev.Path, Status: ev.Status, Upstream: ev.Upstream,
-		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx),
+		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx), CorrelationID: ev.CorrelationID,
 	}
 	if ev.ClientIP.IsValid() {
 		rec.RemoteIP = ev.ClientIP.String()

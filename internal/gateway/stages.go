@@ -30,6 +30,7 @@ func (g *Gateway) stages() []proxy.Stage {
 		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
 		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
 		proxy.Custom(g.limits),      // per-caller rate limit and concurrency cap; tracks the session's requests (gateway/limits.go, internal/ratelimit)
+		proxy.Endpoint(),            // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
 		proxy.Authorize(),           // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
 		proxy.AttachCredential(),    // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
 		proxy.Audit(),               // reserve the audit record: nothing is served unaudited (internal/audit)

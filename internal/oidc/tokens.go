@@ -36,6 +36,9 @@ var (
 	ErrExchangeDenied = errors.New("the identity provider refused the token request")
 )
 
+// errNoRefreshToken: a forced refresh is impossible without a refresh token.
+var errNoRefreshToken = errors.New("the session has no refresh token to replace a rejected access token")
+
 // refreshLockTTL bounds how long one instance may hold a session's refresh
 // lock; it is longer than any IdP round trip we allow.
 const refreshLockTTL = 30 * time.Second
@@ -73,9 +76,35 @@ func (t *Tokens) AccessToken(ctx context.Context, h session.Handle, s *session.S
 	ch := t.refresh.DoChan(s.ID, func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockTTL)
 		defer cancel()
-		return t.refreshSession(rctx, h, s.ID)
+		return t.refreshSession(rctx, h, s.ID, secret.Secret{})
 	})
 	return awaitToken(ctx, ch, "token refresh")
+}
+
+// RefreshRejected refreshes the session's tokens because an upstream
+// refused rejected, its access token (401), even though the token has not
+// expired yet. It refreshes at most once for one rejected token: concurrent
+// callers share the flight (singleflight here, the store lock across
+// instances), and a caller arriving after the refresh gets the new token
+// without another one. Errors as for AccessToken; a session without a
+// refresh token is not ended (the upstream, not the IdP, refused the token).
+func (t *Tokens) RefreshRejected(ctx context.Context, h session.Handle, s *session.Session, rejected secret.Secret) (secret.Secret, error) {
+	ch := t.refresh.DoChan(s.ID, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockTTL)
+		defer cancel()
+		return t.refreshSession(rctx, h, s.ID, rejected)
+	})
+	tok, err := awaitToken(ctx, ch, "token refresh")
+	if err == nil && tok.Equal(rejected) {
+		// The flight joined was a plain refresh that kept the token: force one.
+		ch = t.refresh.DoChan(s.ID, func() (any, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshLockTTL)
+			defer cancel()
+			return t.refreshSession(rctx, h, s.ID, rejected)
+		})
+		tok, err = awaitToken(ctx, ch, "token refresh")
+	}
+	return tok, err
 }
 
 func (t *Tokens) needsRefresh(s *session.Session) bool {
@@ -85,7 +114,9 @@ func (t *Tokens) needsRefresh(s *session.Session) bool {
 	return !t.h.opts.Clock().Before(s.AccessTokenExpiry.Add(-t.h.opts.RefreshBeforeExpiry))
 }
 
-func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string) (secret.Secret, error) {
+// refreshSession refreshes the session's tokens when they are near expiry
+// or, when rejected is set, when the stored access token is still rejected.
+func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string, rejected secret.Secret) (secret.Secret, error) {
 	o := &t.h.opts
 	release, err := o.Sessions.Lock(ctx, "refresh:"+id, refreshLockTTL)
 	if err != nil {
@@ -99,8 +130,15 @@ func (t *Tokens) refreshSession(ctx context.Context, h session.Handle, id string
 	if err != nil {
 		return secret.Secret{}, err
 	}
-	if !t.needsRefresh(cur) {
+	forced := !rejected.IsZero()
+	if forced && !cur.AccessToken.Equal(rejected) {
 		return cur.AccessToken, nil // refreshed meanwhile, here or elsewhere
+	}
+	if !forced && !t.needsRefresh(cur) {
+		return cur.AccessToken, nil // refreshed meanwhile, here or elsewhere
+	}
+	if forced && cur.RefreshToken.IsZero() {
+		return secret.Secret{}, errNoRefreshToken
 	}
 	if cur.RefreshToken.IsZero() {
 		if o.Clock().Before(cur.AccessTokenExpiry) {

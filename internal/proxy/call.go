@@ -21,7 +21,7 @@ import (
 // The policy sees no client headers (a composite's sub-call has none of
 // its own) and the upstream receives only Gatehouse's headers.
 func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
-	ev := AuditEvent{Time: p.now(), Method: method, RequestID: newRequestID()}
+	ev := AuditEvent{Time: p.now(), Method: method, RequestID: newRequestID(), CorrelationID: correlationOf(ctx)}
 	if caller != nil {
 		ev.ClientIP = caller.IP
 	}
@@ -89,7 +89,9 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	}()
 
 	u := &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: upstreamPath(rt, clean), RawQuery: rawQuery}
-	out, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	// The forwarding state lets retry401 refresh and retry once on a 401.
+	st := &forwarding{cred: cred, id: id}
+	out, err := http.NewRequestWithContext(context.WithValue(ctx, forwardingKey{}, st), method, u.String(), body)
 	if err != nil {
 		return nil, &pipeline.Refusal{Status: status, Code: code, Message: "the upstream request could not be built", Err: err}
 	}
@@ -112,9 +114,10 @@ func (p *Proxy) Call(ctx context.Context, caller *pipeline.Caller, route, method
 	if err := modifyResponse(rt, resp); err != nil {
 		resp.Body.Close()
 		status, code = http.StatusBadGateway, "upstream_unauthorized"
-		if userCredential(rt.cred.Kind) {
-			// As on a direct request: the user's token was refused, so the
-			// caller can sign in again (Duende's semantics).
+		if resp.StatusCode == http.StatusUnauthorized && userCredential(rt.cred.Kind) {
+			// As on a direct request: the user's token was refused even
+			// after one refresh and retry (retry401), so the caller can
+			// sign in again (Duende's semantics).
 			status = http.StatusUnauthorized
 		}
 		kind := "unauthorized"

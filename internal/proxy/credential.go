@@ -76,7 +76,9 @@ type exchangeKey struct{ session, route, agent string }
 
 type exchanged struct {
 	token  secret.Secret
-	expiry time.Time
+	expiry time.Time // at most the subject token's expiry, less the skew
+	// subject is the session's access token it was exchanged from.
+	subject secret.Secret
 }
 
 func newExchangeCache(skew time.Duration, now func() time.Time) *exchangeCache {
@@ -87,6 +89,19 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	if id == nil || id.SessionID == "" {
 		return secret.Secret{}, &credError{"token_exchange_failed", "token exchange needs a session", errors.New("identity has no session id")}
 	}
+	// Re-checked against the session on every use: the session's current
+	// access token (no I/O unless it needs a refresh; ErrNoSession once the
+	// session has ended) must still be the one the cached token was
+	// exchanged from. A refreshed or ended session never gets a token
+	// delegated from what it no longer holds.
+	subject, err := p.opts.UserTokens.AccessToken(ctx, id)
+	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			c.forget(id.SessionID)
+			return secret.Secret{}, err
+		}
+		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
+	}
 	key := exchangeKey{session: id.SessionID, route: rt.name}
 	if id.Agent != nil {
 		key.agent = id.Agent.ID
@@ -94,14 +109,14 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && c.now().Before(e.expiry) {
+	if ok && c.now().Before(e.expiry) && e.subject.Equal(subject) {
 		return e.token, nil
 	}
 	// The shared exchange outlives a caller that gives up, so the others
 	// still get its result; the Exchanger bounds it with its own timeout.
 	sfKey := id.SessionID + "\x00" + rt.name + "\x00" + key.agent
 	ch := c.group.DoChan(sfKey, func() (any, error) {
-		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key)
+		return c.exchange(context.WithoutCancel(ctx), p, rt, id, key, subject)
 	})
 	select {
 	case res := <-ch:
@@ -114,13 +129,10 @@ func (c *exchangeCache) get(ctx context.Context, p *Proxy, rt *route, id *Identi
 	}
 }
 
-func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *Identity, key exchangeKey) (secret.Secret, error) {
-	subject, err := p.opts.UserTokens.AccessToken(ctx, id)
-	if err != nil {
-		return secret.Secret{}, &credError{"token_exchange_failed", "the user's access token could not be obtained for token exchange", err}
-	}
+func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *Identity, key exchangeKey, subject secret.Secret) (secret.Secret, error) {
 	var tok secret.Secret
 	var expiry time.Time
+	var err error
 	if id.Agent != nil {
 		// The agent is named as the RFC 8693 actor; an exchanger that cannot
 		// name it must not hand the agent a token that hides it.
@@ -133,20 +145,33 @@ func (c *exchangeCache) exchange(ctx context.Context, p *Proxy, rt *route, id *I
 		if err == nil && (expiry.IsZero() || expiry.After(id.Agent.Expires)) {
 			expiry = id.Agent.Expires
 		}
+	} else if se, ok := p.opts.Exchanger.(SessionExchanger); ok {
+		// Exchanges the session's own current token and caps the expiry at
+		// that token's (oidc.Tokens.ExchangeForSession).
+		tok, expiry, err = se.ExchangeForSession(ctx, id, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
 	} else {
 		tok, expiry, err = p.opts.Exchanger.Exchange(ctx, subject, rt.cred.Audience, rt.cred.Scope, rt.cred.Resource)
 	}
 	if err != nil {
+		if errors.Is(err, ErrNoSession) {
+			return secret.Secret{}, err
+		}
 		return secret.Secret{}, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s failed", rt.name), err}
 	}
 	if tok.IsZero() {
 		return tok, &credError{"token_exchange_failed", fmt.Sprintf("token exchange for route %s returned no token", rt.name), errors.New("empty token")}
 	}
+	// A delegated token never outlives what it was delegated from: the
+	// cache entry ends with the subject token's lifetime too, when known.
+	if s := id.Session; s != nil && !s.AccessTokenExpiry.IsZero() && s.AccessToken.Equal(subject) &&
+		(expiry.IsZero() || expiry.After(s.AccessTokenExpiry)) {
+		expiry = s.AccessTokenExpiry
+	}
 	// A token without a known expiry, or one about to expire, is used once
 	// and not cached: a cached token must never outlive its grant.
 	if until := expiry.Add(-c.skew); !expiry.IsZero() && c.now().Before(until) {
 		c.mu.Lock()
-		c.entries[key] = exchanged{token: tok, expiry: until}
+		c.entries[key] = exchanged{token: tok, expiry: until, subject: subject}
 		c.sweepLocked()
 		c.mu.Unlock()
 	}
@@ -177,6 +202,17 @@ func (c *exchangeCache) forget(session string) {
 			delete(c.entries, k)
 		}
 	}
+}
+
+// drop forgets one session's token for one route.
+func (c *exchangeCache) drop(session, route string) {
+	c.mu.Lock()
+	for k := range c.entries {
+		if k.session == session && k.route == route {
+			delete(c.entries, k)
+		}
+	}
+	c.mu.Unlock()
 }
 
 // holds reports whether any token of a session is cached.

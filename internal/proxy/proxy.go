@@ -48,6 +48,9 @@ type Options struct {
 	// Counter counts refusals and upstream failures by code and route
 	// (optional).
 	Counter pipeline.Counter
+	// Endpoints are the API endpoints Gatehouse answers itself
+	// (composites); nil when there are none. See the Endpoint stage.
+	Endpoints Endpoints
 
 	// ExchangeSkew is how long before expiry a cached exchanged token is
 	// replaced (default 30s).
@@ -173,6 +176,13 @@ func New(routes []RouteSpec, opts Options) (*Proxy, error) {
 			p.prefixes = append(p.prefixes, pre)
 		}
 	}
+	if opts.Endpoints != nil {
+		for _, path := range opts.Endpoints.Paths() {
+			if pre := mountPrefix(path); !slices.Contains(p.prefixes, pre) {
+				p.prefixes = append(p.prefixes, pre)
+			}
+		}
+	}
 	if len(errs) > 0 {
 		p.Close()
 		return nil, errors.Join(errs...)
@@ -245,6 +255,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, s := range p.stages {
 		if ref := s.run(ctx, p, x); ref != nil {
 			p.refuse(ctx, w, &x.ev, ref, !x.noAudit)
+			break
+		}
+		if x.done {
 			break
 		}
 	}
@@ -371,6 +384,11 @@ type forwarding struct {
 	limited   *limitedBody
 	status    int
 	code      string
+	// id is the caller (nil on anonymous routes); replay keeps the body
+	// and retried is set once a 401 was retried (retry401).
+	id      *Identity
+	replay  *replayBody
+	retried bool
 }
 
 type forwardingKey struct{}
@@ -414,6 +432,9 @@ func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
 	if p.opts.WrapTransport != nil {
 		rtp = p.opts.WrapTransport(tr)
 	}
+	if rt.refreshable() {
+		rtp = &retry401{next: rtp, p: p, rt: rt}
+	}
 	rt.proxy = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { p.rewrite(rt, pr) },
 		Transport:      rtp,
@@ -436,6 +457,10 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	out.Host = ""
 	if st.limited != nil {
 		out.Body = st.limited
+	}
+	if rt.refreshable() && st.id != nil && out.Body != nil && out.Body != http.NoBody {
+		st.replay = &replayBody{rc: out.Body}
+		out.Body = st.replay
 	}
 	// Request trailers would arrive after the header checks below: a client
 	// could smuggle any header through them.
@@ -511,7 +536,8 @@ func (p *Proxy) upstreamError(rt *route, w http.ResponseWriter, r *http.Request,
 	var netErr net.Error
 	switch {
 	case errors.Is(err, errUpstreamUnauthorized) && userCredential(rt.cred.Kind):
-		// The user's token was refused: the SPA re-logins on 401, as with Duende BFF.
+		// The user's token was refused even after one refresh and retry
+		// (retry401): the SPA re-logins on 401, as with Duende BFF.
 		status, code, msg = http.StatusUnauthorized, "upstream_unauthorized", "the upstream of route "+rt.name+" refused the user's token; sign in again (/bff/login)"
 	case errors.Is(err, errUpstreamUnauthorized):
 		code, kind, msg = "upstream_unauthorized", "unauthorized", "the upstream of route "+rt.name+" rejected Gatehouse's credential"

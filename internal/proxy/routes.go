@@ -123,6 +123,8 @@ type route struct {
 	authz      Authorizer
 	transport  *http.Transport
 	proxy      http.Handler
+	// endpoint marks the stand-in for an Options.Endpoints request.
+	endpoint bool
 }
 
 // table finds routes by longest prefix without scanning them: one map lookup

@@ -47,6 +47,14 @@ type Exchanger interface {
 	Exchange(ctx context.Context, subjectToken secret.Secret, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
 }
 
+// SessionExchanger is an Exchanger that exchanges the session's own
+// current access token and returns an expiry capped at that token's
+// (oidc.Tokens.ExchangeForSession). The proxy prefers it when the Exchanger
+// implements it. It returns ErrNoSession (wrapped) when the session has ended.
+type SessionExchanger interface {
+	ExchangeForSession(ctx context.Context, id *Identity, audience, scope, resource string) (token secret.Secret, expiry time.Time, err error)
+}
+
 // ActorExchanger is an Exchanger that can name an agent as the RFC 8693
 // actor (actor_token), so the downstream token carries act. Token exchange
 // routes called by agents need it; the result is cached per agent.
@@ -139,6 +147,9 @@ type AuditEvent struct {
 	Upstream string
 	// RequestID is also sent upstream and to the client as X-Request-Id.
 	RequestID string
+	// CorrelationID is shared by a composite's record and its calls'
+	// records (WithCorrelation); "" for direct requests.
+	CorrelationID string
 }
 
 // Auditor records decisions. An allowed request is reserved before it is

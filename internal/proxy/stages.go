@@ -39,6 +39,8 @@ type exchange struct {
 	noAudit bool
 	// rid is X-Request-Id's value, shared by the answer and the upstream request.
 	rid []string
+	// done: an Endpoint answered the request; no later stage runs.
+	done bool
 }
 
 // Route cleans the path (once: this exact path is matched, authorized and
@@ -56,6 +58,11 @@ func (routeStage) run(_ context.Context, p *Proxy, x *exchange) *pipeline.Refusa
 	}
 	x.req.Path, x.ev.Path = path, path
 	rt := p.routes.match(path)
+	if rt == nil && p.opts.Endpoints != nil {
+		if name, method, ok := p.opts.Endpoints.Endpoint(path); ok {
+			rt = endpointRoute(name, method)
+		}
+	}
 	if rt == nil {
 		return &pipeline.Refusal{Status: http.StatusNotFound, Code: "no_route", Message: "no API route matches this path"}
 	}
@@ -168,6 +175,9 @@ func Authorize() Stage { return authorizeStage{} }
 type authorizeStage struct{}
 
 func (authorizeStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	r := x.req.HTTP
 	in := AuthzInput{Route: x.rt.name, Method: r.Method, Path: x.req.Path, RawQuery: r.URL.RawQuery, Header: r.Header,
 		Identity: x.id, ClientIP: x.ev.ClientIP, RequestID: x.ev.RequestID}
@@ -182,6 +192,9 @@ func AttachCredential() Stage { return credentialStage{} }
 type credentialStage struct{}
 
 func (credentialStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	var ref *pipeline.Refusal
 	x.cred, ref = p.obtain(ctx, x.rt, x.id)
 	return ref
@@ -210,12 +223,15 @@ func Forward() Stage { return forwardStage{} }
 type forwardStage struct{}
 
 func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Refusal {
+	if x.rt.endpoint {
+		return endpointMisrouted()
+	}
 	if x.res == nil {
 		return &pipeline.Refusal{Status: http.StatusInternalServerError, Code: "not_audited", Message: "the request was not audited",
 			Err: errors.New("stage list: Forward without Audit before it")}
 	}
 	rt, r, w := x.rt, x.req.HTTP, x.w
-	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway}
+	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway, id: x.id}
 	defer func() {
 		x.ev.Status, x.ev.Code = st.status, st.code
 		x.res.Commit(context.WithoutCancel(ctx), &x.ev)

@@ -126,6 +126,19 @@ func TestBrowserDemoFlowKeepsTokensOnTheServer(t *testing.T) {
 			t.Errorf("%s: the browser's cookie reached the upstream", a.name)
 		}
 	}
+	// The dashboard composite: one request, three calls, one shaped answer.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("call-dashboard")),
+		chromedp.WaitVisible(chromedp.CSS(`#result-dashboard[data-status] details`)),
+	); err != nil {
+		t.Fatalf("call dashboard: %v", err)
+	}
+	if attrs, err := chromedp.Run(ctx, chromedp.Attributes(chromedp.ID("result-dashboard"))); err != nil || attrs["data-status"] != "200" {
+		t.Errorf("dashboard: %v %v", attrs, err)
+	}
+	if s := textOf(t, ctx, "result-dashboard"); !strings.Contains(s, "Alice") || !strings.Contains(s, "plan ") || !strings.Contains(s, "unread") {
+		t.Errorf("dashboard card shows %q, want the name, plan and unread count", s)
+	}
 	var got map[string]any
 	raw, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(`#result-billing pre`)))
 	if err == nil && json.Unmarshal([]byte(raw), &got) == nil {

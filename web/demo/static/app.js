@@ -11,6 +11,8 @@ const APIS = [
     what: 'Gatehouse\'s own token: no user in it.' },
   { name: 'weather', path: '/api/weather/today', credential: 'header',
     what: 'A static API key Gatehouse adds; the browser never sees it.' },
+  { name: 'dashboard', path: '/api/dashboard', credential: 'composite',
+    what: 'One request: profile, notifications and plan called in parallel, each with its own route\'s policy and credential, shaped into one answer.' },
 ];
 
 // api is the one way this page talks to Gatehouse: same-origin cookie, the CSRF header
@@ -109,6 +111,7 @@ function summary(a, body) {
     case 'billing': return `plan ${body.plan}: ${(body.features || []).join(', ')}`;
     case 'notifications': return `${body.unread} unread: ${(body.items || []).filter((i) => i.unread).map((i) => i.title).join('; ')}`;
     case 'weather': return `${body.city}: ${body.temp_c} °C, ${body.description}`;
+    case 'dashboard': return `${body.name || '?'}: plan ${body.plan}, ${body.unread} unread (${(body.features || []).join(', ')})`;
     default: return '';
   }
 }
