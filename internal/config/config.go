@@ -44,6 +44,8 @@ type Config struct {
 	RateLimits RateLimits
 	// Composites are checked against Routes when the gateway builds them.
 	Composites []Composite
+	// OAuth is nil when the oauth section is absent (no front door).
+	OAuth *OAuth
 	// Agents is nil when the agents section is absent (no delegation).
 	Agents    *Agents
 	Policy    Policy

@@ -82,6 +82,7 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	if c.Agents != nil && !d.allowAgents {
 		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
 	}
+	d.oauth(c, top)
 	d.policy(c, top)
 	d.audit(c, top)
 	d.telemetry(c, top)

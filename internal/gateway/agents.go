@@ -102,7 +102,9 @@ func browserSession(csrf *proxy.CSRFGuard, cookie string, sessions *session.Mana
 		}
 		s, err := sessions.Load(r.Context(), h, true)
 		switch {
-		case errors.Is(err, session.ErrNotFound):
+		case errors.Is(err, session.ErrNotFound), err == nil && s.Native != nil:
+			// A native app's handle is usable only with its DPoP key: as a
+			// cookie it could mint agent tokens without it.
 			apierror.Write(w, http.StatusUnauthorized, "unauthenticated", "sign in first (/bff/login)")
 			return session.Handle{}, nil, false
 		case err != nil:

@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
@@ -60,6 +61,7 @@ type Gateway struct {
 	idp      *lazyIdP
 	proxy    *proxy.Proxy
 	limits   *limits
+	oauth    *oauthserver.Server // nil without an oauth section
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	server   *server.Server
@@ -183,6 +185,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 
 	if err := g.buildAgents(authz); err != nil {
 		return nil, err
+	}
+	if g.oauth, err = g.buildOAuth(); err != nil {
+		return nil, err
+	}
+	if g.oauth != nil {
+		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
 	}
 
 	if g.proxy, err = g.buildProxy(authz, set); err != nil {
@@ -345,6 +353,9 @@ func Check(cfg *config.Config) error {
 	if err := oidc.ValidateOptions(oo); err != nil {
 		return err
 	}
+	if _, _, err := oauthRegistry(cfg); err != nil {
+		return err
+	}
 	if cfg.Agents != nil {
 		if _, err := newAgentLimit(cfg, nil, nil); err != nil {
 			return err
@@ -434,6 +445,9 @@ func (g *Gateway) publicHandler() http.Handler {
 	// Every API request gets a cancellable context and a flight the limit
 	// stage fills in (concurrency slot, session tracking).
 	api := g.limits.track(g.proxy)
+	if g.oauth != nil {
+		g.oauth.Register(mux) // /bff/oauth/* and the two well-known documents
+	}
 	if g.agents != nil {
 		g.agents.Register(mux, g.agentBrowser, g.agentMint)
 	}

@@ -84,6 +84,17 @@ func (l *lazyIdP) tokens() (*oidc.Tokens, error) {
 	return h.Tokens(), nil
 }
 
+// StartHandoff starts an IdP login for the OAuth front door, or answers 503
+// while discovery is pending.
+func (l *lazyIdP) StartHandoff(w http.ResponseWriter, r *http.Request, browser bool, keep func(ctx context.Context, state string) error) {
+	h := l.h.Load()
+	if h == nil {
+		apierror.Write(w, http.StatusServiceUnavailable, "idp_unavailable", "the identity provider cannot be reached yet; try again shortly")
+		return
+	}
+	h.StartHandoff(w, r, browser, keep)
+}
+
 // ServeHTTP serves /bff/* or 503 while discovery is pending.
 func (l *lazyIdP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := l.mux.Load()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
@@ -17,11 +18,16 @@ func (g *Gateway) stages() []proxy.Stage {
 	// identify: tried in order, the first identifier that recognises the
 	// request wins. The agent-token (Authorization: Bearer gha_...) and
 	// DPoP (Authorization: DPoP ...) identifiers join here, one line each.
-	identifiers := pipeline.Chain{
-		&cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions}, // below
-	}
+	cookies := &cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions} // below
+	identifiers := pipeline.Chain{cookies}
 	if g.agents != nil {
 		identifiers = append(identifiers, &agentIdentifier{broker: g.agents}) // Bearer gha_… (agents.go)
+	}
+	if g.oauth != nil {
+		identifiers = append(identifiers,
+			&nativeIdentifier{srv: g.oauth},                      // Authorization: DPoP ghn_... (internal/oauthserver, internal/dpop)
+			&challengeIdentifier{cookies: cookies, srv: g.oauth}, // last: no credential at all -> 401 with the RFC 9728 challenge
+		)
 	}
 	return []proxy.Stage{
 		proxy.Route(),               // path cleaning, route, method, upgrade, body size (internal/proxy)
@@ -73,6 +79,9 @@ func (c *cookieIdentifier) Identify(ctx context.Context, r *pipeline.Request) *p
 		return unauthenticated()
 	case err != nil:
 		return &pipeline.Refusal{Status: http.StatusServiceUnavailable, Code: "session_unavailable", Message: "the session store is unavailable; try again shortly", Err: err}
+	case s.Native != nil:
+		// A native app's handle is usable only with its DPoP key.
+		return unauthenticated()
 	}
 	r.Caller = pipeline.Caller{Kind: pipeline.SessionCookie, SessionID: s.ID, Handle: h, Session: s,
 		Subject: s.Subject, Claims: s.Claims, IP: r.ClientIP}
@@ -81,4 +90,50 @@ func (c *cookieIdentifier) Identify(ctx context.Context, r *pipeline.Request) *p
 
 func unauthenticated() *pipeline.Refusal {
 	return &pipeline.Refusal{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "sign in first (/bff/login)"}
+}
+
+// nativeIdentifier recognises a native app's DPoP-bound handle
+// (Authorization: DPoP ghn_..., or the handle wrongly sent as Bearer, which
+// it refuses) and checks handle, proof and session in internal/oauthserver.
+type nativeIdentifier struct{ srv *oauthserver.Server }
+
+func (n *nativeIdentifier) Recognises(r *http.Request) bool { return oauthserver.RecognisesNative(r) }
+
+// CookieBorne: the handle travels in Authorization, never ambiently.
+func (n *nativeIdentifier) CookieBorne() bool { return false }
+
+func (n *nativeIdentifier) Identify(ctx context.Context, r *pipeline.Request) *pipeline.Refusal {
+	h, s, ierr := n.srv.Identify(ctx, r.HTTP, r.Route)
+	if ierr != nil {
+		ref := &pipeline.Refusal{Status: ierr.Status, Code: ierr.Code, Message: ierr.Message, Err: ierr.Err}
+		if ierr.Challenge != "" {
+			ref.Header = http.Header{"Www-Authenticate": {ierr.Challenge}}
+		}
+		return ref
+	}
+	r.Caller = pipeline.Caller{Kind: pipeline.Native, SessionID: s.ID, Handle: h, Session: s,
+		Subject: s.Subject, Claims: s.Claims, IP: r.ClientIP}
+	return nil
+}
+
+// challengeIdentifier is the chain's last entry: it recognises a request
+// that carries no session cookie and that no identifier before it took, and
+// refuses it 401 with the Bearer challenge naming the RFC 9728 document
+// first and the DPoP challenge after it, so OAuth clients (MCP) can find
+// the authorization server. Such a request holds no ambient credential, so
+// CSRF does not apply to it; it never reaches an upstream either way.
+type challengeIdentifier struct {
+	cookies *cookieIdentifier
+	srv     *oauthserver.Server
+}
+
+func (c *challengeIdentifier) Recognises(r *http.Request) bool { return !c.cookies.Recognises(r) }
+
+func (c *challengeIdentifier) CookieBorne() bool { return false }
+
+func (c *challengeIdentifier) Identify(_ context.Context, r *pipeline.Request) *pipeline.Refusal {
+	ref := unauthenticated()
+	ref.Message = "authenticate: sign in (/bff/login), or use the OAuth front door (" + oauthserver.ASMetadataPath + ")"
+	ref.Header = http.Header{"Www-Authenticate": c.srv.Challenges(r.Route)}
+	return ref
 }

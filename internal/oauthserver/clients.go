@@ -171,6 +171,14 @@ func (c *Client) addRedirect(raw string) error {
 	return nil
 }
 
+// CheckRedirectURI reports why raw cannot be a redirect URI of a client of
+// kind, or nil. The configuration decoder calls it to place the problem at
+// its line; NewRegistry applies the same rules.
+func CheckRedirectURI(kind Kind, raw string) error {
+	c := &Client{Kind: kind, exact: map[string]bool{}}
+	return c.addRedirect(raw)
+}
+
 func isLoopbackIP(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
@@ -180,6 +188,16 @@ func isLoopbackIP(host string) bool {
 func (r *Registry) Lookup(id string) (*Client, bool) {
 	c, ok := r.clients[id]
 	return c, ok
+}
+
+// HasKind reports whether a client of kind k is registered.
+func (r *Registry) HasKind(k Kind) bool {
+	for _, c := range r.clients {
+		if c.Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 // Len is the number of registered clients.

@@ -82,6 +82,11 @@ type CodeGrant struct {
 	// Subject is what the code grants: for a native client the new session's
 	// handle, for an agent client the agent token. Sealed with the rest.
 	Subject string `json:"subject"`
+	// GrantID and TokenExpires describe an agent client's grant (Subject is
+	// then its agent token).
+	GrantID      string    `json:"grant_id,omitempty"`
+	GrantSession string    `json:"grant_session,omitempty"`
+	TokenExpires time.Time `json:"token_expires,omitempty"`
 }
 
 // Check verifies a token request against the grant: client, exact redirect

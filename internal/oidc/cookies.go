@@ -21,6 +21,12 @@ type loginState struct {
 	Verifier  string `json:"v"`
 	ReturnURL string `json:"r"`
 	Created   int64  `json:"c"` // unix seconds
+	// Handoff: the login was started for Options.Handoff (the OAuth front
+	// door); its session goes there, not into the browser's cookie.
+	Handoff bool `json:"h,omitempty"`
+	// Browser: a Handoff login that is the browser's own sign-in (an agent
+	// client's consent needs the user's browser session).
+	Browser bool `json:"b,omitempty"`
 	// Previous is the public id of the session the browser had when the
 	// login started; the callback ends it.
 	Previous string `json:"p,omitempty"`

@@ -44,13 +44,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ret, prompt
 	if prompt != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
-	ls := loginState{
-		State:     randomString(32),
-		Nonce:     randomString(32),
-		Verifier:  oauth2.GenerateVerifier(),
-		ReturnURL: ret,
-		Created:   h.opts.Clock().Unix(),
-	}
+	ls := h.newLoginState(ret)
 	// Bind the browser's current session (if any) to this login, so the
 	// callback ends it even when SameSite hides the session cookie on the
 	// IdP's cross-site redirect back. Only a live session, read with its
@@ -59,6 +53,57 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, ret, prompt
 	if old, err := h.sessionFromCookie(r.Context(), r, false); err == nil {
 		ls.Previous = old.ID
 	}
+	h.redirectToIdP(w, r, ls, opts)
+}
+
+func (h *Handler) newLoginState(ret string) loginState {
+	return loginState{
+		State:     randomString(32),
+		Nonce:     randomString(32),
+		Verifier:  oauth2.GenerateVerifier(),
+		ReturnURL: ret,
+		Created:   h.opts.Clock().Unix(),
+	}
+}
+
+// StartHandoff starts a login that ends at Options.Handoff. keep receives
+// the login's state before the browser is redirected to the IdP, so that
+// the caller can keep its pending request server-side, keyed by it (the
+// IdP's redirect back is a cross-site navigation: nothing may depend on a
+// SameSite=Strict cookie). A keep error answers 503. Without browser, the
+// session goes to FinishLogin and the browser's own session stays as it is;
+// with browser, the login is the browser's own (its session and cookie, as
+// at /bff/login) and FinishBrowserLogin answers instead of a redirect.
+func (h *Handler) StartHandoff(w http.ResponseWriter, r *http.Request, browser bool, keep func(ctx context.Context, state string) error) {
+	if h.opts.Handoff == nil {
+		h.fail(w, r, http.StatusNotFound, "not_found", "this Gatehouse has no OAuth front door")
+		return
+	}
+	// Each call writes a pending request to the store before anyone signed
+	// in: the same per-client and overall budget as PAR pushes bounds it.
+	if status := h.parLimit.allow(r); status != 0 {
+		w.Header().Set("Retry-After", "10")
+		h.fail(w, r, status, "too_many_logins", "too many sign-ins were started; wait a moment and try again")
+		return
+	}
+	ls := h.newLoginState("/")
+	ls.Handoff, ls.Browser = true, browser
+	if browser {
+		if old, err := h.sessionFromCookie(r.Context(), r, false); err == nil {
+			ls.Previous = old.ID
+		}
+	}
+	if err := keep(r.Context(), ls.State); err != nil {
+		h.log.ErrorContext(r.Context(), "keep pending authorization", "error", err)
+		h.fail(w, r, http.StatusServiceUnavailable, "session_store_unavailable", "the session store is unavailable; try again later")
+		return
+	}
+	h.redirectToIdP(w, r, ls, nil)
+}
+
+// redirectToIdP sends the browser to the IdP's authorization endpoint (via
+// PAR when used), with the login state in its cookie.
+func (h *Handler) redirectToIdP(w http.ResponseWriter, r *http.Request, ls loginState, opts []oauth2.AuthCodeOption) {
 	opts = append(opts, oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier))
 	target := h.oauthConfig().AuthCodeURL(ls.State, opts...)
 	if h.usePAR {
@@ -108,6 +153,15 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if q.Get("error") != "" {
+		if ls.Handoff && h.opts.Handoff != nil {
+			// The app waits at its redirect URI: the refusal goes there
+			// (RFC 6749 §4.1.2.1), not to a page in the system browser.
+			code := safeErrorCode(q.Get("error"))
+			_ = h.audit(ctx, r, audit.Record{Event: audit.EventLoginFailed, Outcome: audit.OutcomeFailure, Reason: "login_denied:" + code, Status: http.StatusFound})
+			if h.opts.Handoff.FailLogin(w, r, ls.State, code) {
+				return
+			}
+		}
 		if ls.ReturnURL == silentCallbackPath {
 			// A silent login the IdP could not complete (login_required…)
 			// is an answer, not a failure: the iframe reports it to the SPA.
@@ -217,6 +271,20 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 		h.loginFailed(w, r, http.StatusBadRequest, "state_replayed", "this login response was already used: start again at /bff/login")
 		return
 	}
+	if ls.Handoff && !ls.Browser {
+		if h.opts.Handoff == nil {
+			h.loginFailed(w, r, http.StatusBadRequest, "login_state_invalid", "this login cannot be completed here: start again")
+			return
+		}
+		// A native app's session: the browser's own session (if any) stays
+		// as it is, and no cookie is set. Audited here, like every login.
+		if err := h.audit(ctx, r, audit.Record{Event: audit.EventLogin, Outcome: audit.OutcomeSuccess, Sub: s.Subject, Reason: "oauth_front_door"}); err != nil {
+			h.fail(w, r, http.StatusServiceUnavailable, "audit_unavailable", "the sign-in could not be recorded; try again later")
+			return
+		}
+		h.opts.Handoff.FinishLogin(w, r, ls.State, s)
+		return
+	}
 	// A session that existed before this login is ended: the new one gets a
 	// fresh handle (no fixation) and the old one must not stay valid. It is
 	// found by the cookie when the browser sent it, and by the id bound at
@@ -238,6 +306,10 @@ func (h *Handler) Callback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.setSessionCookie(w, hnd.Cookie().Reveal(), s.AbsoluteExpiry)
 	w.Header().Set("Cache-Control", "no-store")
+	if ls.Handoff && h.opts.Handoff != nil {
+		h.opts.Handoff.FinishBrowserLogin(w, r, ls.State, hnd, s)
+		return
+	}
 	redirect(w, ls.ReturnURL)
 }
 
@@ -333,7 +405,13 @@ func (h *Handler) sessionFromCookie(ctx context.Context, r *http.Request, slide 
 	if err != nil {
 		return nil, err
 	}
-	return h.opts.Sessions.Load(ctx, hnd, slide)
+	s, err := h.opts.Sessions.Load(ctx, hnd, slide)
+	if err == nil && s.Native != nil {
+		// A native app's handle is usable only with its DPoP key, never as
+		// a cookie.
+		return nil, session.ErrNotFound
+	}
+	return s, err
 }
 
 func (h *Handler) handleFromCookie(r *http.Request) (session.Handle, error) {

@@ -107,6 +107,10 @@ type Options struct {
 	// JWKS prompted by a token whose key we do not know; default 1m.
 	KeyRefreshInterval time.Duration
 
+	// Handoff takes the sessions of logins started with StartHandoff; nil
+	// when nothing starts such logins.
+	Handoff Handoff
+
 	// Logger receives operational messages (never a token or secret); default slog.Default().
 	Logger *slog.Logger
 	// Auditor receives security events; optional.
@@ -129,6 +133,23 @@ type Sessions interface {
 	EndByIdPSession(ctx context.Context, sid string, cause session.EndCause) ([]string, error)
 	Lock(ctx context.Context, name string, ttl time.Duration) (func(), error)
 	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Handoff takes over a login started with Handler.StartHandoff (the OAuth
+// front door for native apps): the session the login produced is handed to
+// it, not stored as the browser's session, and no session cookie is set.
+type Handoff interface {
+	// FinishLogin receives the login's state (as given to StartHandoff's
+	// keep) and the new session, not yet stored; it stores what it needs
+	// and answers the browser. The login is already audited.
+	FinishLogin(w http.ResponseWriter, r *http.Request, state string, s *session.Session)
+	// FailLogin is told that the IdP refused the login (its error code,
+	// checked to be a plain token); it answers the browser and reports
+	// true, or reports false when it has nothing pending for state.
+	FailLogin(w http.ResponseWriter, r *http.Request, state, idpError string) bool
+	// FinishBrowserLogin answers a browser handoff login: the session is
+	// stored and its cookie set on w already.
+	FinishBrowserLogin(w http.ResponseWriter, r *http.Request, state string, h session.Handle, s *session.Session)
 }
 
 // Auditor receives security events (audit.EventLogin, EventLoginFailed,

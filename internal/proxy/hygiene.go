@@ -15,6 +15,7 @@ var droppedExact = map[string]struct{}{
 	"cookie":              {},
 	"authorization":       {},
 	"proxy-authorization": {},
+	"dpop":                {}, // a native app's proof is for Gatehouse only (RFC 9449)
 	"forwarded":           {},
 	"x-real-ip":           {},
 	"x-client-ip":         {},

@@ -351,6 +351,27 @@ func (s *BoltStore) Release(_ context.Context, key, token string) error {
 	})
 }
 
+// Take implements Taker (one read-write transaction: get and delete).
+func (s *BoltStore) Take(_ context.Context, key string) (string, bool, error) {
+	var tok string
+	var ok bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		v := b.Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		if len(v) >= 8 && s.now().Before(fromUnixNano(int64(binary.BigEndian.Uint64(v)))) {
+			tok, ok = string(v[8:]), true
+		}
+		return b.Delete([]byte(key))
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return tok, ok, nil
+}
+
 // Ping implements Store: it fails once the store is closed.
 func (s *BoltStore) Ping(context.Context) error {
 	return s.db.View(func(*bolt.Tx) error { return nil })

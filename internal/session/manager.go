@@ -571,6 +571,34 @@ func (m *Manager) Once(ctx context.Context, key string, ttl time.Duration) (firs
 	return ok, nil
 }
 
+// Put stores value under key for ttl unless key is already set (it reports
+// whether it did), for Take to fetch once. Keys live beside the sessions and
+// are shared by every instance on the same store.
+func (m *Manager) Put(ctx context.Context, key, value string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, errors.New("put: ttl must be positive")
+	}
+	ok, err := m.store.Acquire(ctx, "kv:"+key, value, ttl)
+	if err != nil {
+		return false, m.storeErr(ctx, "put", err)
+	}
+	return ok, nil
+}
+
+// Take returns the value Put stored under key and deletes it atomically:
+// of several callers (on any instance) exactly one gets it.
+func (m *Manager) Take(ctx context.Context, key string) (string, bool, error) {
+	t, ok := m.store.(Taker)
+	if !ok {
+		return "", false, errors.New("take: the session store cannot take keys")
+	}
+	v, found, err := t.Take(ctx, "kv:"+key)
+	if err != nil {
+		return "", false, m.storeErr(ctx, "take", err)
+	}
+	return v, found, nil
+}
+
 // Ready reports whether the store answers now (for /readyz).
 func (m *Manager) Ready(ctx context.Context) error {
 	if err := m.store.Ping(ctx); err != nil {

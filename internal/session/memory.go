@@ -236,6 +236,24 @@ func (s *MemoryStore) Release(_ context.Context, key, token string) error {
 	return nil
 }
 
+// Take implements Taker.
+func (s *MemoryStore) Take(_ context.Context, key string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", false, errClosed
+	}
+	h, ok := s.keys[key]
+	if !ok {
+		return "", false, nil
+	}
+	delete(s.keys, key)
+	if !s.now().Before(h.expires) {
+		return "", false, nil
+	}
+	return h.token, true, nil
+}
+
 // Ping implements Store.
 func (s *MemoryStore) Ping(context.Context) error {
 	s.mu.Lock()

@@ -492,6 +492,18 @@ func (s *RedisStore) Release(ctx context.Context, key, token string) error {
 	return nil
 }
 
+// Take implements Taker (GETDEL: one command, one key).
+func (s *RedisStore) Take(ctx context.Context, key string) (string, bool, error) {
+	v, err := s.c.GetDel(ctx, s.kvKey(key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("redis: take %s: %w", key, err)
+	}
+	return v, true, nil
+}
+
 // Ping implements Store.
 func (s *RedisStore) Ping(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {

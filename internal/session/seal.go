@@ -32,6 +32,7 @@ type payload struct {
 	AMR               []string       `json:"amr,omitempty"`
 	Created           time.Time      `json:"created"`
 	AbsoluteExpiry    time.Time      `json:"abs_exp"`
+	Native            *Native        `json:"native,omitempty"`
 }
 
 // additionalData binds a sealed payload to its record: its id (so a payload
@@ -62,7 +63,7 @@ func seal(h Handle, s *Session) ([]byte, error) {
 		AccessToken: s.AccessToken.Reveal(), RefreshToken: s.RefreshToken.Reveal(), IDToken: s.IDToken.Reveal(),
 		AccessTokenExpiry: s.AccessTokenExpiry, TokenType: s.TokenType, Scope: s.Scope,
 		AuthTime: s.AuthTime, ACR: s.ACR, AMR: s.AMR,
-		Created: s.Created, AbsoluteExpiry: s.AbsoluteExpiry,
+		Created: s.Created, AbsoluteExpiry: s.AbsoluteExpiry, Native: s.Native,
 	}
 	pt, err := json.Marshal(&p)
 	if err != nil {
@@ -110,7 +111,7 @@ func open(h Handle, rec Record) (*Session, error) {
 		AccessToken: secret.New(p.AccessToken), RefreshToken: secret.New(p.RefreshToken), IDToken: secret.New(p.IDToken),
 		AccessTokenExpiry: p.AccessTokenExpiry, TokenType: p.TokenType, Scope: p.Scope,
 		AuthTime: p.AuthTime, ACR: p.ACR, AMR: p.AMR,
-		Created: p.Created, AbsoluteExpiry: p.AbsoluteExpiry,
+		Created: p.Created, AbsoluteExpiry: p.AbsoluteExpiry, Native: p.Native,
 		LastSeen: rec.LastSeen, IdleExpiry: rec.IdleExpiry,
 	}, nil
 }

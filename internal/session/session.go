@@ -30,9 +30,26 @@ type Session struct {
 	AMR      []string
 
 	Created, LastSeen time.Time
+
+	// Native is set for a native app's session, made through Gatehouse's
+	// OAuth front door: it is reachable only with its DPoP-bound handle,
+	// never as a browser cookie. Nil for browser sessions. Treat it as
+	// immutable: replace it, never modify it in place (cached copies share it).
+	Native *Native
+
 	// IdleExpiry and AbsoluteExpiry are computed by the Manager; values set by
 	// callers are ignored.
 	IdleExpiry, AbsoluteExpiry time.Time
+}
+
+// Native binds a session to the OAuth client it was issued to and the
+// app's DPoP key.
+type Native struct {
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes,omitempty"` // route names the handle may reach
+	// JKT is the RFC 7638 thumbprint of the app's DPoP key; "" until the
+	// authorization code is redeemed (then the session cannot be used).
+	JKT string `json:"jkt,omitempty"`
 }
 
 // Info describes a session for admin listings. It holds no token and no claim.
@@ -126,6 +143,16 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Taker is implemented by every store: Take reads a key set by Acquire and
+// deletes it in the same step, so exactly one caller gets the value
+// (single-use codes, pending authorizations). It is a separate interface so
+// that other Store implementations need not change.
+type Taker interface {
+	// Take returns the token key holds and deletes the key atomically; ok is
+	// false when the key is absent or expired.
+	Take(ctx context.Context, key string) (token string, ok bool, err error)
 }
 
 // Notifier is implemented by stores shared between several Gatehouse

@@ -385,6 +385,76 @@ func Run(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("TakeReturnsTheValueOnce", func(t *testing.T) {
+		s, c := setup(t)
+		tk, ok := s.(session.Taker)
+		if !ok {
+			t.Fatal("the store does not implement session.Taker")
+		}
+		key := "kv:" + randomID(t)
+		if _, found, err := tk.Take(ctx, key); found || err != nil {
+			t.Fatalf("Take of an absent key = %v, %v", found, err)
+		}
+		if ok, err := s.Acquire(ctx, key, "value-1", time.Minute); !ok || err != nil {
+			t.Fatalf("Acquire = %v, %v", ok, err)
+		}
+		if v, found, err := tk.Take(ctx, key); !found || err != nil || v != "value-1" {
+			t.Fatalf("Take = %q, %v, %v", v, found, err)
+		}
+		if _, found, _ := tk.Take(ctx, key); found {
+			t.Fatal("a taken key was taken twice")
+		}
+		// An expired key is not taken (redis expires in real time, the
+		// others follow the injected clock).
+		expiring := "kv:" + randomID(t)
+		if ok, err := s.Acquire(ctx, expiring, "v", 50*time.Millisecond); !ok || err != nil {
+			t.Fatalf("Acquire = %v, %v", ok, err)
+		}
+		c.Advance(time.Second)
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			ok, err := s.Acquire(ctx, expiring, "w", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("key did not expire")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if v, found, err := tk.Take(ctx, expiring); !found || err != nil || v != "w" {
+			t.Fatalf("Take after expiry and re-acquire = %q, %v, %v", v, found, err)
+		}
+	})
+
+	t.Run("ConcurrentTakeHasOneWinner", func(t *testing.T) {
+		s, _ := setup(t)
+		tk := s.(session.Taker)
+		key := "kv:" + randomID(t)
+		if ok, err := s.Acquire(ctx, key, "code", time.Minute); !ok || err != nil {
+			t.Fatalf("Acquire = %v, %v", ok, err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		winners := 0
+		for range 8 {
+			wg.Go(func() {
+				if _, found, err := tk.Take(ctx, key); err == nil && found {
+					mu.Lock()
+					winners++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if winners != 1 {
+			t.Fatalf("%d callers took the key, want 1", winners)
+		}
+	})
+
 	t.Run("ConcurrentAcquireHasOneWinner", func(t *testing.T) {
 		s, _ := setup(t)
 		key := "lock:" + randomID(t)
