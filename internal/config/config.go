@@ -45,6 +45,8 @@ type Config struct {
 	Session  Session
 	CSRF     CSRF
 	Routes   []Route
+	// RateLimits is the rate_limits section (defaults filled in).
+	RateLimits RateLimits
 	// Composites are checked against Routes when the gateway builds them.
 	Composites []Composite
 	// OAuth is nil when the oauth section is absent (no front door).

@@ -109,6 +109,7 @@ func (d *decoder) perFrontend(c *Config, f, sf *fields) {
 	d.sessionCookie(c, sf)
 	d.csrf(c, f)
 	d.routes(c, f)
+	d.rateLimits(c, f) // after routes: limits name routes
 	d.composites(c, f) // checked against the routes by internal/compose at build
 	d.agents(c, f)
 	if c.Agents != nil && !d.allowAgents {

@@ -201,6 +201,26 @@ func errorClassCases() []errorClassCase {
 		{"private_key without private_key_jwt", head + "  private_key: ${env:GH_TEST_CLIENT_SECRET}\n",
 			`t.yaml:6: identity.private_key: is used only with client_auth: private_key_jwt; remove it or set client_auth`},
 
+		// rate_limits (values checked by ratelimit.Spec.Validate, placed at the key's line)
+		{"rate limit for an unknown route", head + route0 + "rate_limits:\n  routes:\n    biling: { requests: 5, per: 1m }\n",
+			`t.yaml:13: rate_limits.routes.biling: there is no route named "biling"; use the name of a route in routes`},
+		{"rate limit per not whole seconds", head + route0 + "rate_limits:\n  default:\n    requests: 10\n    per: 1500ms\n",
+			`t.yaml:14: rate_limits.default.per: 1.5s is not a whole number of seconds`},
+		{"rate limit requests out of range", head + route0 + "rate_limits:\n  routes:\n    a: { requests: 0, per: 1m }\n",
+			`t.yaml:13: rate_limits.routes.a.requests: 0 is out of range; use 1 to 1000000`},
+		{"rate limit per missing", head + route0 + "rate_limits:\n  default: { requests: 10 }\n",
+			`t.yaml:12: rate_limits.default.per: required key is missing; write the window as a duration, e.g. per: 1m`},
+		{"rate limit burst never refills", head + route0 + "rate_limits:\n  default: { requests: 1, per: 1h, burst: 100 }\n",
+			`t.yaml:12: rate_limits.default.burst: 100 with 1 per 1h0m0s takes 100h0m0s to refill`},
+		{"rate limit unknown key", head + route0 + "rate_limits:\n  default: { requests: 1, per: 1m, brust: 2 }\n",
+			`t.yaml:12: rate_limits.default.brust: unknown key "brust"; did you mean "burst"?`},
+		{"rate limit reserved route name", head + "routes:\n  - name: default\n    path: /api/a/\n    upstream: http://a.internal/\n    credential: none\nrate_limits:\n  routes:\n    default: { requests: 1, per: 1m }\n",
+			`t.yaml:13: rate_limits.routes.default: "default" is the name of a built-in policy`},
+		{"concurrency cap zero", head + "rate_limits:\n  concurrent_per_caller: 0\n",
+			`t.yaml:7: rate_limits.concurrent_per_caller: 0 is out of range; use 1 to 100000 (leave it out for 64)`},
+		{"concurrency cap too large", head + "rate_limits:\n  concurrent_per_caller: 100001\n",
+			`t.yaml:7: rate_limits.concurrent_per_caller: 100001 is out of range; use 1 to 100000`},
+
 		// secrets
 		{"missing environment variable", strings.Replace(head, "GH_TEST_CLIENT_SECRET", "GH_TEST_SURELY_UNSET_VAR", 1),
 			`t.yaml:5: identity.client_secret: environment variable GH_TEST_SURELY_UNSET_VAR is not set (referenced as ${env:GH_TEST_SURELY_UNSET_VAR}): set it or change the reference`},

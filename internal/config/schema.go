@@ -9,7 +9,7 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "oauth", "policy", "audit", "telemetry", "admin",
+		"session", "csrf", "routes", "composites", "agents", "oauth", "rate_limits", "policy", "audit", "telemetry", "admin",
 		"security_headers", "server", "tls", "frontends"},
 	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
@@ -28,6 +28,8 @@ var schema = map[string][]string{
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
 	"credential.header":             {"name", "value"},
+	"rate_limits":                   {"default", "routes", "concurrent_per_caller"},
+	"rate_limits.limit":             {"requests", "per", "burst"},
 	"oauth":                         {"clients"},
 	"oauth.clients[]":               {"client_id", "kind", "redirect_uris", "routes", "dpop"},
 	"agents":                        {"max_ttl", "default_ttl", "delegable_routes", "max_tokens_per_session", "rate_limit"},

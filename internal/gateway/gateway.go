@@ -67,6 +67,10 @@ type Gateway struct {
 
 	gen    atomic.Pointer[generation]
 	reload reloadState
+	// generations numbers the frontends built, so that each one's own
+	// metrics collectors (rate-limit counters) never collide with those of
+	// the generation a reload is replacing.
+	generations atomic.Int64
 
 	// grants is the agent grants' store, opened on first use (grantStore)
 	// and kept for the process, like store.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +74,9 @@ type frontend struct {
 	// oauth is nil without an oauth section; comps nil without composites.
 	oauth *oauthserver.Server
 	comps *composites
+	// limits is the frontend's rate limits, concurrency cap and in-flight
+	// tracker (limits.go).
+	limits *limits
 }
 
 // sharedStore lets several Managers (one per frontend and generation) use
@@ -165,6 +171,22 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	})
 	fe.closers = append(fe.closers, fe.sessions.Close)
 
+	policies, err := compileLimits(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The limiter's counters carry the frontend and the generation: during a
+	// reload the old generation's and the new one's are registered at once.
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"client": cfg.Client, "generation": strconv.FormatInt(g.generations.Add(1), 10)}, g.metrics.Registry())
+	lo := limitsOptions{Audit: g.audit, Metrics: g.metrics, Registerer: reg, Client: cfg.Client, Now: g.opts.Now, Logger: log.With("component", "ratelimit")}
+	if rs, ok := g.store.(*session.RedisStore); ok {
+		// One budget for every instance on this Redis (standalone,
+		// sentinel or cluster; the limiter's keys carry hash tags).
+		lo.Redis, lo.KeyPrefix = rs.Client(), rs.KeyPrefix()+fe.id
+	}
+	fe.limits = newLimits(policies, lo)
+	fe.closers = append(fe.closers, func() error { reg.Unregister(fe.limits.counters); return nil })
+
 	keys, err := cfg.Session.CookieKeyRing()
 	if err != nil {
 		return nil, fmt.Errorf("%s: session.cookie_keys: %w", cfg.Client, err)
@@ -214,6 +236,10 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 		return nil, err
 	}
 	fe.closers = append(fe.closers, func() error { fe.proxy.Close(); return nil })
+	trusted := cfg.TrustedProxies
+	fe.limits.clientIP = func(r *http.Request) netip.Addr { return proxy.ClientIP(r, trusted) }
+	// A session's open streams and WebSockets end with it (issue 10 item 6).
+	fe.sessions.OnEnd(func(ctx context.Context, e session.SessionEnd) { fe.limits.flights.end(e.ID, flightOf(ctx)) })
 	// Every per-session cache is dropped here, whatever ended the session
 	// (logout, back-channel, revocation, refused refresh, expiry, another
 	// instance).
@@ -379,6 +405,9 @@ func checkFrontend(g *Gateway, fc *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if _, err := compileLimits(fc); err != nil {
+		return err
+	}
 	p, err := fe.buildProxy(g, authz, g.metrics, set)
 	if err != nil {
 		return err
@@ -426,6 +455,12 @@ func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authori
 func (fe *frontend) publicHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/bff/", fe.idp)
+	// Sign-in endpoints are limited by client address (no session yet).
+	mux.Handle("/bff/login", fe.limits.bff(bffLoginRoute, fe.idp))
+	mux.Handle("/bff/callback", fe.limits.bff(bffCallbackRoute, fe.idp))
+	// Every API request gets a cancellable context and a flight the limit
+	// stage fills in (concurrency slot, session tracking).
+	api := fe.limits.track(fe.proxy)
 	if fe.oauth != nil {
 		fe.oauth.Register(mux) // /bff/oauth/* and the two well-known documents
 	}
@@ -433,7 +468,7 @@ func (fe *frontend) publicHandler() http.Handler {
 		fe.agents.Register(mux, fe.agentBrowser, fe.agentMint)
 	}
 	for _, pre := range fe.proxy.Prefixes() {
-		mux.Handle(pre, fe.proxy)
+		mux.Handle(pre, api)
 	}
 	var front http.Handler
 	switch {
@@ -463,11 +498,11 @@ func (fe *frontend) publicHandler() http.Handler {
 		// the proxy's too: it answers with its own JSON verdict instead of
 		// ServeMux redirecting an XHR to the cleaned form.
 		if underAPI(raw) {
-			fe.proxy.ServeHTTP(w, r)
+			api.ServeHTTP(w, r)
 			return
 		}
 		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
-			fe.proxy.ServeHTTP(w, r)
+			api.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -558,6 +593,7 @@ func (gen *generation) start(ctx context.Context) {
 	ctx, gen.cancel = context.WithCancel(ctx)
 	for _, fe := range gen.fronts {
 		gen.wg.Go(func() { fe.idp.run(ctx) })
+		gen.wg.Go(func() { fe.limits.runSummaries(ctx) })
 	}
 	gen.wg.Go(func() {
 		secret.Watch(ctx, gen.g.opts.SecretPollInterval, gen.cfg.Secrets(), gen.secretChanged)

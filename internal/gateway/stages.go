@@ -35,13 +35,12 @@ func (fe *frontend) stages() []proxy.Stage {
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
 		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
 		proxy.Custom(fe.agentLimit), // agents.rate_limit per agent token (agents.go; no-op without it)
-		// limit: the per-caller rate limit joins here as proxy.Custom(...)
-		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
-		proxy.Endpoint(),         // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
-		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
-		proxy.AttachCredential(), // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
-		proxy.Audit(),            // reserve the audit record: nothing is served unaudited (internal/audit)
-		proxy.Forward(),          // hygiene, forwarding, then the audit record is committed (internal/proxy)
+		proxy.Custom(fe.limits),     // per-caller rate limit and concurrency cap; tracks the session's requests (gateway/limits.go, internal/ratelimit)
+		proxy.Endpoint(),            // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
+		proxy.Authorize(),           // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
+		proxy.AttachCredential(),    // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
+		proxy.Audit(),               // reserve the audit record: nothing is served unaudited (internal/audit)
+		proxy.Forward(),             // hygiene, forwarding, then the audit record is committed (internal/proxy)
 	}
 }
 

@@ -138,6 +138,9 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	return s, nil
 }
 
+// KeyPrefix is the prefix of every key the store writes.
+func (s *RedisStore) KeyPrefix() string { return s.prefix }
+
 func (s *RedisStore) recKey(id string) string  { return s.prefix + "s:" + id }
 func (s *RedisStore) subKey(sub string) string { return s.prefix + "u:" + sub }
 func (s *RedisStore) sidKey(sid string) string { return s.prefix + "i:" + sid }
