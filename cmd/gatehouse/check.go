@@ -23,13 +23,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printProblems(stderr, err)
 		return errReported
 	}
 	// The build stage's own checks (policies, OIDC options, routes) run
 	// too, with serve's constructors, so check and serve never disagree.
 	if err := gateway.Check(cfg); err != nil {
-		fmt.Fprintln(stderr, err)
+		printProblems(stderr, err)
 		return errReported
 	}
 	for _, w := range cfg.Warnings() {
@@ -37,8 +37,14 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *online {
 		var problems []string
-		if err := checkDiscovery(ctx, cfg.Identity.Issuer); err != nil {
-			problems = append(problems, "identity.issuer: "+err.Error())
+		for _, fc := range cfg.Frontends() {
+			if err := checkDiscovery(ctx, fc.Identity.Issuer); err != nil {
+				key := "identity.issuer"
+				if fc.Key != "" {
+					key = fc.Key + "." + key
+				}
+				problems = append(problems, key+": "+err.Error())
+			}
 		}
 		if err := gateway.PingStore(ctx, cfg); err != nil {
 			problems = append(problems, "session.store: "+err.Error())
@@ -50,8 +56,37 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return errReported
 		}
 	}
+	if cfg.MultiFrontend() {
+		fmt.Fprintf(stdout, "%s: configuration is valid (%d frontends)\n", cfg.File, len(cfg.Frontends()))
+		for _, fc := range cfg.Frontends() {
+			fmt.Fprintf(stdout, "  frontend %s (%s): %s, %d routes\n", fc.Client, fc.Key, fc.Origin()+fc.PathPrefix(), len(fc.Routes))
+		}
+		return nil
+	}
 	fmt.Fprintf(stdout, "%s: configuration is valid (%d routes)\n", cfg.File, len(cfg.Routes))
 	return nil
+}
+
+// printProblems prints a load or build error, one "file:line: key: message"
+// per line. In the frontends: form the problems of each entry come under a
+// "frontend <client>:" heading, so that a file of several frontends reads
+// per frontend (problem lines stay unindented, for editors and CI to link).
+func printProblems(w io.Writer, err error) {
+	var ce *config.Errors
+	if !errors.As(err, &ce) {
+		fmt.Fprintln(w, err)
+		return
+	}
+	cur := ""
+	for _, p := range ce.Problems {
+		if p.Frontend != cur {
+			cur = p.Frontend
+			if cur != "" {
+				fmt.Fprintf(w, "frontend %s:\n", cur)
+			}
+		}
+		fmt.Fprintln(w, p.String())
+	}
 }
 
 // checkDiscovery fetches the IdP's discovery document and checks that it

@@ -145,6 +145,25 @@ func (e *procEnv) readyz() (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// loadFor sends requests from n clients for about d and returns once they have all stopped.
+func (e *procEnv) loadFor(n int, d time.Duration) {
+	stop := make(chan struct{})
+	wg := e.load(n, stop)
+	time.Sleep(d)
+	close(stop)
+	wg.Wait()
+}
+
+// stopCleanly sends SIGTERM and fails the test unless the process exits 0; what names the step
+// in the failure.
+func (p *proc) stopCleanly(t *testing.T, what string) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-p.exited; err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, p.logs.String())
+	}
+}
+
 // load sends requests from n clients until stop is closed; it returns the number of answers.
 func (e *procEnv) load(n int, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -293,15 +312,8 @@ func TestTornLastLineIsRepairedAtStart(t *testing.T) {
 	}
 	e := newProcEnv(t, buildBinary(t), procOptions{})
 	p := e.start()
-	stop := make(chan struct{})
-	wg := e.load(4, stop)
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.exited; err != nil {
-		t.Fatalf("exit: %v\n%s", err, p.logs.String())
-	}
+	e.loadFor(4, 100*time.Millisecond)
+	p.stopCleanly(t, "exit")
 	b, err := os.ReadFile(e.audit)
 	if err != nil {
 		t.Fatal(err)
@@ -315,15 +327,8 @@ func TestTornLastLineIsRepairedAtStart(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("readyz after repair: %d %s", code, body)
 	}
-	stop = make(chan struct{})
-	wg = e.load(4, stop)
-	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.exited; err != nil {
-		t.Fatalf("exit: %v\n%s", err, p.logs.String())
-	}
+	e.loadFor(4, 100*time.Millisecond)
+	p.stopCleanly(t, "exit")
 	if !strings.Contains(p.logs.String(), "cut an incomplete last line") {
 		t.Fatalf("no log line about the repair:\n%s", p.logs.String())
 	}
@@ -598,9 +603,6 @@ func TestFullAuditDiskAtShutdown(t *testing.T) {
 		t.Fatalf("the answered request has no record: %v", miss)
 	}
 	p = e.start()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-p.exited; err != nil {
-		t.Fatalf("restart: %v\n%s", err, p.logs.String())
-	}
+	p.stopCleanly(t, "restart")
 	e.verify()
 }

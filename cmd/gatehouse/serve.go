@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
@@ -47,10 +50,31 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.
 	if err != nil {
 		return err
 	}
-	log.Info("gatehouse started", "version", version(), "public", g.PublicAddr(), "admin", g.AdminAddr(), "public_url", cfg.Origin())
+	var urls []string
+	for _, fc := range cfg.Frontends() {
+		urls = append(urls, fc.Client+"="+fc.Origin()+fc.PathPrefix())
+	}
+	log.Info("gatehouse started", "version", version(), "public", g.PublicAddr(), "admin", g.AdminAddr(), "frontends", urls)
 	if ready != nil {
 		ready(g)
 	}
+	// SIGHUP reloads the configuration file (a rejected file changes
+	// nothing; the gateway logs and audits why).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := g.Reload(ctx); err == nil {
+					log.Info("reloaded on SIGHUP")
+				}
+			}
+		}
+	}()
 	if err := g.Run(ctx); err != nil {
 		if errors.Is(err, audit.ErrRecordsLost) {
 			log.Error("gatehouse stopped, but audit records could not be written (is the audit disk full?); exit code 3", "err", err)

@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gatehouse-dev/gatehouse/internal/idp"
 )
 
 // freePort returns a loopback address that was free a moment ago.
@@ -52,12 +47,6 @@ func TestSIGTERMFinishesInFlightRequestThenExitsZero(t *testing.T) {
 
 	arrived := make(chan struct{}, 1)
 	release := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		<-release
-		_, _ = io.WriteString(w, `{"slow":"done"}`)
-	}))
-	defer slow.Close()
 	defer func() {
 		select {
 		case <-release:
@@ -65,59 +54,12 @@ func TestSIGTERMFinishesInFlightRequestThenExitsZero(t *testing.T) {
 			close(release)
 		}
 	}()
-
-	pub, adm := freePort(t), freePort(t)
-	p := idp.MustStart(t, idp.Options{Clients: []idp.Client{{ID: "gh", Secret: "sigterm-client-secret", RedirectURIs: []string{"http://" + pub + "/bff/callback"}}}})
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`listen: %q
-admin_listen: %q
-public_url: "http://%s"
-identity:
-  issuer: %q
-  client_id: gh
-  client_secret: ${env:SIGTERM_TEST_CLIENT_SECRET}
-session:
-  store: bolt
-  bolt: { path: sessions.db }
-audit:
-  sink: file
-  path: audit.jsonl
-routes:
-  - name: slow
-    path: /api/slow/
-    upstream: %q
-    anonymous: true
-    credential: none
-`, pub, adm, pub, p.Issuer(), slow.URL+"/")
-	cfgPath := filepath.Join(dir, "gatehouse.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "-c", cfgPath)
-	cmd.Env = append(os.Environ(), "SIGTERM_TEST_CLIENT_SECRET=sigterm-client-secret")
-	var logs syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer cmd.Process.Kill()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adm + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gatehouse never became ready:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e := newProcEnv(t, bin, procOptions{Upstream: func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, `{"slow":"done"}`)
+	}})
+	p := e.start()
 
 	type result struct {
 		code int
@@ -126,7 +68,7 @@ routes:
 	}
 	res := make(chan result, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+pub+"/api/slow/x", nil)
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+e.pub+"/api/echo/x", nil)
 		req.Header.Set("X-CSRF", "1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -140,27 +82,27 @@ routes:
 	select {
 	case <-arrived:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("request never reached the upstream:\n%s", logs.String())
+		t.Fatalf("request never reached the upstream:\n%s", p.logs.String())
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		t.Fatalf("process exited (%v) while a request was in flight:\n%s", err, logs.String())
+	case err := <-p.exited:
+		t.Fatalf("process exited (%v) while a request was in flight:\n%s", err, p.logs.String())
 	case <-time.After(300 * time.Millisecond):
 	}
 	close(release)
 	r := <-res
 	if r.err != nil || r.code != 200 || r.body != `{"slow":"done"}` {
-		t.Fatalf("in-flight request: %d %q %v\n%s", r.code, r.body, r.err, logs.String())
+		t.Fatalf("in-flight request: %d %q %v\n%s", r.code, r.body, r.err, p.logs.String())
 	}
 	select {
-	case err := <-exited:
+	case err := <-p.exited:
 		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
+			t.Fatalf("exit: %v\n%s", err, p.logs.String())
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatalf("process did not exit after SIGTERM:\n%s", logs.String())
+		t.Fatalf("process did not exit after SIGTERM:\n%s", p.logs.String())
 	}
 }

@@ -53,7 +53,11 @@ type Options struct {
 	Agents Agents
 	Audit  Auditor
 	Client string
-	Logger *slog.Logger
+	// Clients are the process's frontends (their config client names);
+	// list and revoke take ?client= to act on one of them only. Empty means
+	// just Client.
+	Clients []string
+	Logger  *slog.Logger
 	// ListenAddr is the admin listener's configured host:port. Requests
 	// whose Host names anything but it, an IP address or localhost are
 	// refused (DNS rebinding, see CheckHost).
@@ -171,6 +175,7 @@ type sessionJSON struct {
 	ID             string    `json:"id"`
 	Subject        string    `json:"sub"`
 	IdPSessionID   string    `json:"idp_sid,omitempty"`
+	Client         string    `json:"client"`
 	Created        time.Time `json:"created_at"`
 	LastSeen       time.Time `json:"last_seen_at"`
 	IdleExpiry     time.Time `json:"idle_expires_at"`
@@ -183,14 +188,18 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusBadRequest, "sub_required", "name the user: /admin/sessions?sub=<subject>")
 		return
 	}
-	infos, err := a.o.Sessions.List(r.Context(), sub)
+	client, ok := a.client(w, r)
+	if !ok {
+		return
+	}
+	infos, err := a.sessionsOf(r.Context(), sub, client)
 	if err != nil {
 		a.storeError(w, "list sessions", err)
 		return
 	}
 	out := make([]sessionJSON, 0, len(infos))
 	for _, in := range infos {
-		out = append(out, sessionJSON{in.ID, in.Subject, in.IdPSessionID, in.Created.UTC(), in.LastSeen.UTC(), in.IdleExpiry.UTC(), in.AbsoluteExpiry.UTC()})
+		out = append(out, sessionJSON{in.ID, in.Subject, in.IdPSessionID, in.Frontend, in.Created.UTC(), in.LastSeen.UTC(), in.IdleExpiry.UTC(), in.AbsoluteExpiry.UTC()})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
@@ -220,16 +229,80 @@ func (a *api) revokeSubject(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusBadRequest, "sub_required", "name the user: POST /admin/sessions/revoke?sub=<subject>")
 		return
 	}
-	n, err := a.o.Sessions.DeleteBySubject(r.Context(), sub)
+	client, ok := a.client(w, r)
+	if !ok {
+		return
+	}
+	var n int
+	var err error
+	if client == "" {
+		n, err = a.o.Sessions.DeleteBySubject(r.Context(), sub)
+	} else {
+		// One frontend's sessions only: end them one by one.
+		var infos []session.Info
+		if infos, err = a.sessionsOf(r.Context(), sub, client); err == nil {
+			for _, in := range infos {
+				var existed bool
+				if existed, err = a.o.Sessions.Revoke(r.Context(), in.ID); err != nil {
+					break
+				}
+				if existed {
+					n++
+				}
+			}
+		}
+	}
 	if err != nil {
 		a.storeError(w, "revoke sessions", err)
 		return
 	}
-	a.audit(r, sub, "", n)
+	a.auditClient(r, sub, "", n, client)
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": n})
 }
 
+// client reads the optional ?client= filter; it answers 400 itself for a
+// frontend the process does not have.
+func (a *api) client(w http.ResponseWriter, r *http.Request) (string, bool) {
+	c := r.URL.Query().Get("client")
+	if c == "" {
+		return "", true
+	}
+	known := a.o.Clients
+	if len(known) == 0 {
+		known = []string{a.o.Client}
+	}
+	for _, k := range known {
+		if k == c {
+			return c, true
+		}
+	}
+	apierror.Write(w, http.StatusBadRequest, "unknown_client", "no frontend has that client name; the frontends are: "+strings.Join(known, ", "))
+	return "", false
+}
+
+// sessionsOf lists sub's sessions, only client's when client is set.
+func (a *api) sessionsOf(ctx context.Context, sub, client string) ([]session.Info, error) {
+	infos, err := a.o.Sessions.List(ctx, sub)
+	if err != nil || client == "" {
+		return infos, err
+	}
+	out := infos[:0]
+	for _, in := range infos {
+		if in.Frontend == client {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
 func (a *api) audit(r *http.Request, sub, id string, n int) {
+	a.auditClient(r, sub, id, n, "")
+}
+
+func (a *api) auditClient(r *http.Request, sub, id string, n int, client string) {
+	if client == "" && len(a.o.Clients) <= 1 {
+		client = a.o.Client
+	}
 	if a.o.Audit == nil {
 		return
 	}
@@ -239,7 +312,7 @@ func (a *api) audit(r *http.Request, sub, id string, n int) {
 	}
 	if err := a.o.Audit.Log(r.Context(), audit.Record{
 		Event: audit.EventSessionRevoked, Outcome: audit.OutcomeSuccess, Reason: reason,
-		Sub: sub, Session: id, Actor: []string{"admin"}, Client: a.o.Client,
+		Sub: sub, Session: id, Actor: []string{"admin"}, Client: client,
 		Method: r.Method, Path: r.URL.Path, Status: http.StatusOK,
 	}); err != nil {
 		a.o.Logger.Error("audit admin revocation", "err", err, "revoked", n)

@@ -23,19 +23,27 @@ import (
 
 func setup(t *testing.T, token *secret.Value) (*httptest.Server, *session.Manager, *syncbuf.Buffer, *audit.Logger) {
 	t.Helper()
-	m := session.NewManager(session.NewMemoryStore(time.Now), session.Options{HealthInterval: -1})
-	t.Cleanup(func() { m.Close() })
-	var out syncbuf.Buffer
-	al, err := audit.Open(context.Background(), audit.Options{Sink: "stdout", Stdout: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, out, al := newSessionsAndAudit(t)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("metrics")) })
 	Register(mux, Options{Token: token, Sessions: m, Audit: al, Client: "web", ListenAddr: "admin.internal:9090"})
 	srv := httptest.NewServer(CheckHost(mux, "admin.internal:9090"))
 	t.Cleanup(srv.Close)
-	return srv, m, &out, al
+	return srv, m, out, al
+}
+
+// newSessionsAndAudit returns an in-memory session manager and an audit log writing to the
+// returned buffer: what every admin test serves from.
+func newSessionsAndAudit(t *testing.T) (*session.Manager, *syncbuf.Buffer, *audit.Logger) {
+	t.Helper()
+	m := session.NewManager(session.NewMemoryStore(time.Now), session.Options{HealthInterval: -1})
+	t.Cleanup(func() { m.Close() })
+	out := &syncbuf.Buffer{}
+	al, err := audit.Open(context.Background(), audit.Options{Sink: "stdout", Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, out, al
 }
 
 func newSession(t *testing.T, m *session.Manager, sub string) session.Handle {

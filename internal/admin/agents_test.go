@@ -9,21 +9,13 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/agent"
-	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
-	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
 )
 
 func TestAdminListsAndRevokesAgentGrants(t *testing.T) {
-	m := session.NewManager(session.NewMemoryStore(time.Now), session.Options{HealthInterval: -1})
-	t.Cleanup(func() { m.Close() })
-	var out syncbuf.Buffer
-	al, err := audit.Open(context.Background(), audit.Options{Sink: "stdout", Stdout: &out})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, out, al := newSessionsAndAudit(t)
 	t.Cleanup(func() { al.Close() })
 	b, err := agent.New(agent.Options{Store: session.NewMemoryStore(time.Now), Sessions: m, Audit: al,
 		Delegable: map[string][]string{"profile": {"GET"}}, MaxTTL: time.Minute, DefaultTTL: time.Minute})

@@ -49,26 +49,8 @@ func appendBody(buf []byte, rec *Record, seq uint64, prev []byte) []byte {
 	buf = appendField(buf, `,"reason":`, rec.Reason)
 	buf = appendField(buf, `,"sub":`, rec.Sub)
 	buf = appendField(buf, `,"session":`, rec.Session)
-	if len(rec.Sessions) > 0 {
-		buf = append(buf, `,"sessions":[`...)
-		for i, a := range rec.Sessions {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendString(buf, a)
-		}
-		buf = append(buf, ']')
-	}
-	if len(rec.Actor) > 0 {
-		buf = append(buf, `,"actor":[`...)
-		for i, a := range rec.Actor {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendString(buf, a)
-		}
-		buf = append(buf, ']')
-	}
+	buf = appendList(buf, `,"sessions":[`, rec.Sessions)
+	buf = appendList(buf, `,"actor":[`, rec.Actor)
 	buf = appendField(buf, `,"client":`, rec.Client)
 	buf = appendField(buf, `,"route":`, rec.Route)
 	buf = appendField(buf, `,"method":`, rec.Method)
@@ -95,6 +77,22 @@ func appendField(buf []byte, key, v string) []byte {
 	}
 	buf = append(buf, key...)
 	return appendString(buf, v)
+}
+
+// appendList appends key (which ends in '[') and vs as a JSON array of strings; nothing when
+// vs is empty, like appendField.
+func appendList(buf []byte, key string, vs []string) []byte {
+	if len(vs) == 0 {
+		return buf
+	}
+	buf = append(buf, key...)
+	for i, v := range vs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, v)
+	}
+	return append(buf, ']')
 }
 
 const hexDigits = "0123456789abcdef"

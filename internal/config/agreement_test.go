@@ -26,6 +26,27 @@ audit:
   path: audit.jsonl
 `
 
+// agreeFrontends is a valid frontends: file (web, then shop under /shop);
+// shopExtra and webExtra are appended to the entries. The shop entry's
+// public_url is at line 10 (without webExtra).
+func agreeFrontends(shopExtra, webExtra string) string {
+	return `audit: { sink: file, path: audit.jsonl }
+frontends:
+  - client: web
+    public_url: https://app.example.com
+    identity:
+      issuer: https://idp.example.com
+      client_id: web
+      client_secret: ${env:GH_TEST_CLIENT_SECRET}
+` + webExtra + `  - client: shop
+    public_url: https://app.example.com/shop
+    identity:
+      issuer: https://idp.example.com
+      client_id: shop
+      client_secret: ${env:GH_TEST_CLIENT_SECRET}
+` + shopExtra
+}
+
 func agreeRoute(upstream, credential string) string {
 	return "routes:\n  - name: a\n    path: /api/a/\n    upstream: " + upstream + "\n    credential: " + credential + "\n"
 }
@@ -43,16 +64,19 @@ func TestCheckAndServeAgree(t *testing.T) {
 		wantPos string // for the named fixes: check's error names this file:line
 	}
 	corpus := map[string]tc{
-		"valid":                              {src: agreeBase + agreeRoute("http://a.internal/v1/", "user_token")},
-		"valid, several routes":              {src: agreeBase + agreeRoute("http://a.internal/", "none") + "  - name: b\n    path: /api/b/\n    upstream: https://b.internal/\n    credential: { token_exchange: { audience: b } }\n"},
-		"header credential X-Access-Token":   {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Access-Token, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:10:"},
-		"header credential X-Forwarded-User": {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Forwarded-User, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:14:"},
-		"upstream path /a%2Fb/":              {src: agreeBase + agreeRoute("http://a.internal/a%2Fb/", "none"), wantPos: "g.yaml:10:"},
-		"upstream path /a/../b/":             {src: agreeBase + agreeRoute("http://a.internal/a/../b/", "none"), wantPos: "g.yaml:10:"},
-		"upstream path /a//b/":               {src: agreeBase + agreeRoute("http://a.internal/a//b/", "none"), wantPos: "g.yaml:10:"},
-		"upstream path /a;b/":                {src: agreeBase + agreeRoute("http://a.internal/a;b/", "none"), wantPos: "g.yaml:10:"},
-		"https without __Host-":              {src: agreeBase + "session:\n  cookie_name: sid\n", wantPos: "g.yaml:10:"},
-		"https with __Secure-":               {src: agreeBase + "session:\n  cookie_name: __Secure-sid\n", wantPos: "g.yaml:10:"},
+		"valid":                                   {src: agreeBase + agreeRoute("http://a.internal/v1/", "user_token")},
+		"valid, several routes":                   {src: agreeBase + agreeRoute("http://a.internal/", "none") + "  - name: b\n    path: /api/b/\n    upstream: https://b.internal/\n    credential: { token_exchange: { audience: b } }\n"},
+		"header credential X-Access-Token":        {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Access-Token, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:10:"},
+		"header credential X-Forwarded-User":      {src: agreeBase + "routes:\n  - name: a\n    path: /api/a/\n    upstream: http://a.internal/\n    credential:\n      header: { name: X-Forwarded-User, value: \"${env:GH_TEST_CLIENT_SECRET}\" }\n", wantPos: "g.yaml:14:"},
+		"upstream path /a%2Fb/":                   {src: agreeBase + agreeRoute("http://a.internal/a%2Fb/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a/../b/":                  {src: agreeBase + agreeRoute("http://a.internal/a/../b/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a//b/":                    {src: agreeBase + agreeRoute("http://a.internal/a//b/", "none"), wantPos: "g.yaml:10:"},
+		"upstream path /a;b/":                     {src: agreeBase + agreeRoute("http://a.internal/a;b/", "none"), wantPos: "g.yaml:10:"},
+		"https without __Host-":                   {src: agreeBase + "session:\n  cookie_name: sid\n", wantPos: "g.yaml:10:"},
+		"https with __Secure-":                    {src: agreeBase + "session:\n  cookie_name: __Secure-sid\n", wantPos: "g.yaml:10:"},
+		"frontends, valid":                        {src: agreeFrontends("", "")},
+		"frontends, path-bound without __Secure-": {src: agreeFrontends("    session: { cookie_name: sid }\n", ""), wantPos: "g.yaml:15:"},
+		"frontends, bad route in the first":       {src: agreeFrontends("", "    routes:\n      - { name: a, path: /api/a/, upstream: \"http://a.internal/a/../b/\", credential: none }\n"), wantPos: "g.yaml:10:"},
 	}
 	// Composites are compiled against the routes by internal/compose when
 	// the gateway builds; check must refuse what serve refuses, at the line.

@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"log/slog"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
@@ -30,7 +33,9 @@ type Config struct {
 	Listen string
 	// AdminListen is the admin listener's host:port. Default 127.0.0.1:9090.
 	AdminListen string
-	// PublicURL is the frontend's origin as browsers see it (scheme://host[:port], path "").
+	// PublicURL is the frontend's URL as browsers see it: scheme://host[:port]
+	// (the scheme's default port dropped) and, for a path-bound frontend, a
+	// path prefix without a trailing slash ("/shop"); Path is "" otherwise.
 	PublicURL *url.URL
 	// TrustedProxies may set X-Forwarded-*; empty means no one may.
 	TrustedProxies []netip.Prefix
@@ -40,6 +45,8 @@ type Config struct {
 	Session  Session
 	CSRF     CSRF
 	Routes   []Route
+	// RateLimits is the rate_limits section (defaults filled in).
+	RateLimits RateLimits
 	// Composites are checked against Routes when the gateway builds them.
 	Composites []Composite
 	// OAuth is nil when the oauth section is absent (no front door).
@@ -56,7 +63,17 @@ type Config struct {
 	// TLS, when set, makes the public listener serve HTTPS itself.
 	TLS *TLS
 
+	// Key is where a frontend's settings are in the file: "frontends[i]",
+	// or "" in the one-frontend form.
+	Key string
+
 	warnings []Problem
+	// frontends are the entries of the frontends: form (see Frontends);
+	// nil in the one-frontend form.
+	frontends []*Config
+	// clientNode and urlNode place a frontends[] entry's client and
+	// public_url, for problems found across entries.
+	clientNode, urlNode *yaml.Node
 }
 
 // TLS is the public listener's certificate and key (PEM files). Both files
@@ -389,21 +406,23 @@ func (c *Config) Secrets() []*secret.Value {
 			out = append(out, v)
 		}
 	}
-	add(c.Identity.ClientSecret)
-	add(c.Identity.PrivateKey)
 	add(c.Session.Redis.Password)
-	for _, k := range c.Session.CookieKeys {
-		add(k)
-	}
-	for _, r := range c.Routes {
-		if r.Credential.Header != nil {
-			add(r.Credential.Header.Value)
-		}
-	}
 	if c.Policy.PDP != nil {
 		add(c.Policy.PDP.Token)
 	}
 	add(c.Admin.Token)
+	for _, f := range c.Frontends() {
+		add(f.Identity.ClientSecret)
+		add(f.Identity.PrivateKey)
+		for _, k := range f.Session.CookieKeys {
+			add(k)
+		}
+		for _, r := range f.Routes {
+			if r.Credential.Header != nil {
+				add(r.Credential.Header.Value)
+			}
+		}
+	}
 	return out
 }
 
@@ -448,6 +467,41 @@ func (s *Session) CookieKeyRing() (*secret.KeyRing, error) {
 		return nil, fmt.Errorf("session.cookie_keys: %w", err)
 	}
 	return kr, nil
+}
+
+// Frontends lists every frontend of the process, each a complete Config:
+// its own per-frontend settings plus the shared process-wide ones. In the
+// top-level one-frontend form it is []*Config{c} (the Config itself); in the
+// frontends: form the root Config holds only the process-wide settings (its
+// per-frontend fields are zero) and the entries come back in file order.
+// Serving code iterates Frontends; process-wide code (listeners, store,
+// audit, admin) reads the root. The slice is the caller's.
+func (c *Config) Frontends() []*Config {
+	if len(c.frontends) == 0 {
+		return []*Config{c}
+	}
+	return slices.Clone(c.frontends)
+}
+
+// MultiFrontend reports whether the file uses the frontends: form.
+func (c *Config) MultiFrontend() bool { return len(c.frontends) > 0 }
+
+// PathPrefix is a path-bound frontend's prefix ("/shop"), or "" when the
+// frontend is served at the root of its host.
+func (c *Config) PathPrefix() string {
+	if c.PublicURL == nil {
+		return ""
+	}
+	return c.PublicURL.Path
+}
+
+// CookiePath is the Path attribute of the frontend's cookies: its prefix,
+// or "/".
+func (c *Config) CookiePath() string {
+	if p := c.PathPrefix(); p != "" {
+		return p
+	}
+	return "/"
 }
 
 // Origin returns public_url's origin, e.g. "https://app.example.com".

@@ -7,10 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/ratelimit"
 )
 
 func TestDesignExampleLoads(t *testing.T) {
@@ -404,5 +407,30 @@ func TestCookieKeyRing(t *testing.T) {
 	r2, _ := none.CookieKeyRing()
 	if _, err := r2.Open(r1.Seal([]byte("state"), nil), nil); err == nil {
 		t.Error("without cookie_keys each ring must be random")
+	}
+}
+
+func TestRateLimitsDecoded(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want ratelimit.Spec
+	}{
+		{"absent: ratelimit's default budget, the default cap", head + route0,
+			ratelimit.Spec{ConcurrentPerCaller: DefaultConcurrentPerCaller}},
+		{"all keys", head + route0 + "rate_limits:\n  default: { requests: 600, per: 1m, burst: 100 }\n  routes:\n    a: { requests: 60, per: 1m }\n  concurrent_per_caller: 8\n",
+			ratelimit.Spec{Default: ratelimit.Limit{Requests: 600, Per: time.Minute, Burst: 100},
+				Routes: map[string]ratelimit.Limit{"a": {Requests: 60, Per: time.Minute}}, ConcurrentPerCaller: 8}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseString(t, tc.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.RateLimits.Spec, tc.want) {
+				t.Fatalf("spec = %+v, want %+v", c.RateLimits.Spec, tc.want)
+			}
+		})
 	}
 }

@@ -22,12 +22,19 @@ import (
 
 // Defaults, as documented in docs/configuration.md.
 const (
-	DefaultClient              = "web"
-	DefaultListen              = "127.0.0.1:8080"
-	DefaultAdminListen         = "127.0.0.1:9090"
-	DefaultBoltPath            = "data/sessions.db" // relative to the config file
-	DefaultRedisKeyPrefix      = "gatehouse:"
-	DefaultCookieName          = "__Host-gatehouse"
+	DefaultClient         = "web"
+	DefaultListen         = "127.0.0.1:8080"
+	DefaultAdminListen    = "127.0.0.1:9090"
+	DefaultBoltPath       = "data/sessions.db" // relative to the config file
+	DefaultRedisKeyPrefix = "gatehouse:"
+	DefaultCookieName     = "__Host-gatehouse"
+	// DefaultPathCookiePrefix, then the client name, is the default cookie
+	// name of a path-bound frontend (public_url with a path), where __Host-
+	// is impossible: "__Secure-gatehouse-shop". The client name keeps it
+	// apart from a root frontend's cookie on the same host (which the
+	// browser also sends under the prefix), in development too, where the
+	// __Host-/__Secure- prefixes are dropped.
+	DefaultPathCookiePrefix    = "__Secure-gatehouse-"
 	DefaultIdleTimeout         = 30 * time.Minute
 	DefaultAbsoluteTimeout     = 12 * time.Hour
 	DefaultRefreshBeforeExpiry = 30 * time.Second
@@ -61,10 +68,39 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 	if top == nil {
 		return c
 	}
+	if top.has("frontends") {
+		d.frontendsForm(c, top)
+		return c
+	}
+	// The top-level one-frontend form: the file is exactly one frontend's
+	// entry merged with the process-wide keys.
+	sf := d.section(top, "session", "session", "session", "")
+	d.processWide(c, top, sf)
+	d.perFrontend(c, top, sf)
+	return c
+}
+
+// processWide decodes the keys shared by every frontend of the process;
+// sf is the top-level session section (only its store keys are read here).
+func (d *decoder) processWide(c *Config, top, sf *fields) {
+	d.listeners(c, top)
+	d.tls(c, top)
+	d.trustedProxies(c, top)
+	d.sessionStore(c, sf)
+	d.policy(c, top)
+	d.audit(c, top)
+	d.telemetry(c, top)
+	d.admin(c, top)
+	d.server(c, top)
+}
+
+// perFrontend decodes one frontend's keys from f (the top level in the
+// one-frontend form, a frontends[] entry otherwise); sf is its session section.
+func (d *decoder) perFrontend(c *Config, f, sf *fields) {
 	// Features not built yet are refused, never accepted and ignored.
 
 	c.Client = DefaultClient
-	if n := top.get(d, "client"); n != nil {
+	if n := f.get(d, "client"); n != nil {
 		if s, ok := d.nonEmpty(n, "client"); ok {
 			if !isName(s) {
 				d.errf(n, "client", "%s is not a valid name; use letters, digits, - and _ (e.g. web)", quote(s))
@@ -72,28 +108,20 @@ func (d *decoder) decodeRoot(root *yaml.Node) *Config {
 			c.Client = s
 		}
 	}
-	d.listeners(c, top)
-	d.publicURL(c, top)
-	d.tls(c, top)
-	d.trustedProxies(c, top)
-	d.frontend(c, top)
-	d.identity(c, top)
-	d.session(c, top)
-	d.csrf(c, top)
-	d.routes(c, top)
-	d.composites(c, top) // checked against the routes by internal/compose at build
-	d.agents(c, top)
+	d.publicURL(c, f)
+	d.frontend(c, f)
+	d.identity(c, f)
+	d.sessionCookie(c, sf)
+	d.csrf(c, f)
+	d.routes(c, f)
+	d.rateLimits(c, f) // after routes: limits name routes
+	d.composites(c, f) // checked against the routes by internal/compose at build
+	d.agents(c, f)
 	if c.Agents != nil && !d.allowAgents {
-		d.errf(top.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
+		d.errf(f.keyNode("agents"), "agents", "not supported yet: agent delegation is not wired into the request path of this version of Gatehouse; remove the agents section")
 	}
-	d.oauth(c, top)
-	d.policy(c, top)
-	d.audit(c, top)
-	d.telemetry(c, top)
-	d.admin(c, top)
-	d.securityHeaders(c, top)
-	d.server(c, top)
-	return c
+	d.oauth(c, f)
+	d.securityHeaders(c, f)
 }
 
 // section returns the checked mapping under key, reporting it when it is
@@ -144,12 +172,35 @@ func (d *decoder) publicURL(c *Config, top *fields) {
 	if !ok {
 		return
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery {
-		d.errf(n, "public_url", "must be an origin (scheme://host[:port]) without a path or query; Gatehouse serves its frontend at the root")
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		d.errf(n, "public_url", "must be scheme://host[:port] or scheme://host[:port]/prefix, without a query or fragment")
 		return
 	}
-	u.Path, u.RawPath = "", ""
+	// A path makes the frontend path-bound: its /bff/*, routes and cookie
+	// live under the prefix (docs/frontends.md).
+	prefix := strings.TrimSuffix(u.Path, "/")
+	if prefix != "" {
+		msg := checkRoutePath(prefix)
+		if msg == "" && strings.TrimLeft(prefix, "/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") != "" {
+			// Only unreserved characters: then the prefix is the same in
+			// the decoded and the escaped path, and binding by it is exact.
+			msg = "may contain only letters, digits, / and - . _ ~"
+		}
+		if msg != "" {
+			d.errf(n, "public_url", "the path %s %s", quote(prefix), strings.Replace(msg, "is under /bff, which Gatehouse reserves for its own endpoints", "is under /bff, which Gatehouse reserves", 1))
+			return
+		}
+	}
+	u.Path, u.RawPath = prefix, ""
 	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	// The scheme's default port is what browsers omit from Host; dropping it
+	// here lets frontends be compared and bound by host and port alike.
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		u.Host = u.Hostname()
+		if strings.Contains(u.Host, ":") {
+			u.Host = "[" + u.Host + "]"
+		}
+	}
 	if u.Scheme == "http" {
 		if !isLoopbackHost(u.Hostname()) {
 			d.errf(n, "public_url", "plain http on %s would send the session cookie in clear; use https (plain http is allowed only on localhost or 127.0.0.1 for development)", u.Hostname())
@@ -378,15 +429,11 @@ func (d *decoder) privateKey(id *Identity, f *fields) {
 	}
 }
 
-func (d *decoder) session(c *Config, top *fields) {
+// sessionStore decodes the process-wide part of session (store, bolt, redis).
+func (d *decoder) sessionStore(c *Config, f *fields) {
 	s := &c.Session
 	s.Store = StoreBolt
 	s.Bolt.Path = d.path(DefaultBoltPath)
-	s.CookieName = DefaultCookieName
-	s.SameSite = http.SameSiteStrictMode
-	s.IdleTimeout, s.AbsoluteTimeout = DefaultIdleTimeout, DefaultAbsoluteTimeout
-	s.RefreshBeforeExpiry = DefaultRefreshBeforeExpiry
-	f := d.section(top, "session", "session", "session", "")
 	if n := f.get(d, "store"); n != nil {
 		if v, ok := d.enum(n, "session.store", string(StoreMemory), string(StoreBolt), string(StoreRedis)); ok {
 			s.Store = StoreKind(v)
@@ -412,6 +459,21 @@ func (d *decoder) session(c *Config, top *fields) {
 		pos := f.keyNode("store")
 		d.errf(pos, "session.redis", "session.store is redis but session.redis is missing; add session.redis.url (or addrs)")
 	}
+}
+
+// sessionCookie decodes the per-frontend part of session: the cookie,
+// timeouts and login-state cookie keys.
+func (d *decoder) sessionCookie(c *Config, f *fields) {
+	s := &c.Session
+	s.CookieName = DefaultCookieName
+	if c.PathPrefix() != "" {
+		// A path-bound frontend's cookie has Path=<prefix>, which the
+		// __Host- prefix forbids (RFC 6265bis §4.1.3.2).
+		s.CookieName = DefaultPathCookiePrefix + c.Client
+	}
+	s.SameSite = http.SameSiteStrictMode
+	s.IdleTimeout, s.AbsoluteTimeout = DefaultIdleTimeout, DefaultAbsoluteTimeout
+	s.RefreshBeforeExpiry = DefaultRefreshBeforeExpiry
 	if n := f.get(d, "cookie_name"); n != nil {
 		if v, ok := d.nonEmpty(n, "session.cookie_name"); ok {
 			if !isToken(v) {
@@ -473,8 +535,15 @@ func (d *decoder) session(c *Config, top *fields) {
 	if c.PublicURL != nil {
 		prefixed := stripCookiePrefix(s.CookieName) != s.CookieName
 		switch {
+		case c.PathPrefix() != "" && strings.HasPrefix(strings.ToLower(s.CookieName), "__host-"):
+			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "%s is impossible for a path-bound frontend: public_url has the path %s, so the cookie has Path=%s, and browsers drop __Host- cookies whose Path is not /; use the __Secure- prefix (the default here is %s)", quote(s.CookieName), c.PathPrefix(), c.PathPrefix(), DefaultPathCookiePrefix+c.Client)
 		case c.Development() && prefixed:
 			d.warnf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "public_url is plain http, so the cookie is named %s (browsers refuse the %s prefix without https); development only", stripCookiePrefix(s.CookieName), strings.TrimSuffix(s.CookieName, stripCookiePrefix(s.CookieName)))
+		case c.PathPrefix() != "" && !c.Development() && !strings.HasPrefix(s.CookieName, "__Secure-"):
+			// Path-bound: __Host- is impossible (see above); __Secure- is the
+			// best available, and the OIDC client requires it.
+			d.errf(firstNode(f.keyNode("cookie_name"), d.publicURLNode), "session.cookie_name", "a path-bound frontend on https needs a cookie named __Secure-… (__Host- is impossible with Path=%s); use __Secure-%s", c.PathPrefix(), stripCookiePrefix(s.CookieName))
+		case c.PathPrefix() != "":
 		case !c.Development() && !strings.HasPrefix(s.CookieName, "__Host-"):
 			// Refused, not warned: the OIDC client refuses it too, and a
 			// config `check` accepts must start (issue 9).
@@ -681,7 +750,7 @@ func (d *decoder) route(f *fields, key string) (Route, bool) {
 	start := len(d.problems)
 	r := Route{
 		Pos:          Pos{File: d.file, Line: f.node.Line, Column: f.node.Column},
-		Key:          key,
+		Key:          d.prefix + key,
 		StripPrefix:  true,
 		Timeout:      DefaultRouteTimeout,
 		MaxBody:      DefaultMaxBody,
@@ -1116,7 +1185,7 @@ func (d *decoder) admin(c *Config, top *fields) {
 // error inside it at its real file line: for a block scalar (| or >) each
 // line of its content is found in the file after the key's line.
 func (d *decoder) expr(n *yaml.Node, src, key string) Expr {
-	e := Expr{Source: src, Pos: Pos{File: d.file, Line: n.Line, Column: n.Column}, Key: key}
+	e := Expr{Source: src, Pos: Pos{File: d.file, Line: n.Line, Column: n.Column}, Key: d.prefix + key}
 	col := n.Column
 	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
 		col++

@@ -82,6 +82,9 @@ type decoder struct {
 	tooDeep   bool
 	// publicURLNode is where public_url is written, for warnings derived from it.
 	publicURLNode *yaml.Node
+	// prefix is prepended to every problem's key while a frontends[] entry
+	// is decoded ("frontends[1].").
+	prefix string
 	// allowAgents accepts a valid agents section (agentsWired; tests of the
 	// section's decoding set it).
 	allowAgents bool
@@ -131,7 +134,7 @@ func (d *decoder) parseYAML(data []byte) (n *yaml.Node, ok bool) {
 		return nil, false
 	default:
 		d.problems = append(d.problems, Problem{File: d.file, Line: max(extra.Line, 1), Column: max(extra.Column, 1),
-			Message: "a second YAML document (after ---) is not allowed; one file configures one frontend"})
+			Message: "a second YAML document (after ---) is not allowed; one file configures one process (list several frontends under frontends:)"})
 		return nil, false
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
@@ -244,7 +247,10 @@ func scrubText(msg string, vals []string) string {
 }
 
 func (d *decoder) at(n *yaml.Node, key, format string, args ...any) Problem {
-	p := Problem{File: d.file, Line: 1, Column: 1, Key: key, Message: fmt.Sprintf(format, args...)}
+	if d.prefix != "" {
+		key = d.prefix + key
+	}
+	p := Problem{File: d.file, Line: 1, Column: 1, Key: strings.TrimSuffix(key, "."), Message: fmt.Sprintf(format, args...)}
 	if n != nil && n.Line > 0 {
 		p.Line, p.Column = n.Line, n.Column
 	}
@@ -323,7 +329,7 @@ func (d *decoder) mapping(n *yaml.Node, pos *yaml.Node, path, section string) *f
 	}
 	f := &fields{node: n, pos: pos, path: path, m: map[string]entry{}}
 	explicit, merged := d.pairs(n, path, 0)
-	known := schema[section]
+	known := knownKeys(section)
 	for _, e := range explicit {
 		name := e.key.Value
 		f.names = append(f.names, name)

@@ -26,6 +26,9 @@ type Problem struct {
 	Column  int
 	Key     string // key path such as routes[1].timeout; empty for file-level problems
 	Message string
+	// Frontend is the client name of the frontends[] entry the problem is
+	// in; empty for process-wide keys and in the one-frontend form.
+	Frontend string
 }
 
 // Problem returns a Problem at p. Later build stages use it to report errors

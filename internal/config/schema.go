@@ -9,8 +9,8 @@ import (
 // schema lists the keys each mapping accepts, by section. It is read-only.
 var schema = map[string][]string{
 	"": {"client", "listen", "admin_listen", "public_url", "trusted_proxies", "frontend", "identity",
-		"session", "csrf", "routes", "composites", "agents", "oauth", "policy", "audit", "telemetry", "admin",
-		"security_headers", "server", "tls"},
+		"session", "csrf", "routes", "composites", "agents", "oauth", "rate_limits", "policy", "audit", "telemetry", "admin",
+		"security_headers", "server", "tls", "frontends"},
 	"tls":      {"cert_file", "key_file"},
 	"frontend": {"static_dir", "upstream"},
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
@@ -28,6 +28,8 @@ var schema = map[string][]string{
 	"credential.token_exchange":     {"audience", "scope", "resource"},
 	"credential.client_credentials": {"scope", "audience"},
 	"credential.header":             {"name", "value"},
+	"rate_limits":                   {"default", "routes", "concurrent_per_caller"},
+	"rate_limits.limit":             {"requests", "per", "burst"},
 	"oauth":                         {"clients"},
 	"oauth.clients[]":               {"client_id", "kind", "redirect_uris", "routes", "dpop"},
 	"agents":                        {"max_ttl", "default_ttl", "delegable_routes", "max_tokens_per_session", "rate_limit"},
@@ -43,6 +45,26 @@ var schema = map[string][]string{
 	"server":                {"shutdown_timeout", "drain_delay", "body_read_timeout", "max_connections", "ready_requires_idp"},
 }
 
+// processKeys are the top-level keys shared by every frontend of the
+// process. Every other top-level key (but frontends) is per frontend: in the
+// frontends: form it goes into each entry. A new top-level key is per
+// frontend unless listed here.
+var processKeys = []string{"listen", "admin_listen", "tls", "trusted_proxies", "policy", "audit", "telemetry", "admin", "server"}
+
+// sessionProcessKeys are the keys of session shared by every frontend (the
+// store); the others (cookie, timeouts, cookie keys) are per frontend.
+var sessionProcessKeys = []string{"store", "bolt", "redis"}
+
+// knownKeys returns the keys a schema section accepts. A frontends[] entry
+// accepts the top-level keys (the process-wide ones are then reported with
+// a clear message rather than as unknown).
+func knownKeys(section string) []string {
+	if section == "frontends[]" {
+		return slices.DeleteFunc(slices.Clone(schema[""]), func(k string) bool { return k == "frontends" })
+	}
+	return schema[section]
+}
+
 var credentialKinds = []string{"user_token", "token_exchange", "client_credentials", "header", "none"}
 
 // secretKeys are the keys whose values are secrets (resolved from references).
@@ -54,6 +76,8 @@ func sectionPath(section string) string {
 	switch {
 	case section == "":
 		return "the top level"
+	case section == "frontends[]":
+		return "frontends[]"
 	case strings.HasPrefix(section, "credential"):
 		return "routes[]." + section
 	case section == "composites[].calls.*":
@@ -65,7 +89,7 @@ func sectionPath(section string) string {
 // unknownKeyMessage explains an unknown key: the closest key of the same
 // mapping, else the section where the key does exist, else the known keys.
 func unknownKeyMessage(name, section string) string {
-	known := schema[section]
+	known := knownKeys(section)
 	what := "unknown key"
 	if section == "credential" {
 		what = "unknown credential kind"

@@ -265,37 +265,70 @@ func refuseAgent(w http.ResponseWriter) {
 	apierror.Write(w, http.StatusForbidden, "agent_forbidden", "agent tokens are accepted only on the API routes of their grant, never on /bff/* or the frontend")
 }
 
-// buildAgents builds the broker when the agents section is present: its
-// grant store, the mint guard and policy, the per-token rate limit.
-func (g *Gateway) buildAgents(authz map[string]*policy.Authorizer) error {
-	cfg := g.cfg
+// buildAgents builds the frontend's broker when its agents section is
+// present: over the process's one grant store (opened on first use, kept
+// across reloads), with the frontend's session Manager — so a grant is only
+// ever honoured for a session of this frontend —, the mint guard and policy,
+// the per-token rate limit.
+func (fe *frontend) buildAgents(g *Gateway, authz map[string]*policy.Authorizer) error {
+	cfg := fe.cfg
 	if cfg.Agents == nil {
 		return nil
 	}
-	grants, err := openGrantStore(cfg, g.opts)
+	grants, err := g.grantStore()
 	if err != nil {
 		return err
 	}
-	g.closers = append(g.closers, grants.Close)
 	b, err := agent.New(agent.Options{
-		Store: grants, Sessions: g.sessions, Delegable: delegable(cfg),
+		Store: grants, Sessions: fe.sessions, Delegable: delegable(cfg),
 		MaxTTL: cfg.Agents.MaxTTL, DefaultTTL: cfg.Agents.DefaultTTL, MaxPerSession: cfg.Agents.MaxTokensPerSession,
-		Audit: g.audit, Client: cfg.Client, Now: g.opts.Now, Logger: g.log.With("component", "agents"),
+		Audit: g.audit, Client: cfg.Client, Now: g.opts.Now, Logger: g.log.With("component", "agents", "client", cfg.Client),
 	})
 	if err != nil {
 		return err
 	}
-	g.closers = append(g.closers, func() error { b.Close(); return nil })
-	csrf, err := proxy.NewCSRFGuard(cfg.PublicURL, proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins})
+	fe.closers = append(fe.closers, func() error { b.Close(); return nil })
+	origin := *cfg.PublicURL // the CSRF guard checks origins: no path-bound prefix
+	origin.Path, origin.RawPath = "", ""
+	csrf, err := proxy.NewCSRFGuard(&origin, proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins})
 	if err != nil {
 		return fmt.Errorf("csrf: %w", err)
 	}
-	g.agentLimit, err = newAgentLimit(cfg, grants, g.opts.Now)
+	fe.agentLimit, err = newAgentLimit(cfg, grants, g.opts.Now)
 	if err != nil {
 		return err
 	}
-	g.agents = b
-	g.agentBrowser = browserSession(csrf, cfg.EffectiveCookieName(), g.sessions)
-	g.agentMint = compositeMint(cfg, mintPolicy(cfg.Client, cfg.Routes, authz))
+	fe.agents = b
+	fe.agentBrowser = browserSession(csrf, cfg.EffectiveCookieName(), fe.sessions)
+	fe.agentMint = compositeMint(cfg, mintPolicy(cfg.Client, cfg.Routes, authz))
 	return nil
+}
+
+// grantStore opens the agent grants' store once per process (the session
+// store's kind, in a namespace of its own); every frontend's broker shares it.
+func (g *Gateway) grantStore() (session.Store, error) {
+	g.grantsMu.Lock()
+	defer g.grantsMu.Unlock()
+	if g.grants == nil {
+		grants, err := openGrantStore(g.cfg, g.opts)
+		if err != nil {
+			return nil, err
+		}
+		g.grants = grants
+		g.closers = append(g.closers, grants.Close)
+	}
+	return g.grants, nil
+}
+
+// agentsAdmin is the admin API's view of the generation's brokers. Grants
+// live in the one grant store, so any broker lists a subject's grants (of
+// every frontend) and revokes one by id.
+type agentsAdmin struct{ b *agent.Broker }
+
+func (a agentsAdmin) ListBySubject(ctx context.Context, sub string) ([]agent.Grant, error) {
+	return a.b.ListBySubject(ctx, sub)
+}
+
+func (a agentsAdmin) RevokeByID(ctx context.Context, id string) (agent.Grant, error) {
+	return a.b.RevokeByID(ctx, id)
 }

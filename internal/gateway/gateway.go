@@ -14,21 +14,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/admin"
-	"github.com/gatehouse-dev/gatehouse/internal/agent"
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
-	"github.com/gatehouse-dev/gatehouse/internal/compose"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
-	"github.com/gatehouse-dev/gatehouse/internal/oauthserver"
-	"github.com/gatehouse-dev/gatehouse/internal/oidc"
 	"github.com/gatehouse-dev/gatehouse/internal/pipeline"
-	"github.com/gatehouse-dev/gatehouse/internal/policy"
-	"github.com/gatehouse-dev/gatehouse/internal/proxy"
-	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/session"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
@@ -48,33 +40,42 @@ type Options struct {
 	SecretPollInterval time.Duration
 	// Stdout receives the stdout audit sink. Default os.Stdout.
 	Stdout interface{ Write([]byte) (int, error) }
+	// ConfigPollInterval is how often the configuration file is checked for
+	// a change (a new file renamed over it included). Default 2s; negative
+	// disables the polling (SIGHUP still reloads, see Reload).
+	ConfigPollInterval time.Duration
 }
 
-// Gateway is a built Gatehouse.
+// Gateway is a built Gatehouse: the process-wide parts (listeners, session
+// store, audit log, telemetry) and the current generation, everything built
+// from one configuration file (every frontend's request path and the admin
+// API). A reload builds a new generation and swaps it in atomically; the
+// old one finishes its in-flight requests and is closed (reload.go).
 type Gateway struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	opts     Options
-	sessions *session.Manager
-	audit    *audit.Logger
-	idp      *lazyIdP
-	proxy    *proxy.Proxy
-	oauth    *oauthserver.Server // nil without an oauth section
-	metrics  *telemetry.Metrics
-	tracing  *telemetry.Tracing
-	server   *server.Server
-	// comps serves the composites (nil when there are none).
-	comps   *composites
+	cfg     *config.Config // the configuration the process was started with (process-wide keys)
+	log     *slog.Logger
+	opts    Options
+	store   session.Store // shared by every frontend and generation; closed last
+	audit   *audit.Logger
+	metrics *telemetry.Metrics
+	tracing *telemetry.Tracing
+	server  *server.Server
 	public  http.Handler
 	admin   http.Handler
+	unbound http.Handler // requests that bind to no frontend
 	closers []func() error
 
-	// agents is nil without an agents section; agentLimit is nil without
-	// agents.rate_limit.
-	agents       *agent.Broker
-	agentLimit   *agentLimit
-	agentMint    agent.PolicyFunc
-	agentBrowser agent.BrowserSession
+	gen    atomic.Pointer[generation]
+	reload reloadState
+	// generations numbers the frontends built, so that each one's own
+	// metrics collectors (rate-limit counters) never collide with those of
+	// the generation a reload is replacing.
+	generations atomic.Int64
+
+	// grants is the agent grants' store, opened on first use (grantStore)
+	// and kept for the process, like store.
+	grantsMu sync.Mutex
+	grants   session.Store
 }
 
 // New builds a Gateway. It reports every build problem it finds (policy
@@ -90,10 +91,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	if opts.SecretPollInterval == 0 {
 		opts.SecretPollInterval = time.Second
 	}
+	if opts.ConfigPollInterval == 0 {
+		opts.ConfigPollInterval = 2 * time.Second
+	}
 	g := &Gateway{cfg: cfg, log: opts.Logger, opts: opts, metrics: telemetry.NewMetrics()}
 	defer func() {
 		if err != nil {
 			// Release what was opened before the failure (audit file, store lock).
+			if gen := g.gen.Load(); gen != nil {
+				_ = gen.close()
+			}
 			_ = g.close()
 		}
 	}()
@@ -110,95 +117,32 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	}
 	g.closers = append(g.closers, func() error { return g.tracing.Shutdown(context.Background()) })
 
-	pdpClient := &http.Client{Transport: g.tracing.Transport(http.DefaultTransport)}
-	authz, err := BuildPolicies(cfg, opts.Now, pdpClient)
-	if err != nil {
-		return nil, err
-	}
-	set, err := BuildComposites(cfg)
-	if err != nil {
-		return nil, err
-	}
-
 	if g.audit, err = openAudit(ctx, cfg, opts); err != nil {
 		return nil, err
 	}
 	g.closers = append(g.closers, g.audit.Close)
 
-	store, err := openStore(cfg, opts)
+	if g.store, err = openStore(cfg, opts); err != nil {
+		return nil, err
+	}
+	g.closers = append(g.closers, g.store.Close)
+	g.reload.init(g.metrics)
+
+	gen, err := g.build(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	g.sessions = session.NewManager(store, session.Options{
-		IdleTimeout:     cfg.Session.IdleTimeout,
-		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
-		Now:             opts.Now,
-		Logger:          g.log.With("component", "session"),
-	})
-	g.closers = append(g.closers, g.sessions.Close)
+	gen.hash = hashFile(cfg.File)
+	g.gen.Store(gen)
+	g.reload.loaded(gen.hash, opts.Now())
 
-	keys, err := cfg.Session.CookieKeyRing()
-	if err != nil {
-		return nil, fmt.Errorf("session.cookie_keys: %w", err)
-	}
-	// Rotated cookie-key files take effect at once: the ring the OIDC client
-	// holds is rebuilt in place from the current values.
-	for _, v := range cfg.Session.CookieKeys {
-		v.OnChange(func() {
-			cur := make([]secret.Secret, 0, len(cfg.Session.CookieKeys))
-			for _, k := range cfg.Session.CookieKeys {
-				cur = append(cur, k.Get())
-			}
-			if err := keys.Replace(cur...); err != nil {
-				g.log.Error("session.cookie_keys rotation refused; the previous keys stay in force", "err", err)
-			}
-		})
-	}
-	if cfg.RandomCookieKeys() {
-		g.log.Warn("session.cookie_keys is not set: the login-state cookie key is random per process, so a login started on one instance cannot finish on another; set cookie_keys when running several instances")
-	}
-	idpClient := opts.IdPClient
-	if idpClient == nil {
-		idpClient = &http.Client{Timeout: 10 * time.Second, Transport: g.tracing.Transport(http.DefaultTransport)}
-	}
-	evAudit := &eventAuditor{log: g.audit, client: cfg.Client, metrics: g.metrics}
-	oo := g.oidcOptions(keys, idpClient, evAudit)
-	// Refused now, not retried in the background for ever (issue 9).
-	if err := oidc.ValidateOptions(oo); err != nil {
-		return nil, err
-	}
-	g.idp = newLazyIdP(oo, g.log.With("component", "oidc"))
-
-	if err := g.buildAgents(authz); err != nil {
-		return nil, err
-	}
-	if g.oauth, err = g.buildOAuth(); err != nil {
-		return nil, err
-	}
-	if g.oauth != nil {
-		g.idp.opts.Handoff = g.oauth // discovery (connect) runs later, in Run
-	}
-
-	if g.proxy, err = g.buildProxy(authz, set); err != nil {
-		return nil, err
-	}
-	g.closers = append(g.closers, func() error { g.proxy.Close(); return nil })
-	// Every per-session cache is dropped here, whatever ended the session
-	// (logout, back-channel, revocation, refused refresh, expiry, another
-	// instance).
-	g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.proxy.ForgetSession(e.ID) })
-	if g.agents != nil {
-		// Grants die with their session anyway (every agent request loads
-		// it); this frees them and audits their end.
-		g.sessions.OnEnd(func(_ context.Context, e session.SessionEnd) { g.agents.SessionEnded(e.ID, string(e.Cause), e.Remote) })
-	}
-
-	g.public = g.publicHandler()
-	g.admin = g.adminHandler()
 	tlsConf, err := publicTLS(cfg, g.log)
 	if err != nil {
 		return nil, err
 	}
+	g.unbound = unboundHandler()
+	g.public = g.tracing.Handler(http.HandlerFunc(g.servePublic), "gatehouse", cfg.TrustedProxies)
+	g.admin = http.HandlerFunc(g.serveAdmin)
 	g.server, err = server.New(server.Options{
 		PublicAddr: cfg.Listen, AdminAddr: cfg.AdminListen,
 		Public: g.public, Admin: g.admin, Logger: g.log,
@@ -213,317 +157,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Gateway, err
 	return g, nil
 }
 
-// oidcOptions maps the configuration onto the OIDC client's options.
-func (g *Gateway) oidcOptions(keys *secret.KeyRing, idpClient *http.Client, evAudit oidc.Auditor) oidc.Options {
-	cfg := g.cfg
-	return oidc.Options{
-		Issuer:                cfg.Identity.Issuer,
-		ClientID:              cfg.Identity.ClientID,
-		ClientSecret:          cfg.Identity.ClientSecret,
-		ClientAuth:            string(cfg.Identity.ClientAuth),
-		PrivateKey:            cfg.Identity.PrivateKey,
-		PrivateKeyID:          cfg.Identity.PrivateKeyID,
-		ClientIP:              proxy.ClientIPFunc(cfg.TrustedProxies),
-		Scopes:                cfg.Identity.Scopes,
-		PAR:                   string(cfg.Identity.PushedAuthorizationRequests),
-		PublicURL:             strings.TrimSuffix(cfg.PublicURL.String(), "/"),
-		PostLogoutRedirectURL: urlString(cfg.Identity.PostLogoutRedirect),
-		CookieName:            cfg.EffectiveCookieName(),
-		CookieSameSite:        cfg.Session.SameSite,
-		CookieKeys:            keys,
-		Sessions:              g.sessions,
-		HTTPClient:            idpClient,
-		Clock:                 g.opts.Now,
-		RefreshBeforeExpiry:   cfg.Session.RefreshBeforeExpiry,
-		CSRFHeader:            cfg.CSRF.Header,
-		Logger:                g.log.With("component", "oidc"),
-		Auditor:               evAudit,
-	}
-}
-
-// buildProxy builds the route table and the proxy. Route problems come back
-// at the route's file:line.
-func (g *Gateway) buildProxy(authz map[string]*policy.Authorizer, set *compose.Set) (*proxy.Proxy, error) {
-	cfg, opts := g.cfg, g.opts
-	aud := &auditor{log: g.audit, client: cfg.Client, metrics: g.metrics, now: opts.Now}
-	var endpoints proxy.Endpoints
-	if set != nil {
-		g.comps = &composites{set: set, proxy: func() *proxy.Proxy { return g.proxy }, audit: aud}
-		endpoints = g.comps
-	}
-	specs := make([]proxy.RouteSpec, 0, len(cfg.Routes))
-	for i := range cfg.Routes {
-		specs = append(specs, g.routeSpec(&cfg.Routes[i], authz[cfg.Routes[i].Name]))
-	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	var wrap func(http.RoundTripper) http.RoundTripper
-	if g.tracing != nil {
-		wrap = g.tracing.Transport
-	}
-	p, err := proxy.New(specs, proxy.Options{
-		PublicURL:      cfg.PublicURL,
-		CSRF:           proxy.CSRFOptions{Header: cfg.CSRF.Header, AllowedOrigins: cfg.CSRF.AllowedOrigins},
-		TrustedProxies: cfg.TrustedProxies,
-		Stages:         g.stages(),
-		UserTokens:     &userTokens{idp: g.idp},
-		Exchanger:      &exchanger{idp: g.idp, issuer: cfg.Origin(), now: opts.Now},
-		Auditor:        aud,
-		Counter:        g.metrics,
-		Endpoints:      endpoints,
-		Transport:      transport,
-		WrapTransport:  wrap,
-		Logger:         g.log.With("component", "proxy"),
-		Now:            opts.Now,
-		// The session cookie and the OIDC client's login-state cookie
-		// (oidc names it CookieName+"-login").
-		ProtectedCookies: []string{cfg.EffectiveCookieName(), cfg.EffectiveCookieName() + "-login"},
-	})
-	if err != nil {
-		return nil, routeProblems(cfg, err)
-	}
-	return p, nil
-}
-
-// routeProblems turns the proxy's route errors into config problems at
-// each route's position; other errors pass through.
-func routeProblems(cfg *config.Config, err error) error {
-	var probs []config.Problem
-	var rest []error
-	for _, e := range flatten(err) {
-		var re *proxy.RouteError
-		if errors.As(e, &re) && re.Index >= 0 && re.Index < len(cfg.Routes) {
-			r := cfg.Routes[re.Index]
-			probs = append(probs, r.Pos.Problem(r.Key, re.Err.Error()))
-			continue
-		}
-		rest = append(rest, e)
-	}
-	if len(rest) > 0 {
-		return fmt.Errorf("build routes: %w", errors.Join(append(rest, (&config.Errors{Problems: probs}).ErrOrNil())...))
-	}
-	return (&config.Errors{Problems: probs}).ErrOrNil()
-}
-
-// flatten lists the errors an errors.Join holds.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-// Check builds what New builds that needs no listener, store, audit file or
-// network — policies, the OIDC client's options, the cookie keys, the route
-// table — with the same constructors New calls, and returns what New would
-// refuse (config problems at file:line). `gatehouse check` calls it, so check
-// and serve agree.
-func Check(cfg *config.Config) error {
-	g := &Gateway{cfg: cfg, log: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}, metrics: telemetry.NewMetrics()}
-	authz, err := BuildPolicies(cfg, nil, nil)
-	if err != nil {
-		return err
-	}
-	keys, err := cfg.Session.CookieKeyRing()
-	if err != nil {
-		return fmt.Errorf("session.cookie_keys: %w", err)
-	}
-	// No store is opened: the options only need a session manager named.
-	oo := g.oidcOptions(keys, nil, nil)
-	if err := oidc.ValidateOptions(oo); err != nil {
-		return err
-	}
-	if _, _, err := oauthRegistry(cfg); err != nil {
-		return err
-	}
-	if cfg.Agents != nil {
-		if _, err := newAgentLimit(cfg, nil, nil); err != nil {
-			return err
-		}
-	}
-	set, err := BuildComposites(cfg)
-	if err != nil {
-		return err
-	}
-	p, err := g.buildProxy(authz, set)
-	if err != nil {
-		return err
-	}
-	p.Close()
-	return nil
-}
-
-// registerGauges exposes the state of what the instance depends on. The checks
-// are the readiness checks (cached or cheap: a scrape must not hang).
-func (g *Gateway) registerGauges() {
-	up := func(check func(context.Context) error) func() float64 {
-		return func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			if check(ctx) != nil {
-				return 0
-			}
-			return 1
-		}
-	}
-	m := g.metrics
-	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.sessions.Ready))
-	m.Gauge("gatehouse_idp_up", "1 when the IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(g.idp.Ready))
-	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
-	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
-	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
-	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
-	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
-	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
-	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
-	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
-}
-
 // urlString is u as text, or "" when it is not set.
 func urlString(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
 	return u.String()
-}
-
-func (g *Gateway) routeSpec(r *config.Route, authz *policy.Authorizer) proxy.RouteSpec {
-	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
-	spec := proxy.RouteSpec{
-		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
-		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody, MaxIdleConns: r.MaxIdleConns,
-		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
-		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
-		Authorizer: &routeAuthorizer{client: g.cfg.Client, authz: authz, log: g.log.With("component", "policy"), now: g.opts.Now},
-	}
-	switch c := r.Credential; c.Kind {
-	case config.CredUserToken:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialUserToken}
-	case config.CredTokenExchange:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialTokenExchange,
-			Audience: c.TokenExchange.Audience, Scope: c.TokenExchange.Scope, Resource: c.TokenExchange.Resource}
-	case config.CredClientCredentials:
-		var scope, aud string
-		if c.ClientCredentials != nil {
-			scope, aud = c.ClientCredentials.Scope, c.ClientCredentials.Audience
-		}
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialClientCredentials, Source: clientCredentials(g.idp, scope, aud)}
-	case config.CredHeader:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialHeader, HeaderName: c.Header.Name, HeaderValue: c.Header.Value}
-	default:
-		spec.Credential = proxy.Credential{Kind: proxy.CredentialNone}
-	}
-	return spec
-}
-
-func (g *Gateway) publicHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/bff/", g.idp)
-	if g.oauth != nil {
-		g.oauth.Register(mux) // /bff/oauth/* and the two well-known documents
-	}
-	if g.agents != nil {
-		g.agents.Register(mux, g.agentBrowser, g.agentMint)
-	}
-	for _, pre := range g.proxy.Prefixes() {
-		mux.Handle(pre, g.proxy)
-	}
-	var front http.Handler
-	switch {
-	case g.cfg.Frontend.StaticDir != "":
-		front = staticFrontend(g.cfg.Frontend.StaticDir)
-	case g.cfg.Frontend.Upstream != nil:
-		front = upstreamFrontend(g.cfg.Frontend.Upstream)
-	default:
-		front = noFrontend()
-	}
-	mux.Handle("/", front)
-	// The proxy cleans paths itself and must see them raw: dispatch on the
-	// raw path's prefix before ServeMux would clean or redirect it.
-	underAPI := g.proxy.Owns
-	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw := r.URL.EscapedPath()
-		// An agent token reaches API routes only: never /bff/* (no minting,
-		// no /bff/user), the frontend or a path no route matches (403, not
-		// 404: what its grant does not name is refused).
-		if carriesAgentToken(r) {
-			if clean, err := proxy.CleanPath(raw); err != nil || g.proxy.RouteOf(clean) == "" {
-				refuseAgent(w)
-				return
-			}
-		}
-		// A path that only cleans to an API path (//api/x, /bff/../api/x) is
-		// the proxy's too: it answers with its own JSON verdict instead of
-		// ServeMux redirecting an XHR to the cleaned form.
-		if underAPI(raw) {
-			g.proxy.ServeHTTP(w, r)
-			return
-		}
-		if clean, err := proxy.CleanPath(raw); err == nil && clean != raw && underAPI(clean) {
-			g.proxy.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
-	h = server.SecurityHeaders(h, headerSet(g.cfg))
-	return g.tracing.Handler(h, "gatehouse", g.cfg.TrustedProxies)
-}
-
-func (g *Gateway) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	// The IdP only degrades the instance (existing sessions keep working) unless
-	// server.ready_requires_idp; audit_buffer reports saturation without pulling
-	// the instance (decisions are refused 503 meanwhile). g.server is built after
-	// this handler, hence the closure.
-	server.HealthHandlers(mux, []server.Check{
-		{Name: "session_store", Fn: g.sessions.Ready},
-		{Name: "identity_provider", Fn: g.idp.Ready, Degrades: !g.cfg.Server.ReadyRequiresIdP},
-		{Name: "audit", Fn: func(context.Context) error { return g.audit.Ready() }},
-		{Name: "audit_buffer", Fn: func(context.Context) error { return g.audit.SaturatedErr() }, Degrades: true},
-		{Name: "shutdown", Fn: func(ctx context.Context) error { return g.server.Ready(ctx) }},
-	})
-	mux.Handle("GET /metrics", g.metrics.Handler())
-	ao := admin.Options{
-		Token: g.cfg.Admin.Token, Sessions: revoker{g.sessions},
-		Audit: g.audit, Client: g.cfg.Client, Logger: g.log.With("component", "admin"),
-		ListenAddr: g.cfg.AdminListen,
-	}
-	if g.agents != nil { // never a typed nil in the interface
-		ao.Agents = g.agents
-	}
-	admin.Register(mux, ao)
-	return admin.CheckHost(mux, g.cfg.AdminListen)
-}
-
-// revoker ends sessions for the admin API with cause EndRevoked.
-type revoker struct{ m *session.Manager }
-
-func (r revoker) List(ctx context.Context, sub string) ([]session.Info, error) {
-	return r.m.List(ctx, sub)
-}
-
-func (r revoker) Revoke(ctx context.Context, id string) (bool, error) {
-	return r.m.Revoke(ctx, id)
-}
-
-func (r revoker) DeleteBySubject(ctx context.Context, sub string) (int, error) {
-	ids, err := r.m.EndBySubject(ctx, sub, session.EndRevoked)
-	return len(ids), err
-}
-
-// WaitIdP waits until the IdP is discovered (or ctx ends). Readiness does not
-// wait for it (an IdP outage degrades an instance; existing sessions work),
-// so a caller that must sign in at once — the demo — waits here.
-func (g *Gateway) WaitIdP(ctx context.Context) error {
-	for {
-		if err := g.idp.Ready(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the identity provider was not discovered: %w", ctx.Err())
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
 }
 
 // PublicHandler is the public listener's handler (tests drive it in-process).
@@ -538,36 +177,32 @@ func (g *Gateway) PublicAddr() string { return g.server.PublicAddr() }
 // AdminAddr is the bound admin address.
 func (g *Gateway) AdminAddr() string { return g.server.AdminAddr() }
 
-// Call runs the post-identify half of the pipeline (authorize, credential,
-// forward, audit) of route for an identified caller and returns the
-// upstream's response; refusals are *pipeline.Refusal errors. See
-// proxy.Proxy.Call.
-func (g *Gateway) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
-	return g.proxy.Call(ctx, caller, route, method, path, rawQuery, body)
-}
-
-// ExchangeCached reports whether this instance caches an exchanged token for
-// the session (tests: every session end must drop them).
-func (g *Gateway) ExchangeCached(sessionID string) bool { return g.proxy.ExchangeCached(sessionID) }
-
-// Sessions exposes the session manager (tests, demo).
-func (g *Gateway) Sessions() *session.Manager { return g.sessions }
+// Sessions exposes the first frontend's session manager in the current
+// generation (tests, demo).
+func (g *Gateway) Sessions() *session.Manager { return g.gen.Load().fronts[0].sessions }
 
 // Run serves until ctx ends, then drains in-flight requests and closes every
-// resource (audit log flushed and synced last).
+// resource (audit log flushed and synced last). While it runs, SIGHUP (see
+// Reload) or a change of the configuration file reloads the configuration.
 func (g *Gateway) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); g.idp.run(bg) }()
-	go func() {
-		defer wg.Done()
-		secret.Watch(bg, g.opts.SecretPollInterval, g.cfg.Secrets(), g.secretChanged)
-	}()
+	g.reload.mu.Lock()
+	g.reload.bg = bg
+	g.gen.Load().start(bg)
+	g.reload.mu.Unlock()
+	wg.Go(func() { g.watchConfig(bg) })
 	g.recordStart(ctx)
 	err := g.server.Run(ctx)
 	cancel()
 	wg.Wait()
+	g.reload.mu.Lock() // no reload may swap in a generation now
+	g.reload.stopped = true
+	g.reload.retiring.Wait()
+	if cerr := g.gen.Load().close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	g.reload.mu.Unlock()
 	if cerr := g.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -575,27 +210,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) recordStart(ctx context.Context) {
-	if err := g.audit.Log(ctx, audit.Record{Event: audit.EventConfigLoaded, Outcome: audit.OutcomeSuccess,
-		Client: g.cfg.Client, Reason: "start", Path: g.cfg.File}); err != nil {
-		g.log.Error("audit record not written", "event", "config_loaded", "err", err)
+	for _, fc := range g.gen.Load().cfg.Frontends() {
+		if err := g.audit.Log(ctx, audit.Record{Event: audit.EventConfigLoaded, Outcome: audit.OutcomeSuccess,
+			Client: fc.Client, Reason: "start", Path: g.cfg.File}); err != nil {
+			g.log.Error("audit record not written", "event", "config_loaded", "err", err)
+		}
 	}
 }
 
-// secretChanged audits a rotation. source names the reference, never the value.
-func (g *Gateway) secretChanged(source string, changed bool, err error) {
-	if err != nil {
-		g.log.Warn("secret file could not be re-read; the previous value stays in force", "source", source, "err", err)
-		return
-	}
-	g.log.Info("secret rotated", "source", source)
-	g.metrics.Event(string(audit.EventSecretRotated), string(audit.OutcomeSuccess))
-	if aerr := g.audit.Log(context.Background(), audit.Record{Event: audit.EventSecretRotated, Outcome: audit.OutcomeSuccess,
-		Client: g.cfg.Client, Reason: source}); aerr != nil {
-		g.log.Error("audit record not written", "event", "secret_rotated", "err", aerr)
-	}
-}
-
-// close releases resources in reverse order of creation.
+// close releases the process-wide resources in reverse order of creation.
 func (g *Gateway) close() error {
 	var err error
 	for _, c := range slices.Backward(g.closers) {
@@ -623,5 +246,82 @@ func StartFile(ctx context.Context, path string, opts Options) (*Gateway, <-chan
 	return g, done, nil
 }
 
-// PublicURL is the configured public_url's origin.
-func (g *Gateway) PublicURL() string { return g.cfg.Origin() }
+// PublicURL is the first frontend's public_url (its origin and prefix).
+func (g *Gateway) PublicURL() string {
+	fc := g.gen.Load().fronts[0].cfg
+	return fc.Origin() + fc.PathPrefix()
+}
+
+// Call runs the post-identify half of the pipeline (authorize, credential,
+// forward, audit) of route for an identified caller and returns the
+// upstream's response; refusals are *pipeline.Refusal errors. See
+// proxy.Proxy.Call. It uses the current configuration's first frontend
+// (the only one in the one-frontend form).
+func (g *Gateway) Call(ctx context.Context, caller *pipeline.Caller, route, method, path, rawQuery string, body io.Reader) (*http.Response, error) {
+	gen := g.acquire()
+	defer gen.release()
+	return gen.fronts[0].proxy.Call(ctx, caller, route, method, path, rawQuery, body)
+}
+
+// ExchangeCached reports whether this instance caches an exchanged token for
+// the session at any frontend (tests: every session end must drop them).
+func (g *Gateway) ExchangeCached(sessionID string) bool {
+	gen := g.acquire()
+	defer gen.release()
+	for _, fe := range gen.fronts {
+		if fe.proxy.ExchangeCached(sessionID) {
+			return true
+		}
+	}
+	return false
+}
+
+// registerGauges exposes the state of what the instance depends on. The checks
+// are the readiness checks (cached or cheap: a scrape must not hang); the IdP
+// gauge is 1 only when every frontend's IdP answers.
+func (g *Gateway) registerGauges() {
+	up := func(check func(context.Context) error) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if check(ctx) != nil {
+				return 0
+			}
+			return 1
+		}
+	}
+	idps := func(ctx context.Context) error {
+		gen := g.acquire()
+		defer gen.release()
+		return gen.idpsReady(ctx)
+	}
+	m := g.metrics
+	m.Gauge("gatehouse_store_up", "1 when the session store answers.", up(g.store.Ping))
+	m.Gauge("gatehouse_idp_up", "1 when every frontend's IdP is discovered and answers (0: logins and refreshes fail; sessions work).", up(idps))
+	m.Gauge("gatehouse_audit_up", "1 when the audit log accepts records.", up(func(context.Context) error { return g.audit.Ready() }))
+	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
+	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
+	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
+	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
+	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
+	m.Gauge("gatehouse_inflight_requests", "Public requests being handled.", func() float64 { return float64(g.server.Stats().InFlight) })
+}
+
+// WaitIdP waits until every frontend's IdP is discovered (the demo prints
+// its sign-in URL only then), or ctx ends.
+func (g *Gateway) WaitIdP(ctx context.Context) error {
+	for {
+		gen := g.acquire()
+		err := gen.idpsReady(ctx)
+		gen.release()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the identity provider was not discovered: %w", ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}

@@ -20,8 +20,8 @@ import (
 // store refuses a proof another instance has seen. Agent clients get their
 // grants from the agents broker (config refuses them without an agents
 // section).
-func (g *Gateway) buildOAuth() (*oauthserver.Server, error) {
-	cfg := g.cfg
+func (fe *frontend) buildOAuth(g *Gateway) (*oauthserver.Server, error) {
+	cfg := fe.cfg
 	if cfg.OAuth == nil {
 		return nil, nil
 	}
@@ -29,16 +29,16 @@ func (g *Gateway) buildOAuth() (*oauthserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := dpop.NewVerifier(dpop.Options{Replay: g.sessions, Now: g.opts.Now})
+	v, err := dpop.NewVerifier(dpop.Options{Replay: fe.sessions, Now: g.opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("oauth: %w", err)
 	}
-	o := oauthserver.Options{PublicURL: cfg.PublicURL, Registry: reg, Routes: routes, Sessions: g.sessions,
-		Login: g.idp, DPoP: v, Auditor: g.audit, Client: cfg.Client, Now: g.opts.Now, Logger: g.log.With("component", "oauth"),
-		BrowserSession: browserSessionOf(cfg.EffectiveCookieName(), g.sessions)}
-	if g.agents != nil {
-		o.Agents = &agentGrants{b: g.agents, delegable: delegable(cfg), maxTTL: cfg.Agents.MaxTTL, defaultTTL: cfg.Agents.DefaultTTL,
-			mint: g.agentMint, now: g.opts.Now}
+	o := oauthserver.Options{PublicURL: cfg.PublicURL, Registry: reg, Routes: routes, Sessions: fe.sessions,
+		Login: fe.idp, DPoP: v, Auditor: g.audit, Client: cfg.Client, Now: g.opts.Now, Logger: g.log.With("component", "oauth", "client", cfg.Client),
+		BrowserSession: browserSessionOf(cfg.EffectiveCookieName(), fe.sessions)}
+	if fe.agents != nil {
+		o.Agents = &agentGrants{b: fe.agents, delegable: delegable(cfg), maxTTL: cfg.Agents.MaxTTL, defaultTTL: cfg.Agents.DefaultTTL,
+			mint: fe.agentMint, now: g.opts.Now}
 	}
 	return oauthserver.New(o)
 }

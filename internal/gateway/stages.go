@@ -14,19 +14,19 @@ import (
 
 // stages is a frontend's request path, in order. This list is the one place
 // the order is written; each stage's behaviour lives where its comment says.
-func (g *Gateway) stages() []proxy.Stage {
+func (fe *frontend) stages() []proxy.Stage {
 	// identify: tried in order, the first identifier that recognises the
 	// request wins. The agent-token (Authorization: Bearer gha_...) and
 	// DPoP (Authorization: DPoP ...) identifiers join here, one line each.
-	cookies := &cookieIdentifier{name: g.cfg.EffectiveCookieName(), sessions: g.sessions} // below
+	cookies := &cookieIdentifier{name: fe.cfg.EffectiveCookieName(), sessions: fe.sessions} // below
 	identifiers := pipeline.Chain{cookies}
-	if g.agents != nil {
-		identifiers = append(identifiers, &agentIdentifier{broker: g.agents}) // Bearer gha_… (agents.go)
+	if fe.agents != nil {
+		identifiers = append(identifiers, &agentIdentifier{broker: fe.agents}) // Bearer gha_… (agents.go)
 	}
-	if g.oauth != nil {
+	if fe.oauth != nil {
 		identifiers = append(identifiers,
-			&nativeIdentifier{srv: g.oauth},                      // Authorization: DPoP ghn_... (internal/oauthserver, internal/dpop)
-			&challengeIdentifier{cookies: cookies, srv: g.oauth}, // last: no credential at all -> 401 with the RFC 9728 challenge
+			&nativeIdentifier{srv: fe.oauth},                      // Authorization: DPoP ghn_... (internal/oauthserver, internal/dpop)
+			&challengeIdentifier{cookies: cookies, srv: fe.oauth}, // last: no credential at all -> 401 with the RFC 9728 challenge
 		)
 	}
 	return []proxy.Stage{
@@ -34,14 +34,13 @@ func (g *Gateway) stages() []proxy.Stage {
 		proxy.CSRF(identifiers),     // cookie-borne requests only (internal/proxy/csrf.go)
 		proxy.Identify(identifiers), // the Caller and its session (identifiers above; internal/session)
 		proxy.Custom(agentScope{}),  // an agent stays inside its grant: route and method (agents.go)
-		proxy.Custom(g.agentLimit),  // agents.rate_limit per agent token (agents.go; no-op without it)
-		// limit: the per-caller rate limit joins here as proxy.Custom(...)
-		// (internal/ratelimit, keyed by pipeline.Caller.Key()).
-		proxy.Endpoint(),         // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
-		proxy.Authorize(),        // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
-		proxy.AttachCredential(), // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
-		proxy.Audit(),            // reserve the audit record: nothing is served unaudited (internal/audit)
-		proxy.Forward(),          // hygiene, forwarding, then the audit record is committed (internal/proxy)
+		proxy.Custom(fe.agentLimit), // agents.rate_limit per agent token (agents.go; no-op without it)
+		proxy.Custom(fe.limits),     // per-caller rate limit and concurrency cap; tracks the session's requests (gateway/limits.go, internal/ratelimit)
+		proxy.Endpoint(),            // composites are answered here; each call runs authorize..forward via Proxy.Call (gateway/composites.go, internal/compose)
+		proxy.Authorize(),           // the route's CEL + PDP policy (internal/policy via routeAuthorizer)
+		proxy.AttachCredential(),    // exactly the route's one credential (internal/proxy/credential.go, internal/oidc)
+		proxy.Audit(),               // reserve the audit record: nothing is served unaudited (internal/audit)
+		proxy.Forward(),             // hygiene, forwarding, then the audit record is committed (internal/proxy)
 	}
 }
 

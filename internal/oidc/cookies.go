@@ -71,7 +71,7 @@ func (h *Handler) setLoginCookie(w http.ResponseWriter, value string) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.loginCookie,
 		Value:    value,
-		Path:     "/",
+		Path:     h.cookiePath(),
 		MaxAge:   int(h.opts.LoginStateTTL / time.Second),
 		HttpOnly: true,
 		Secure:   h.secureCookies,
@@ -81,7 +81,7 @@ func (h *Handler) setLoginCookie(w http.ResponseWriter, value string) {
 }
 
 func (h *Handler) clearLoginCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: h.loginCookie, Value: "", Path: "/", MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: h.loginCookie, Value: "", Path: h.cookiePath(), MaxAge: -1,
 		HttpOnly: true, Secure: h.secureCookies, SameSite: http.SameSiteLaxMode})
 }
 
@@ -91,7 +91,7 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, value string, expires 
 	http.SetCookie(w, &http.Cookie{
 		Name:     h.opts.CookieName,
 		Value:    value,
-		Path:     "/",
+		Path:     h.cookiePath(),
 		Expires:  expires,
 		HttpOnly: true,
 		Secure:   h.secureCookies,
@@ -100,8 +100,17 @@ func (h *Handler) setSessionCookie(w http.ResponseWriter, value string, expires 
 }
 
 func (h *Handler) clearSessionCookie(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: h.opts.CookieName, Value: "", Path: "/", MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: h.opts.CookieName, Value: "", Path: h.cookiePath(), MaxAge: -1,
 		HttpOnly: true, Secure: h.secureCookies, SameSite: h.opts.CookieSameSite})
+}
+
+// cookiePath is the Path of Gatehouse's cookies: a path-bound frontend's
+// prefix, else "/".
+func (h *Handler) cookiePath() string {
+	if h.opts.PathPrefix != "" {
+		return h.opts.PathPrefix
+	}
+	return "/"
 }
 
 // randomString returns n random bytes, base64url-encoded.

@@ -560,13 +560,17 @@ func describeVerifyError(err error) string {
 func (h *Handler) returnURL(w http.ResponseWriter, r *http.Request, q url.Values) (string, bool) {
 	vs, ok := q["returnUrl"]
 	if !ok {
-		return "/", true
+		return h.opts.PathPrefix + "/", true
 	}
 	if len(vs) != 1 {
 		h.fail(w, r, http.StatusBadRequest, "invalid_return_url", "give returnUrl once")
 		return "", false
 	}
 	ret, err := ValidateReturnURL(vs[0])
+	if p := h.opts.PathPrefix; err == nil && p != "" && ret != p && !strings.HasPrefix(ret, p+"/") && !strings.HasPrefix(ret, p+"?") {
+		// A path-bound frontend's login never ends on another frontend's pages.
+		err = ErrInvalidReturnURL
+	}
 	if err != nil {
 		h.fail(w, r, http.StatusBadRequest, "invalid_return_url", ErrInvalidReturnURL.Error())
 		return "", false

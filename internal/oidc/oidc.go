@@ -84,6 +84,11 @@ type Options struct {
 	// CookieName is the session cookie's name (e.g. "__Host-gatehouse"; for
 	// plain-http local development a name without the __Host- prefix).
 	CookieName string
+	// PathPrefix is a path-bound frontend's prefix ("/shop"; PublicURL then
+	// ends with it): the cookies get Path=PathPrefix (so the name must use
+	// __Secure-, never __Host-), and returnUrl must stay under it. Empty for
+	// a frontend at the root of its host.
+	PathPrefix string
 	// CookieSameSite defaults to http.SameSiteStrictMode.
 	CookieSameSite http.SameSite
 	// CookieKeys encrypts and authenticates the login-state cookie.
@@ -286,8 +291,8 @@ func (o *Options) defaults() error {
 		problems = append(problems, fmt.Sprintf("par %q is not one of auto, always, never", o.PAR))
 	}
 	pub, err := url.Parse(o.PublicURL)
-	if o.PublicURL == "" || err != nil || (pub.Scheme != "https" && pub.Scheme != "http") || pub.Host == "" || (pub.Path != "" && pub.Path != "/") {
-		problems = append(problems, "public_url must be an origin such as https://app.example.com")
+	if o.PublicURL == "" || err != nil || (pub.Scheme != "https" && pub.Scheme != "http") || pub.Host == "" || strings.TrimSuffix(pub.Path, "/") != o.PathPrefix {
+		problems = append(problems, "public_url must be an origin such as https://app.example.com, followed by the path prefix for a path-bound frontend")
 	} else {
 		o.PublicURL = strings.TrimSuffix(o.PublicURL, "/")
 		if o.RedirectURL == "" {
@@ -296,7 +301,12 @@ func (o *Options) defaults() error {
 		if o.PostLogoutRedirectURL == "" {
 			o.PostLogoutRedirectURL = o.PublicURL + "/"
 		}
-		if pub.Scheme == "https" && !strings.HasPrefix(o.CookieName, "__Host-") {
+		switch {
+		case o.PathPrefix != "" && strings.HasPrefix(o.CookieName, "__Host-"):
+			problems = append(problems, "a path-bound frontend's cookie has Path="+o.PathPrefix+", which __Host- forbids: use the __Secure- prefix")
+		case o.PathPrefix != "" && pub.Scheme == "https" && !strings.HasPrefix(o.CookieName, "__Secure-"):
+			problems = append(problems, "cookie name must start with __Secure- for a path-bound frontend on https")
+		case o.PathPrefix == "" && pub.Scheme == "https" && !strings.HasPrefix(o.CookieName, "__Host-"):
 			problems = append(problems, "cookie name must start with __Host- when public_url is https")
 		}
 		if pub.Scheme == "http" && strings.HasPrefix(o.CookieName, "__Host-") {

@@ -46,11 +46,12 @@ func (h *Handler) User(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_ = json.NewEncoder(w).Encode(userClaims(s, h.opts.Clock()))
+	_ = json.NewEncoder(w).Encode(userClaims(s, h.opts.Clock(), h.opts.PathPrefix))
 }
 
-// userClaims builds the /bff/user array for s at now.
-func userClaims(s *session.Session, now time.Time) []UserClaim {
+// userClaims builds the /bff/user array for s at now; prefix is a
+// path-bound frontend's prefix (for bff:logout_url), "" otherwise.
+func userClaims(s *session.Session, now time.Time, prefix string) []UserClaim {
 	keys := make([]string, 0, len(s.Claims))
 	for k := range s.Claims {
 		keys = append(keys, k)
@@ -71,7 +72,7 @@ func userClaims(s *session.Session, now time.Time) []UserClaim {
 		expires = s.IdleExpiry
 	}
 	return append(out,
-		UserClaim{Type: ClaimLogoutURL, Value: "/bff/logout?sid=" + url.QueryEscape(s.ID)},
+		UserClaim{Type: ClaimLogoutURL, Value: prefix + "/bff/logout?sid=" + url.QueryEscape(s.ID)}, // prefix: a path-bound frontend's
 		UserClaim{Type: ClaimSessionExpiresIn, Value: secondsUntil(expires, now)},
 		UserClaim{Type: ClaimAbsoluteExpiresIn, Value: secondsUntil(s.AbsoluteExpiry, now)},
 	)

@@ -36,7 +36,7 @@ func TestUserClaimsDuendeShape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := json.Marshal(userClaims(&tt.s, now))
+			got, err := json.Marshal(userClaims(&tt.s, now, ""))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -129,6 +129,11 @@ type Refusal struct {
 	AuditReason string
 	// Header holds extra response headers (e.g. Allow for 405).
 	Header http.Header
+	// Unaudited, when true, means the refusal is counted but gets no audit
+	// record of its own: an aggregating sampler has counted it and reports
+	// the count in a later record (rate limits: a flood must not flood the
+	// audit log, and no refusal goes unaccounted).
+	Unaudited bool
 	// Err is the operator-facing cause, logged, never sent to the client.
 	Err error
 }

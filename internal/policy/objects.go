@@ -445,20 +445,9 @@ func (q *queryMapVal) Find(key ref.Val) (ref.Val, bool) {
 	return types.String(v), true
 }
 
-func (q *queryMapVal) Get(key ref.Val) ref.Val {
-	if v, found := q.Find(key); found || v != nil {
-		return v
-	}
-	return types.NewErr("no such key")
-}
+func (q *queryMapVal) Get(key ref.Val) ref.Val { return getFound(q.Find(key)) }
 
-func (q *queryMapVal) Contains(key ref.Val) ref.Val {
-	v, found := q.Find(key)
-	if !found && v != nil {
-		return v
-	}
-	return types.Bool(found)
-}
+func (q *queryMapVal) Contains(key ref.Val) ref.Val { return containsFound(q.Find(key)) }
 
 func (q *queryMapVal) Size() ref.Val {
 	if e := q.ambiguous(); e != nil {
@@ -572,20 +561,9 @@ func (h *headerMapVal) Find(key ref.Val) (ref.Val, bool) {
 	return types.String(v), true
 }
 
-func (h *headerMapVal) Get(key ref.Val) ref.Val {
-	if v, found := h.Find(key); found || v != nil {
-		return v
-	}
-	return types.NewErr("no such key")
-}
+func (h *headerMapVal) Get(key ref.Val) ref.Val { return getFound(h.Find(key)) }
 
-func (h *headerMapVal) Contains(key ref.Val) ref.Val {
-	v, found := h.Find(key)
-	if !found && v != nil {
-		return v
-	}
-	return types.Bool(found)
-}
+func (h *headerMapVal) Contains(key ref.Val) ref.Val { return containsFound(h.Find(key)) }
 
 func (h *headerMapVal) Size() ref.Val             { return h.full().Size() }
 func (h *headerMapVal) Iterator() traits.Iterator { return h.full().Iterator() }
@@ -633,3 +611,20 @@ func (g *grantVal) Equal(o ref.Val) ref.Val          { return types.Bool(o == re
 func (g *grantVal) Value() any                       { return g }
 func (g *grantVal) Get(f ref.Val) ref.Val            { return g.t.get(g, f) }
 func (g *grantVal) IsSet(f ref.Val) ref.Val          { return g.t.isSet(g, f) }
+
+// getFound turns a Find answer into Get's: the value, Find's error, or "no such key". The
+// query and header maps share it so both answer a missing or ambiguous key alike.
+func getFound(v ref.Val, found bool) ref.Val {
+	if found || v != nil {
+		return v
+	}
+	return types.NewErr("no such key")
+}
+
+// containsFound turns a Find answer into Contains's: Find's error, else whether the key is there.
+func containsFound(v ref.Val, found bool) ref.Val {
+	if !found && v != nil {
+		return v
+	}
+	return types.Bool(found)
+}

@@ -342,7 +342,7 @@ func (p *Proxy) account(ctx context.Context, ev *AuditEvent, ref *pipeline.Refus
 	if p.opts.Counter != nil {
 		p.opts.Counter.Refused(ev.Route, ref.Code, ref.Status)
 	}
-	if !audit {
+	if !audit || ref.Unaudited {
 		return
 	}
 	if err := p.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {

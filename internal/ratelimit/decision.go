@@ -100,14 +100,22 @@ func SetHeaders(h http.Header, d Decision) {
 // {"error":"rate_limited","message":"..."}. The message names the policy, never
 // the caller.
 func WriteRefusal(w http.ResponseWriter, d Decision) {
-	SetHeaders(w.Header(), d)
-	secs := retryAfterSeconds(d.RetryAfter)
-	w.Header().Set(HeaderRetryAfter, strconv.FormatInt(secs, 10))
-	msg := "too many requests under the " + strconv.Quote(d.Policy) + " rate limit; retry after " + strconv.FormatInt(secs, 10) + " s (see the Retry-After header)"
-	if d.Policy == ConcurrencyPolicy {
-		msg = "too many requests in flight from this caller; wait for one to finish and retry"
-	}
+	msg := RefusalHeaders(w.Header(), d)
 	apierror.Write(w, http.StatusTooManyRequests, "rate_limited", msg)
+}
+
+// RefusalHeaders writes a refusal's headers (the RateLimit headers and
+// Retry-After) into h and returns its message, for an integrator that
+// answers through its own error type; WriteRefusal is the two together
+// with the JSON body. The message names the policy, never the caller.
+func RefusalHeaders(h http.Header, d Decision) (message string) {
+	SetHeaders(h, d)
+	secs := retryAfterSeconds(d.RetryAfter)
+	h.Set(HeaderRetryAfter, strconv.FormatInt(secs, 10))
+	if d.Policy == ConcurrencyPolicy {
+		return "too many requests in flight from this caller; wait for one to finish and retry"
+	}
+	return "too many requests under the " + strconv.Quote(d.Policy) + " rate limit; retry after " + strconv.FormatInt(secs, 10) + " s (see the Retry-After header)"
 }
 
 // retryAfterSeconds rounds up to whole seconds, at least 1: a client told

@@ -20,7 +20,9 @@ type Check struct {
 // HealthHandlers registers /healthz (the process is up) and /readyz (every
 // dependency that is not merely degrading answers) on mux. /readyz names failing dependencies but never
 // prints their error text, which could carry addresses or credentials.
-func HealthHandlers(mux *http.ServeMux, checks []Check) {
+// Each info function adds its keys to /readyz's answer (the loaded
+// configuration's hash and the last reload's outcome).
+func HealthHandlers(mux *http.ServeMux, checks []Check, info ...func() map[string]any) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
@@ -45,6 +47,14 @@ func HealthHandlers(mux *http.ServeMux, checks []Check) {
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": status})
+		out := map[string]any{"ready": ready, "checks": status}
+		for _, f := range info {
+			for k, v := range f() {
+				if _, taken := out[k]; !taken {
+					out[k] = v
+				}
+			}
+		}
+		_ = json.NewEncoder(w).Encode(out)
 	})
 }

@@ -98,7 +98,28 @@ func (m *Manager) end(ctx context.Context, id string, cause EndCause) (bool, err
 }
 
 // EndBySubject ends every session of subject sub and returns their ids.
+//
+// A Manager of a frontend (Options.Frontend) ends only that frontend's
+// sessions: subjects are issued by each frontend's own IdP, so the same sub
+// at another frontend may be another person.
 func (m *Manager) EndBySubject(ctx context.Context, sub string, cause EndCause) ([]string, error) {
+	if m.frontend != "" {
+		recs, err := m.store.ListBySubject(ctx, sub)
+		if err != nil {
+			return nil, m.storeErr(ctx, "delete sessions by subject", err)
+		}
+		var ids []string
+		for _, r := range recs {
+			if r.Frontend != m.frontend {
+				continue
+			}
+			if err := m.End(ctx, r.ID, cause); err != nil {
+				return ids, err
+			}
+			ids = append(ids, r.ID)
+		}
+		return ids, nil
+	}
 	ids, err := m.store.DeleteBySubject(ctx, sub)
 	if err != nil {
 		return nil, m.storeErr(ctx, "delete sessions by subject", err)
@@ -115,7 +136,7 @@ func (m *Manager) EndByIdPSession(ctx context.Context, sid string, cause EndCaus
 	if sid == "" {
 		return nil, errors.New("delete sessions by IdP session: empty sid")
 	}
-	ids, err := m.store.DeleteByIdPSession(ctx, sid)
+	ids, err := m.store.DeleteByIdPSession(ctx, storedSID(sid, m.frontend))
 	if err != nil {
 		return nil, m.storeErr(ctx, "delete sessions by IdP session", err)
 	}

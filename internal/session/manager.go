@@ -64,6 +64,11 @@ type Options struct {
 	// Logger receives operational events (never a token or a handle);
 	// discarded when nil.
 	Logger *slog.Logger
+	// Frontend names the frontend (config client) whose sessions this
+	// Manager keeps when several share a store: its records carry the name,
+	// bound into the sealed data, and it opens no other frontend's record.
+	// Empty in the one-frontend form.
+	Frontend string
 }
 
 // Manager creates, loads, slides and revokes sessions over a Store, with a
@@ -77,6 +82,7 @@ type Options struct {
 type Manager struct {
 	store    Store
 	notifier Notifier
+	frontend string
 	now      func() time.Time
 	log      *slog.Logger
 
@@ -103,6 +109,7 @@ type Manager struct {
 func NewManager(store Store, opts Options) *Manager {
 	m := &Manager{
 		store:         store,
+		frontend:      opts.Frontend,
 		now:           opts.Now,
 		log:           opts.Logger,
 		idle:          opts.IdleTimeout,
@@ -207,12 +214,12 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
 	s.Created, s.LastSeen = now, now
 	s.AbsoluteExpiry = now.Add(m.absolute)
 	s.IdleExpiry, s.AbsoluteExpiry = m.expiries(now, s.AbsoluteExpiry, now)
-	sealed, err := seal(h, s)
+	sealed, err := seal(h, s, m.frontend)
 	if err != nil {
 		return Handle{}, fmt.Errorf("create session: %w", err)
 	}
 	gen := m.cache.generation()
-	if err := m.store.Create(ctx, recordOf(s, sealed)); err != nil {
+	if err := m.store.Create(ctx, m.recordOf(s, sealed)); err != nil {
 		if errors.Is(err, ErrExists) { // 128 random bits collided: a broken random source
 			return Handle{}, fmt.Errorf("create session: %w", err)
 		}
@@ -223,9 +230,9 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
 	return h, nil
 }
 
-func recordOf(s *Session, sealed []byte) Record {
+func (m *Manager) recordOf(s *Session, sealed []byte) Record {
 	return Record{
-		ID: s.ID, Subject: s.Subject, IdPSessionID: s.IdPSessionID,
+		ID: s.ID, Subject: s.Subject, IdPSessionID: storedSID(s.IdPSessionID, m.frontend), Frontend: m.frontend,
 		Created: s.Created, LastSeen: s.LastSeen, IdleExpiry: s.IdleExpiry, AbsoluteExpiry: s.AbsoluteExpiry,
 		Sealed: sealed,
 	}
@@ -337,7 +344,7 @@ func (m *Manager) decode(ctx context.Context, h Handle, rec Record, err error) (
 	case err != nil:
 		return nil, m.storeErr(ctx, "load session", err)
 	}
-	s, err := open(h, rec)
+	s, err := openFor(h, rec, m.frontend)
 	if err != nil {
 		m.log.WarnContext(ctx, "session record does not decrypt with the cookie's key; treating as no session", "session_id", h.ID())
 		return nil, ErrNotFound
@@ -430,7 +437,7 @@ func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
 	if err != nil {
 		return m.storeErr(ctx, "update session", err)
 	}
-	old, err := open(h, rec)
+	old, err := openFor(h, rec, m.frontend)
 	if err != nil {
 		return ErrNotFound
 	}
@@ -449,13 +456,13 @@ func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
 	if !now.Before(ns.IdleExpiry) {
 		return ErrNotFound
 	}
-	sealed, err := seal(h, &ns)
+	sealed, err := seal(h, &ns, m.frontend)
 	if err != nil {
 		return fmt.Errorf("update session: %w", err)
 	}
 	m.cache.drop(id)
 	gen := m.cache.generation()
-	if err := m.store.Replace(ctx, recordOf(&ns, sealed)); err != nil {
+	if err := m.store.Replace(ctx, m.recordOf(&ns, sealed)); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return ErrNotFound
 		}

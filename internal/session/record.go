@@ -7,7 +7,11 @@ import (
 )
 
 // recordVersion prefixes encoded records (bolt values).
-const recordVersion byte = 1
+const recordVersion byte = 2
+
+// recordVersion1 is the format before records named their frontend; it is
+// still read (as Frontend "").
+const recordVersion1 byte = 1
 
 var errCorruptRecord = errors.New("stored session record is corrupt")
 
@@ -28,9 +32,9 @@ func fromUnixNano(n int64) time.Time {
 // marshalRecord encodes a record compactly: version, then length-prefixed
 // strings, the four times as int64 ns, and the sealed payload.
 func marshalRecord(r Record) []byte {
-	b := make([]byte, 0, 1+len(r.ID)+len(r.Subject)+len(r.IdPSessionID)+len(r.Sealed)+4*8+4*binary.MaxVarintLen64)
+	b := make([]byte, 0, 1+len(r.ID)+len(r.Subject)+len(r.IdPSessionID)+len(r.Frontend)+len(r.Sealed)+4*8+5*binary.MaxVarintLen64)
 	b = append(b, recordVersion)
-	for _, s := range [...]string{r.ID, r.Subject, r.IdPSessionID} {
+	for _, s := range [...]string{r.ID, r.Subject, r.IdPSessionID, r.Frontend} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -41,12 +45,16 @@ func marshalRecord(r Record) []byte {
 }
 
 func unmarshalRecord(b []byte) (Record, error) {
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || (b[0] != recordVersion && b[0] != recordVersion1) {
 		return Record{}, errCorruptRecord
 	}
+	nstr := 4
+	if b[0] == recordVersion1 {
+		nstr = 3
+	}
 	b = b[1:]
-	var strs [3]string
-	for i := range strs {
+	var strs [4]string
+	for i := range strs[:nstr] {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) {
 			return Record{}, errCorruptRecord
@@ -63,7 +71,7 @@ func unmarshalRecord(b []byte) (Record, error) {
 		b = b[8:]
 	}
 	return Record{
-		ID: strs[0], Subject: strs[1], IdPSessionID: strs[2],
+		ID: strs[0], Subject: strs[1], IdPSessionID: strs[2], Frontend: strs[3],
 		Created: ts[0], LastSeen: ts[1], IdleExpiry: ts[2], AbsoluteExpiry: ts[3],
 		Sealed: append([]byte(nil), b...),
 	}, nil

@@ -138,6 +138,9 @@ func NewRedisStore(opts RedisOptions) (*RedisStore, error) {
 	return s, nil
 }
 
+// KeyPrefix is the prefix of every key the store writes.
+func (s *RedisStore) KeyPrefix() string { return s.prefix }
+
 func (s *RedisStore) recKey(id string) string  { return s.prefix + "s:" + id }
 func (s *RedisStore) subKey(sub string) string { return s.prefix + "u:" + sub }
 func (s *RedisStore) sidKey(sid string) string { return s.prefix + "i:" + sid }
@@ -154,6 +157,7 @@ func ttlMillis(d time.Duration) int64 {
 // Hash fields of a record.
 const (
 	fSub, fSID, fCreated, fSeen, fIdle, fAbs, fSealed = "sub", "sid", "c", "s", "i", "a", "ct"
+	fFrontend                                         = "fe"
 )
 
 func recordFields(r Record) []any {
@@ -161,12 +165,12 @@ func recordFields(r Record) []any {
 		fSub, r.Subject, fSID, r.IdPSessionID,
 		fCreated, unixNano(r.Created), fSeen, unixNano(r.LastSeen),
 		fIdle, unixNano(r.IdleExpiry), fAbs, unixNano(r.AbsoluteExpiry),
-		fSealed, r.Sealed,
+		fSealed, r.Sealed, fFrontend, r.Frontend,
 	}
 }
 
 func decodeRecord(id string, m map[string]string) (Record, error) {
-	r := Record{ID: id, Subject: m[fSub], IdPSessionID: m[fSID], Sealed: []byte(m[fSealed])}
+	r := Record{ID: id, Subject: m[fSub], IdPSessionID: m[fSID], Frontend: m[fFrontend], Sealed: []byte(m[fSealed])}
 	for _, f := range []struct {
 		name string
 		dst  *time.Time

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -38,15 +39,48 @@ type payload struct {
 // additionalData binds a sealed payload to its record: its id (so a payload
 // cannot be moved to another record) and its plain index fields (so they
 // cannot be changed to dodge revocation by subject or IdP session).
-func additionalData(id, sub, sid string) []byte {
-	b := make([]byte, 0, 32+len(id)+len(sub)+len(sid)+3*binary.MaxVarintLen64)
+//
+// A session of a frontend (frontend != "") also binds the frontend's name,
+// so that one frontend never opens another's record even with a shared
+// store, equal cookie names and a cookie copied across. frontend "" (the
+// one-frontend form) keeps the original data, so its sessions survive an
+// upgrade.
+func additionalData(id, sub, sid, frontend string) []byte {
+	b := make([]byte, 0, 40+len(id)+len(sub)+len(sid)+len(frontend)+4*binary.MaxVarintLen64)
 	b = append(b, "gatehouse session v1"...)
 	for _, f := range [...]string{id, sub, sid} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
+	if frontend != "" {
+		b = append(b, "\x00frontend"...)
+		b = binary.AppendUvarint(b, uint64(len(frontend)))
+		b = append(b, frontend...)
+	}
 	return b
 }
+
+// storedSID is the IdP session id as a frontend's record stores it: with
+// the frontend's name in front, so that a back-channel logout at one
+// frontend (whose IdP issued the sid) ends no other frontend's sessions,
+// even should another IdP issue the same sid. The one-frontend form
+// (frontend "") stores it as is.
+func storedSID(sid, frontend string) string {
+	if sid == "" || frontend == "" {
+		return sid
+	}
+	return frontend + sidSep + sid
+}
+
+// idpSID is storedSID's inverse.
+func idpSID(stored, frontend string) string {
+	if frontend == "" {
+		return stored
+	}
+	return strings.TrimPrefix(stored, frontend+sidSep)
+}
+
+const sidSep = "\x1f"
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
@@ -57,7 +91,7 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 }
 
 // seal encrypts s under the handle's key.
-func seal(h Handle, s *Session) ([]byte, error) {
+func seal(h Handle, s *Session, frontend string) ([]byte, error) {
 	p := payload{
 		Subject: s.Subject, IdPSessionID: s.IdPSessionID, Claims: s.Claims,
 		AccessToken: s.AccessToken.Reveal(), RefreshToken: s.RefreshToken.Reveal(), IDToken: s.IDToken.Reveal(),
@@ -80,7 +114,7 @@ func seal(h Handle, s *Session) ([]byte, error) {
 	if _, err := rand.Read(out[1:]); err != nil {
 		return nil, fmt.Errorf("session nonce: %w", err)
 	}
-	out = aead.Seal(out, out[1:1+ns], pt, additionalData(h.ID(), s.Subject, s.IdPSessionID))
+	out = aead.Seal(out, out[1:1+ns], pt, additionalData(h.ID(), s.Subject, s.IdPSessionID, frontend))
 	clear(pt)
 	return out, nil
 }
@@ -88,6 +122,15 @@ func seal(h Handle, s *Session) ([]byte, error) {
 // open decrypts rec with the handle's key. Any failure is ErrNotFound: a
 // record that does not open is, for the caller, no session.
 func open(h Handle, rec Record) (*Session, error) {
+	return openFor(h, rec, rec.Frontend)
+}
+
+// openFor is open for a Manager of frontend: a record of another frontend
+// is no session, whatever its payload.
+func openFor(h Handle, rec Record, frontend string) (*Session, error) {
+	if rec.Frontend != frontend {
+		return nil, ErrNotFound
+	}
 	aead, err := newAEAD(h.key())
 	if err != nil {
 		return nil, ErrNotFound
@@ -96,14 +139,15 @@ func open(h Handle, rec Record) (*Session, error) {
 	if len(rec.Sealed) < 1+ns+aead.Overhead() || rec.Sealed[0] != sealVersion {
 		return nil, ErrNotFound
 	}
-	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, rec.IdPSessionID))
+	sid := idpSID(rec.IdPSessionID, frontend)
+	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, sid, frontend))
 	if err != nil {
 		return nil, ErrNotFound
 	}
 	var p payload
 	err = json.Unmarshal(pt, &p)
 	clear(pt)
-	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != rec.IdPSessionID {
+	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != sid {
 		return nil, ErrNotFound
 	}
 	return &Session{

@@ -55,6 +55,7 @@ type Native struct {
 // Info describes a session for admin listings. It holds no token and no claim.
 type Info struct {
 	ID, Subject, IdPSessionID                     string
+	Frontend                                      string // the frontend (client) the session belongs to; "" in the one-frontend form
 	Created, LastSeen, IdleExpiry, AbsoluteExpiry time.Time
 }
 
@@ -85,6 +86,10 @@ type Record struct {
 	ID           string
 	Subject      string
 	IdPSessionID string
+	// Frontend is the client the session belongs to (Options.Frontend). It
+	// is bound into the sealed payload's additional data, so a record moved
+	// to, or presented at, another frontend does not open.
+	Frontend string
 
 	Created        time.Time
 	LastSeen       time.Time
@@ -105,7 +110,7 @@ func (r Record) Expires() time.Time {
 }
 
 func (r Record) info() Info {
-	return Info{ID: r.ID, Subject: r.Subject, IdPSessionID: r.IdPSessionID,
+	return Info{ID: r.ID, Subject: r.Subject, IdPSessionID: idpSID(r.IdPSessionID, r.Frontend), Frontend: r.Frontend,
 		Created: r.Created, LastSeen: r.LastSeen, IdleExpiry: r.IdleExpiry, AbsoluteExpiry: r.AbsoluteExpiry}
 }
 

@@ -22,6 +22,20 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	refusals       *prometheus.CounterVec
 	events         *prometheus.CounterVec
+	// client labels what this view records (see For); "" for the
+	// process-wide view.
+	client string
+}
+
+// For returns a view of m that labels everything it records with the
+// frontend client (the frontends of one process share the collectors).
+func (m *Metrics) For(client string) *Metrics {
+	if m == nil {
+		return nil
+	}
+	v := *m
+	v.client = client
+	return &v
 }
 
 // NewMetrics creates and registers the collectors.
@@ -29,25 +43,25 @@ func NewMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_requests_total",
-		Help: "Requests handled, by route and outcome (allow, deny, error) and status code.",
-	}, []string{"route", "outcome", "code"})
+		Help: "Requests handled, by frontend (client), route and outcome (allow, deny, error) and status code.",
+	}, []string{"client", "route", "outcome", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "gatehouse_request_duration_seconds",
-		Help:    "Time from request received to response written, by route.",
+		Help:    "Time from request received to response written, by frontend (client) and route.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	}, []string{"route"})
+	}, []string{"client", "route"})
 	m.upstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_upstream_errors_total",
-		Help: "Failed upstream round trips, by route and kind (unreachable, timeout, credential).",
-	}, []string{"route", "kind"})
+		Help: "Failed upstream round trips, by frontend (client), route and kind (unreachable, timeout, credential).",
+	}, []string{"client", "route", "kind"})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_refusals_total",
-		Help: "Requests Gatehouse refused, by route and stable error code (e.g. csrf_header_missing, audit_unavailable).",
-	}, []string{"route", "code"})
+		Help: "Requests Gatehouse refused, by frontend (client), route and stable error code (e.g. csrf_header_missing, audit_unavailable).",
+	}, []string{"client", "route", "code"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_security_events_total",
-		Help: "Security events (login, logout, token_refresh, ...), by event and outcome.",
-	}, []string{"event", "outcome"})
+		Help: "Security events (login, logout, token_refresh, ...), by frontend (client; empty for process-wide events), event and outcome.",
+	}, []string{"client", "event", "outcome"})
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamErrors, m.refusals, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -70,8 +84,8 @@ func (m *Metrics) ObserveRequest(route, outcome string, status int, d time.Durat
 	if route == "" {
 		route = "none"
 	}
-	m.requests.WithLabelValues(route, outcome, statusLabel(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	m.requests.WithLabelValues(m.client, route, outcome, statusLabel(status)).Inc()
+	m.duration.WithLabelValues(m.client, route).Observe(d.Seconds())
 }
 
 // statusLabel is the status code as a label value; the common codes are
@@ -128,7 +142,7 @@ func (m *Metrics) UpstreamError(route, kind string) {
 	if m == nil {
 		return
 	}
-	m.upstreamErrors.WithLabelValues(route, kind).Inc()
+	m.upstreamErrors.WithLabelValues(m.client, route, kind).Inc()
 }
 
 // Refused counts a refusal by its stable code (pipeline.Counter). status is
@@ -140,7 +154,7 @@ func (m *Metrics) Refused(route, code string, _ int) {
 	if route == "" {
 		route = "none"
 	}
-	m.refusals.WithLabelValues(route, code).Inc()
+	m.refusals.WithLabelValues(m.client, route, code).Inc()
 }
 
 // Event counts a security event.
@@ -148,7 +162,7 @@ func (m *Metrics) Event(event, outcome string) {
 	if m == nil {
 		return
 	}
-	m.events.WithLabelValues(event, outcome).Inc()
+	m.events.WithLabelValues(m.client, event, outcome).Inc()
 }
 
 // Gauge registers a gauge whose value fn reports at each scrape (store up, audit buffer

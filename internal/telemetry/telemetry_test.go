@@ -26,18 +26,23 @@ func TestParseLevel(t *testing.T) {
 // Labels carry only route names, fixed outcomes and status codes.
 func TestMetricsExposeBoundedLabels(t *testing.T) {
 	m := NewMetrics()
-	m.ObserveRequest("profile", "allow", 200, 3*time.Millisecond)
-	m.ObserveRequest("", "deny", 404, time.Millisecond)
-	m.UpstreamError("profile", "timeout")
-	m.Event("login", "success")
+	w := m.For("web")
+	w.ObserveRequest("profile", "allow", 200, 3*time.Millisecond)
+	w.ObserveRequest("", "deny", 404, time.Millisecond)
+	w.UpstreamError("profile", "timeout")
+	w.Event("login", "success")
+	m.For("partners").ObserveRequest("profile", "allow", 200, time.Millisecond)
+	m.Event("config_loaded", "success")
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
-		`gatehouse_requests_total{code="200",outcome="allow",route="profile"} 1`,
-		`gatehouse_requests_total{code="404",outcome="deny",route="none"} 1`,
-		`gatehouse_upstream_errors_total{kind="timeout",route="profile"} 1`,
-		`gatehouse_security_events_total{event="login",outcome="success"} 1`,
+		`gatehouse_requests_total{client="web",code="200",outcome="allow",route="profile"} 1`,
+		`gatehouse_requests_total{client="partners",code="200",outcome="allow",route="profile"} 1`,
+		`gatehouse_requests_total{client="web",code="404",outcome="deny",route="none"} 1`,
+		`gatehouse_upstream_errors_total{client="web",kind="timeout",route="profile"} 1`,
+		`gatehouse_security_events_total{client="web",event="login",outcome="success"} 1`,
+		`gatehouse_security_events_total{client="",event="config_loaded",outcome="success"} 1`,
 		`gatehouse_request_duration_seconds_bucket`,
 	} {
 		if !strings.Contains(body, want) {

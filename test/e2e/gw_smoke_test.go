@@ -78,11 +78,11 @@ routes:
 	resp.Body.Close()
 	m := string(body)
 	for _, want := range []string{
-		`gatehouse_requests_total{code="200",outcome="allow",route="profile"} 1`,
-		`gatehouse_requests_total{code="401",outcome="deny",route="profile"} 1`,
-		`gatehouse_upstream_errors_total{kind="unavailable",route="broken"} 1`,
-		`gatehouse_security_events_total{event="login",outcome="success"} 1`,
-		`gatehouse_request_duration_seconds_bucket{route="profile"`,
+		`gatehouse_requests_total{client="web",code="200",outcome="allow",route="profile"} 1`,
+		`gatehouse_requests_total{client="web",code="401",outcome="deny",route="profile"} 1`,
+		`gatehouse_upstream_errors_total{client="web",kind="unavailable",route="broken"} 1`,
+		`gatehouse_security_events_total{client="web",event="login",outcome="success"} 1`,
+		`gatehouse_request_duration_seconds_bucket{client="web",route="profile"`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

@@ -46,6 +46,9 @@ routes:
       header:
         name: X-Api-Key
         value: ${file:api-key}
+# A load test from one session: its budget must not be what fails requests.
+rate_limits:
+  default: { requests: 1000000, per: 1m }
 `})
 	b := e.login("alice", "wonderland")
 

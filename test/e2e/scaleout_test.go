@@ -120,6 +120,10 @@ session:
   cookie_keys: ["${file:cookie-key}"]
 admin:
   token: ${file:admin-token}
+# One session drives the load through every instance: its shared budget
+# must not be what fails requests.
+rate_limits:
+  default: { requests: 1000000, per: 1m }
 `}
 	for i := range n {
 		dir := t.TempDir()
