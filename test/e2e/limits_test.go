@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,9 @@ rate_limits:
 	}
 	m, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if !strings.Contains(string(m), fmt.Sprintf(`gatehouse_ratelimit_decisions_total{result="limited",route="orders"} %d`, flood)) {
+	// Labels: the frontend and configuration generation, the route, the result.
+	limited := regexp.MustCompile(fmt.Sprintf(`gatehouse_ratelimit_decisions_total\{client="[^"]*",generation="[0-9]+",result="limited",route="orders"\} %d\n`, flood))
+	if !limited.Match(m) {
 		t.Fatalf("metrics lack %d limited decisions on orders:\n%s", flood, grepLines(string(m), "ratelimit"))
 	}
 
