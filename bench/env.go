@@ -22,7 +22,11 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/idp"
 )
 
-const clientSecret = "bench-client-secret-0123456789"
+const (
+	clientSecret = "bench-client-secret-0123456789"
+	// adminToken opens Gatehouse's /admin/debug/pprof/ for -profile.
+	adminToken = "bench-admin-token-0123456789"
+)
 
 // environment is what every scenario shares: the binaries, one upstream and
 // one OpenID Provider, all on loopback.
@@ -32,6 +36,7 @@ type environment struct {
 	log          *slog.Logger
 	gatehouseBin string
 	self         string
+	wrk          string // wrk's path when -wrk is set and it is installed
 
 	upstream *upstreamServer
 	op       *idp.Provider
@@ -119,6 +124,7 @@ type child struct {
 	cmd     *exec.Cmd
 	url     string // where requests go
 	metrics string // its Prometheus endpoint
+	admin   string // Gatehouse's admin listener base URL ("" for the bare proxy)
 	out     *bytes.Buffer
 	done    chan error
 }
@@ -197,6 +203,9 @@ func (e *environment) startGatehouse(ctx context.Context, dir string, gc gatehou
 	if err := os.WriteFile(filepath.Join(dir, "client-secret"), []byte(clientSecret), 0o600); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(dir, "admin-token"), []byte(adminToken), 0o600); err != nil {
+		return nil, err
+	}
 	store := "  store: bolt\n  bolt: { path: sessions.db }\n"
 	if gc.store == "redis" {
 		store = "  store: redis\n  redis: { url: \"" + gc.redisURL + "\" }\n"
@@ -216,7 +225,9 @@ session:
 ` + store + `  cookie_name: gatehouse
   idle_timeout: 2h
   absolute_timeout: 12h
-` + audit + `telemetry:
+` + audit + `admin:
+  token: ${file:admin-token}
+telemetry:
   log_level: error
 routes:
   - name: profile
@@ -240,6 +251,7 @@ rate_limits:
 	if err != nil {
 		return nil, err
 	}
+	c.admin = "http://" + admin
 	if err := waitHTTP(ctx, "http://"+admin+"/readyz", 30*time.Second); err != nil {
 		_ = c.stop()
 		return nil, fmt.Errorf("gatehouse: %w\n%s", err, c.out.String())
@@ -250,6 +262,25 @@ rate_limits:
 // login signs alice in at the real OP through Gatehouse and returns her
 // session cookie as a Cookie header value.
 func (e *environment) login(ctx context.Context) (string, error) {
+	// Readiness does not wait for the IdP's discovery document, so a
+	// Gatehouse that has just become ready can answer a sign-in 503 for a
+	// moment: retry for up to 5 s before giving up.
+	var err error
+	for attempt := 0; attempt < 25; attempt++ {
+		var c string
+		if c, err = e.loginOnce(ctx); err == nil {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return "", err
+}
+
+func (e *environment) loginOnce(ctx context.Context) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	base := "http://" + e.gatehouseAddr

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -19,6 +22,8 @@ type request struct {
 	method string
 	path   string
 	cookie string
+	auth   string // Authorization header (agent tokens, native handles)
+	dpop   string // DPoP proof header
 	body   []byte
 }
 
@@ -33,6 +38,8 @@ type round struct {
 	latencies               []time.Duration
 	upConns, upReqs         int64
 	before, after           procStats
+	// wrk reports percentiles, not samples.
+	wrkP50, wrkP99, wrkP999 float64
 }
 
 // drive runs a closed loop of conns workers against base for d and returns
@@ -67,6 +74,96 @@ func drive(ctx context.Context, e *environment, target *child, conns int, d time
 	return r, ctx.Err()
 }
 
+func newRequest(base string, q request) *http.Request {
+	var body io.Reader
+	if q.body != nil {
+		body = bytes.NewReader(q.body)
+	}
+	req, _ := http.NewRequest(q.method, base+q.path, body)
+	req.Header.Set("X-CSRF", "1")
+	if q.cookie != "" {
+		req.Header.Set("Cookie", q.cookie)
+	}
+	if q.auth != "" {
+		req.Header.Set("Authorization", q.auth)
+	}
+	if q.dpop != "" {
+		req.Header.Set("Dpop", q.dpop)
+	}
+	if q.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req
+}
+
+// driveOpen offers a fixed rate of requests for d (open loop): request i is
+// due at start + i/rate whatever happened to earlier ones, and its latency
+// is counted from when it was due, so a stall shows up in the percentiles
+// instead of silently lowering the load (no coordinated omission).
+func driveOpen(ctx context.Context, e *environment, target *child, rate float64, d time.Duration, w workload) (round, error) {
+	const workers = 256 // enough to keep the schedule through a stall
+	tr := &http.Transport{MaxIdleConns: workers, MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	warm, cancelWarm := context.WithTimeout(ctx, 500*time.Millisecond)
+	_ = loop(warm, client, target.url, 8, w, nil)
+	cancelWarm()
+
+	before, err := scrape(ctx, target.metrics)
+	if err != nil {
+		return round{}, fmt.Errorf("metrics of %s: %w", target.name, err)
+	}
+	upC, upR := e.upstream.conns.Load(), e.upstream.reqs.Load()
+	due := make(chan time.Time, workers)
+	results := make([]workerResult, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(i)+1, 11))
+			res := &results[i]
+			for t := range due {
+				resp, err := client.Do(newRequest(target.url, w(rnd)))
+				if err != nil {
+					res.errors++
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				res.lats = append(res.lats, time.Since(t))
+				res.requests++
+				if resp.StatusCode/100 != 2 {
+					res.non2x++
+				}
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	n := int(d / interval)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(at); wait > 0 {
+			time.Sleep(wait)
+		}
+		due <- at
+	}
+	close(due)
+	wg.Wait()
+	r := round{target: target.name, elapsed: time.Since(start)}
+	r.upConns, r.upReqs = e.upstream.conns.Load()-upC, e.upstream.reqs.Load()-upR
+	for _, res := range results {
+		r.latencies = append(r.latencies, res.lats...)
+		r.requests += res.requests
+		r.errors += res.errors
+		r.non2x += res.non2x
+	}
+	r.before = before
+	if r.after, err = scrape(ctx, target.metrics); err != nil {
+		return round{}, fmt.Errorf("metrics of %s: %w", target.name, err)
+	}
+	return r, ctx.Err()
+}
+
 type workerResult struct {
 	lats                    []time.Duration
 	requests, errors, non2x int64
@@ -81,19 +178,7 @@ func loop(ctx context.Context, client *http.Client, base string, conns int, w wo
 			res := &results[i]
 			res.lats = make([]time.Duration, 0, 1<<14)
 			for ctx.Err() == nil {
-				q := w(rnd)
-				var body io.Reader
-				if q.body != nil {
-					body = bytes.NewReader(q.body)
-				}
-				req, _ := http.NewRequest(q.method, base+q.path, body)
-				req.Header.Set("X-CSRF", "1")
-				if q.cookie != "" {
-					req.Header.Set("Cookie", q.cookie)
-				}
-				if q.body != nil {
-					req.Header.Set("Content-Type", "application/json")
-				}
+				req := newRequest(base, w(rnd))
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -174,6 +259,12 @@ func summarize(target string, rounds []round) summary {
 	s.P50us = pct(s.latencies, 0.50)
 	s.P99us = pct(s.latencies, 0.99)
 	s.P999us = pct(s.latencies, 0.999)
+	if len(s.latencies) == 0 {
+		// wrk rounds: the worst round's percentiles.
+		for _, r := range rounds {
+			s.P50us, s.P99us, s.P999us = max(s.P50us, r.wrkP50), max(s.P99us, r.wrkP99), max(s.P999us, r.wrkP999)
+		}
+	}
 	s.CPUusPerReq = cpu * 1e6 / float64(s.Requests)
 	s.AllocsPerReq = mallocs / float64(s.Requests)
 	if upConns > 0 {
@@ -191,3 +282,43 @@ func pct(sorted []time.Duration, p float64) float64 {
 }
 
 func runtimeCPUs() int { return runtime.NumCPU() }
+
+// profileRound runs one more closed-loop round against Gatehouse (not
+// counted) while fetching its CPU profile and the allocations made during
+// the round from /admin/debug/pprof/, and saves both under -profile as
+// <scenario>-cpu.pb.gz and <scenario>-allocs.pb.gz (go tool pprof reads them).
+func (e *environment) profileRound(ctx context.Context, name string, gh *child, w workload) error {
+	if err := os.MkdirAll(e.f.profile, 0o755); err != nil {
+		return err
+	}
+	secs := max(1, int(e.f.duration/time.Second))
+	fetch := func(kind, query string) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gh.admin+"/admin/debug/pprof/"+kind+"?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("%s profile: %d %s", kind, resp.StatusCode, b)
+		}
+		f, err := os.Create(filepath.Join(e.f.profile, name+"-"+kind+".pb.gz"))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- fetch("profile", fmt.Sprintf("seconds=%d", secs)) }()
+	go func() { errs <- fetch("allocs", fmt.Sprintf("seconds=%d", secs)) }()
+	if _, err := drive(ctx, e, gh, e.f.conns, time.Duration(secs)*time.Second+time.Second, w); err != nil {
+		return err
+	}
+	return errors.Join(<-errs, <-errs)
+}

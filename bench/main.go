@@ -6,7 +6,7 @@
 // process's own Prometheus metrics), requests per upstream connection, and
 // the ratio to the bare proxy in the same run.
 //
-//	go run ./bench                       # every scenario, about 3 minutes
+//	go run ./bench                       # every scenario, about 4 minutes on 2 cores
 //	go run ./bench -only get-bolt -rounds 3 -duration 5s -json out.json
 //
 // Results and the method are written up in docs/performance.md.
@@ -40,13 +40,17 @@ import (
 )
 
 type flags struct {
-	duration time.Duration
-	rounds   int
-	conns    int
-	only     string
-	jsonOut  string
-	sessions int
-	verbose  bool
+	duration     time.Duration
+	rounds       int
+	conns        int
+	only         string
+	jsonOut      string
+	sessions     int
+	stored       int
+	profile      string
+	loadFraction float64
+	verbose      bool
+	useWrk       bool
 }
 
 func main() {
@@ -61,6 +65,10 @@ func main() {
 	flag.StringVar(&f.only, "only", "", "comma-separated scenario names to run (default: all)")
 	flag.StringVar(&f.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.IntVar(&f.sessions, "sessions", 100_000, "sessions in the many-sessions scenario")
+	flag.IntVar(&f.stored, "stored-sessions", 200_000, "sessions in the stored-sessions scenario (the issue's figure is 1000000: about 4 minutes more to seed)")
+	flag.StringVar(&f.profile, "profile", "", "after each side-by-side scenario, run one more Gatehouse round and save its CPU and allocation profiles in this directory")
+	flag.Float64Var(&f.loadFraction, "half-peak-fraction", 0.5, "the half-peak scenario's offered load as a fraction of the lower closed-loop peak")
+	flag.BoolVar(&f.useWrk, "wrk", false, "drive the single-path GET scenarios (get-bolt, get-redis) with wrk instead of the Go generator, when wrk is installed")
 	flag.BoolVar(&f.verbose, "v", false, "print progress and the children's logs")
 	flag.Parse()
 
@@ -97,6 +105,12 @@ func run(ctx context.Context, f flags) error {
 	fmt.Fprintln(os.Stderr, "done")
 	if env.self, err = os.Executable(); err != nil {
 		return err
+	}
+	if f.useWrk {
+		if env.wrk, err = exec.LookPath("wrk"); err != nil {
+			fmt.Fprintln(os.Stderr, "wrk is not installed (apt-get install wrk): using the Go generator")
+			env.wrk = ""
+		}
 	}
 	if err := env.startShared(ctx); err != nil {
 		return err

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -14,7 +16,7 @@ type report struct {
 }
 
 func flagMap(f flags) map[string]any {
-	return map[string]any{"duration": f.duration.String(), "rounds": f.rounds, "conns": f.conns, "sessions": f.sessions}
+	return map[string]any{"duration": f.duration.String(), "rounds": f.rounds, "conns": f.conns, "sessions": f.sessions, "stored_sessions": f.stored}
 }
 
 func printTable(w io.Writer, f flags, rs []result) {
@@ -32,14 +34,8 @@ func printTable(w io.Writer, f flags, rs []result) {
 			row("", r.Gatehouse, fmt.Sprintf("%.2f×", r.Ratio))
 			continue
 		}
-		if r.Extra != nil {
-			var parts []string
-			for _, k := range []string{"connections", "rss_per_connection_bytes", "goroutines_after"} {
-				if v, ok := r.Extra[k]; ok {
-					parts = append(parts, fmt.Sprintf("%s=%v", k, fmtNum(v)))
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\t\n", r.Scenario, r.Gatehouse.Target, strings.Join(parts, " "))
+		if r.Gatehouse.Requests == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\t\n", r.Scenario, r.Gatehouse.Target, "see below")
 			continue
 		}
 		row(r.Scenario, r.Gatehouse, "")
@@ -48,6 +44,14 @@ func printTable(w io.Writer, f flags, rs []result) {
 	fmt.Fprintln(w)
 	for _, r := range rs {
 		fmt.Fprintf(w, "  %s: %s\n", r.Scenario, r.What)
+		if len(r.Extra) > 0 {
+			keys := slices.Sorted(maps.Keys(r.Extra))
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, k+"="+fmtNum(r.Extra[k]))
+			}
+			fmt.Fprintf(w, "      %s\n", strings.Join(parts, " "))
+		}
 	}
 }
 
@@ -59,7 +63,11 @@ func perConn(v float64) string {
 }
 
 func fmtNum(v any) string {
-	if f, ok := v.(float64); ok {
+	switch f := v.(type) {
+	case float64:
+		if f != 0 && f < 100 && f > -100 {
+			return fmt.Sprintf("%.2f", f)
+		}
 		return fmt.Sprintf("%.0f", f)
 	}
 	return fmt.Sprint(v)

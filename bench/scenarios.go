@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +41,7 @@ type scenario struct {
 func scenarios() []scenario {
 	return []scenario{
 		{"get-bolt", func(ctx context.Context, e *environment) ([]result, error) {
-			return e.sideBySide(ctx, "get-bolt", "authenticated GET, user token, full pipeline, bolt, one session", gatehouseConfig{store: "bolt"}, 1, getSmall)
+			return e.sideBySide(ctx, "get-bolt", "authenticated GET, user token, full pipeline, bolt, one session"+e.generator(true), gatehouseConfig{store: "bolt"}, 1, getSmall)
 		}},
 		{"get-bolt-many", func(ctx context.Context, e *environment) ([]result, error) {
 			return e.sideBySide(ctx, "get-bolt-many", fmt.Sprintf("the same, %d sessions in random order", e.f.sessions), gatehouseConfig{store: "bolt"}, e.f.sessions, getSmall)
@@ -53,8 +55,13 @@ func scenarios() []scenario {
 				return nil, err
 			}
 			defer stop()
-			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)", gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
+			return e.sideBySide(ctx, "get-redis", "authenticated GET, full pipeline, Redis store (real redis-server)"+e.generator(true), gatehouseConfig{store: "redis", redisURL: url}, 1, getSmall)
 		}},
+		{"stored-sessions", func(ctx context.Context, e *environment) ([]result, error) { return e.storedSessions(ctx) }},
+		{"get-agent", func(ctx context.Context, e *environment) ([]result, error) { return e.agentToken(ctx) }},
+		{"get-dpop", func(ctx context.Context, e *environment) ([]result, error) { return e.nativeDPoP(ctx) }},
+		{"audit-sync", func(ctx context.Context, e *environment) ([]result, error) { return e.durability(ctx) }},
+		{"half-peak", func(ctx context.Context, e *environment) ([]result, error) { return e.halfPeakLatency(ctx) }},
 		{"login", func(ctx context.Context, e *environment) ([]result, error) { return e.loginThroughput(ctx) }},
 		{"idle-conns", func(ctx context.Context, e *environment) ([]result, error) { return e.idleConnections(ctx) }},
 		{"composite", func(ctx context.Context, e *environment) ([]result, error) { return e.compositeScenario(ctx) }},
@@ -79,63 +86,261 @@ func mixed(cookies []string) workload {
 	}
 }
 
+// pair is a started Gatehouse and bare proxy with the cookies to use.
+type pair struct {
+	gh, bare *child
+	cookies  []string
+}
+
+func (p *pair) stop() {
+	if p.bare != nil {
+		_ = p.bare.stop()
+	}
+	if p.gh != nil {
+		_ = p.gh.stop()
+	}
+}
+
+// startPair starts Gatehouse (with sessions: one signed in at the OP, or n
+// seeded into its bolt file) and a bare proxy.
+func (e *environment) startPair(ctx context.Context, name string, gc gatehouseConfig, sessions int) (*pair, error) {
+	dir := filepath.Join(e.dir, name)
+	p := &pair{}
+	if sessions > 1 {
+		var err error
+		if p.cookies, err = seedSessions(ctx, filepath.Join(dir, "sessions.db"), sessions); err != nil {
+			return nil, fmt.Errorf("seed %d sessions: %w", sessions, err)
+		}
+		for i := range p.cookies {
+			p.cookies[i] = "gatehouse=" + p.cookies[i]
+		}
+	}
+	var err error
+	if p.gh, err = e.startGatehouse(ctx, dir, gc); err != nil {
+		return nil, err
+	}
+	if sessions <= 1 {
+		c, err := e.login(ctx)
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		p.cookies = []string{c}
+	}
+	if p.bare, err = e.startBare(ctx); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
 // sideBySide measures Gatehouse and the bare proxy on one workload in
 // alternating rounds. The bare proxy gets the same requests (it ignores the
 // cookie and the CSRF header) on the same path: its upstream path keeps the
 // /api/profile prefix, Gatehouse strips it, which the upstream does not mind.
 func (e *environment) sideBySide(ctx context.Context, name, what string, gc gatehouseConfig, sessions int, mk func([]string) workload) ([]result, error) {
-	dir := filepath.Join(e.dir, name)
-	var cookies []string
-	if sessions > 1 {
-		var err error
-		if cookies, err = seedSessions(ctx, filepath.Join(dir, "sessions.db"), sessions); err != nil {
-			return nil, fmt.Errorf("seed %d sessions: %w", sessions, err)
-		}
-	}
-	gh, err := e.startGatehouse(ctx, dir, gc)
+	p, err := e.startPair(ctx, name, gc, sessions)
 	if err != nil {
 		return nil, err
 	}
-	defer gh.stop()
-	if sessions <= 1 {
-		c, err := e.login(ctx)
-		if err != nil {
-			return nil, err
+	defer p.stop()
+	w := mk(p.cookies)
+	one := func(target *child) (round, error) {
+		if e.wrk != "" && len(p.cookies) == 1 && name != "mixed-bolt" {
+			return wrkRound(ctx, e, target, e.f.conns, e.f.duration, "/api/profile/me", p.cookies[0])
 		}
-		cookies = []string{c}
-	} else {
-		for i := range cookies {
-			cookies[i] = "gatehouse=" + cookies[i]
-		}
+		return drive(ctx, e, target, e.f.conns, e.f.duration, w)
 	}
-	bare, err := e.startBare(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer bare.stop()
-	w := mk(cookies)
 	var bareRounds, ghRounds []round
 	for i := 0; i < e.f.rounds; i++ {
-		r, err := drive(ctx, e, bare, e.f.conns, e.f.duration, w)
+		r, err := one(p.bare)
 		if err != nil {
 			return nil, err
 		}
 		bareRounds = append(bareRounds, r)
-		r, err = drive(ctx, e, gh, e.f.conns, e.f.duration, w)
+		r, err = one(p.gh)
 		if err != nil {
 			return nil, err
 		}
 		ghRounds = append(ghRounds, r)
 	}
 	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if g.Non2xx > 0 || g.Errors > 0 {
-		return nil, fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
 	}
 	res := result{Scenario: name, What: what, Bare: &b, Gatehouse: g}
 	if b.RPS > 0 {
 		res.Ratio = g.RPS / b.RPS
 	}
+	if e.f.profile != "" {
+		if err := e.profileRound(ctx, name, p.gh, w); err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+	}
 	return []result{res}, nil
+}
+
+// generator names the load generator of the single-path GET scenarios.
+func (e *environment) generator(wrkCapable bool) string {
+	if wrkCapable && e.wrk != "" {
+		return " (wrk)"
+	}
+	return ""
+}
+
+func successesOnly(gh *child, g summary) error {
+	if g.Non2xx > 0 || g.Errors > 0 {
+		return fmt.Errorf("gatehouse answered %d non-2xx and %d errors of %d requests: the benchmark measures successes only\n%s", g.Non2xx, g.Errors, g.Requests, tail(gh.out.Bytes()))
+	}
+	return nil
+}
+
+// agentToken measures an agent's GETs with a gha_ token minted by the
+// signed-in user (Authorization: Bearer, no cookie): the token's grant is
+// looked up and its sealed session opened instead of the cookie's.
+func (e *environment) agentToken(ctx context.Context) ([]result, error) {
+	p, err := e.startPair(ctx, "get-agent", gatehouseConfig{store: "bolt",
+		extraYAML: "agents:\n  max_ttl: 2h\n  default_ttl: 1h\n  delegable_routes: [profile]\n"}, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	tok, err := e.mintAgentToken(ctx, p.cookies[0])
+	if err != nil {
+		return nil, err
+	}
+	w := func(*rand.Rand) request {
+		return request{method: http.MethodGet, path: "/api/profile/me", auth: "Bearer " + tok}
+	}
+	var bareRounds, ghRounds []round
+	for i := 0; i < e.f.rounds; i++ {
+		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		bareRounds = append(bareRounds, r)
+		if r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w); err != nil {
+			return nil, err
+		}
+		ghRounds = append(ghRounds, r)
+	}
+	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
+	}
+	res := result{Scenario: "get-agent", What: "authenticated GET with an agent token (gha_, minted at /bff/agents/tokens), bolt", Bare: &b, Gatehouse: g}
+	if b.RPS > 0 {
+		res.Ratio = g.RPS / b.RPS
+	}
+	return []result{res}, nil
+}
+
+// mintAgentToken asks Gatehouse for an agent token as the signed-in user.
+func (e *environment) mintAgentToken(ctx context.Context, cookie string) (string, error) {
+	body := strings.NewReader(`{"name":"bench","routes":["profile"],"methods":["GET"],"ttl":"1h"}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.gatehouseAddr+"/bff/agents/tokens", body)
+	req.Header.Set("Cookie", cookie)
+	req.Header.Set("X-CSRF", "1")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &out) != nil || out.Token == "" {
+		return "", fmt.Errorf("mint agent token: %d %s", resp.StatusCode, b)
+	}
+	return out.Token, nil
+}
+
+// durability compares audit durability sync (the default: a request's
+// decision record is fsynced before the upstream is contacted, group
+// commit) with interval (fsync every fsync_interval) on the same GET load.
+// Both need the run's one Gatehouse address (the OP's redirect URI), so
+// each round starts a fresh Gatehouse in the mode measured, alternating.
+func (e *environment) durability(ctx context.Context) ([]result, error) {
+	modes := []string{"interval", "sync"}
+	rounds := map[string][]round{}
+	for i := 0; i < e.f.rounds; i++ {
+		for _, mode := range modes {
+			gh, err := e.startGatehouse(ctx, filepath.Join(e.dir, "audit-"+mode), gatehouseConfig{store: "bolt", durability: mode})
+			if err != nil {
+				return nil, err
+			}
+			c, err := e.login(ctx)
+			if err != nil {
+				_ = gh.stop()
+				return nil, err
+			}
+			r, err := drive(ctx, e, gh, e.f.conns, e.f.duration, getSmall([]string{c}))
+			if err == nil && e.f.profile != "" && i == e.f.rounds-1 {
+				err = e.profileRound(ctx, "audit-"+mode, gh, getSmall([]string{c}))
+			}
+			_ = gh.stop()
+			if err != nil {
+				return nil, err
+			}
+			rounds[mode] = append(rounds[mode], r)
+		}
+	}
+	iv, sy := summarize("interval", rounds["interval"]), summarize("sync", rounds["sync"])
+	if sy.Non2xx > 0 || sy.Errors > 0 || iv.Non2xx > 0 || iv.Errors > 0 {
+		return nil, fmt.Errorf("non-2xx or errors: sync %d/%d, interval %d/%d", sy.Non2xx, sy.Errors, iv.Non2xx, iv.Errors)
+	}
+	res := result{Scenario: "audit-sync", What: "authenticated GET, bolt, audit durability sync (row 2) against interval (row 1), a fresh Gatehouse per round; ratio is sync ÷ interval",
+		Bare: &iv, Gatehouse: sy}
+	if iv.RPS > 0 {
+		res.Ratio = sy.RPS / iv.RPS
+	}
+	return []result{res}, nil
+}
+
+// halfPeakLatency finds both targets' peak (one closed-loop round each),
+// then offers half of the lower peak as an open-loop, fixed-rate load to
+// each in alternating rounds: the latency a request adds when the machine
+// is not saturated.
+func (e *environment) halfPeakLatency(ctx context.Context) ([]result, error) {
+	p, err := e.startPair(ctx, "half-peak", gatehouseConfig{store: "bolt"}, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	w := getSmall(p.cookies)
+	rb, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
+	if err != nil {
+		return nil, err
+	}
+	rg, err := drive(ctx, e, p.gh, e.f.conns, e.f.duration, w)
+	if err != nil {
+		return nil, err
+	}
+	peakB, peakG := float64(rb.requests)/rb.elapsed.Seconds(), float64(rg.requests)/rg.elapsed.Seconds()
+	rate := min(peakB, peakG) * e.f.loadFraction
+	var bareRounds, ghRounds []round
+	for i := 0; i < e.f.rounds; i++ {
+		r, err := driveOpen(ctx, e, p.bare, rate, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		bareRounds = append(bareRounds, r)
+		r, err = driveOpen(ctx, e, p.gh, rate, e.f.duration, w)
+		if err != nil {
+			return nil, err
+		}
+		ghRounds = append(ghRounds, r)
+	}
+	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
+	if err := successesOnly(p.gh, g); err != nil {
+		return nil, err
+	}
+	return []result{{Scenario: "half-peak", What: fmt.Sprintf("open loop at %.2f of the lower closed-loop peak (%.0f req/s; peaks %.0f bare, %.0f gatehouse), authenticated GET, bolt; latency counted from each request's scheduled start", e.f.loadFraction, rate, peakB, peakG),
+		Bare: &b, Gatehouse: g, Ratio: g.RPS / b.RPS,
+		Extra: map[string]any{"rate": rate, "peak_bare": peakB, "peak_gatehouse": peakG,
+			"added_p50_us": g.P50us - b.P50us, "added_p99_us": g.P99us - b.P99us}}}, nil
 }
 
 func tail(b []byte) string {
@@ -162,7 +367,7 @@ func seedSessions(ctx context.Context, path string, n int) ([]string, error) {
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range 64 { // bolt batches concurrent writers into one transaction each
+	for range 1000 { // bolt batches concurrent writers (up to 1000) into one transaction
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
@@ -242,7 +447,7 @@ func (e *environment) loginThroughput(ctx context.Context) ([]result, error) {
 		wg.Go(func() {
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
-				if _, err := e.login(ctx); err != nil {
+				if _, err := e.loginOnce(ctx); err != nil {
 					failed.Add(1)
 					continue
 				}
@@ -270,7 +475,9 @@ func (e *environment) loginThroughput(ctx context.Context) ([]result, error) {
 func (e *environment) idleConnections(ctx context.Context) ([]result, error) {
 	const n = 10_000
 	dir := filepath.Join(e.dir, "idle")
-	gh, err := e.startGatehouse(ctx, dir, gatehouseConfig{store: "bolt"})
+	// The default connection cap is half the open-file limit, which on a
+	// machine with 20 000 descriptors is just under n.
+	gh, err := e.startGatehouse(ctx, dir, gatehouseConfig{store: "bolt", extraYAML: "server:\n  max_connections: 15000\n"})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -76,6 +77,18 @@ func Register(mux *http.ServeMux, o Options) {
 		mux.Handle("GET /admin/agents", a.auth(a.listAgents))
 		mux.Handle("DELETE /admin/agents/{id}", a.auth(a.revokeAgent))
 	}
+	// Profiles of the running process for performance work, behind the
+	// admin token like everything under /admin/ (they show code paths and
+	// sizes, not request data; a CPU profile costs a few per cent while it
+	// runs). The handlers are mounted explicitly: nothing serves
+	// http.DefaultServeMux, where importing net/http/pprof also puts them.
+	pp := http.NewServeMux()
+	pp.HandleFunc("/debug/pprof/", pprof.Index)
+	pp.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	pp.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	pp.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	pp.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /admin/debug/pprof/", a.auth(http.StripPrefix("/admin", pp).ServeHTTP))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) {
 		apierror.Write(w, http.StatusNotFound, "not_found", "no such admin endpoint: see docs/admin.md")
 	}))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/gatehouse-dev/gatehouse/internal/testsupport/syncbuf"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -79,6 +80,33 @@ func TestAdminRequiresTheBearerToken(t *testing.T) {
 		if code, _ := do(t, "POST", srv.URL+"/admin/sessions/revoke?sub=alice", tok); code != http.StatusUnauthorized {
 			t.Errorf("revoke with token %q: got %d, want 401", tok, code)
 		}
+	}
+}
+
+func TestProfilesNeedTheAdminToken(t *testing.T) {
+	srv, _, _, _ := setup(t, secret.Static("admin-token-0123456789"))
+	for _, p := range []string{"/admin/debug/pprof/", "/admin/debug/pprof/heap", "/admin/debug/pprof/profile?seconds=1", "/admin/debug/pprof/goroutine?debug=2"} {
+		if code, _ := do(t, "GET", srv.URL+p, ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without the token: %d, want 401", p, code)
+		}
+		if code, _ := do(t, "GET", srv.URL+p, "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong token: %d, want 401", p, code)
+		}
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/admin/debug/pprof/heap", nil)
+	req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(b) == 0 {
+		t.Fatalf("heap profile with the token: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	srv2, _, _, _ := setup(t, nil)
+	if code, _ := do(t, "GET", srv2.URL+"/admin/debug/pprof/heap", ""); code != http.StatusForbidden {
+		t.Fatalf("profiles without admin.token configured: %d, want 403", code)
 	}
 }
 

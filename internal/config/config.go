@@ -224,6 +224,9 @@ type Route struct {
 	// AllowMethodOverride forwards method-override headers and _method
 	// naming one of Methods. Default false (dropped / refused).
 	AllowMethodOverride bool
+	// MaxIdleConns is how many idle keep-alive connections to the upstream
+	// are kept for reuse; default DefaultMaxIdleConns.
+	MaxIdleConns int
 }
 
 // Expr is an expression kept with its position so that the stage compiling

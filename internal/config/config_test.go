@@ -74,7 +74,7 @@ func TestDesignExampleLoads(t *testing.T) {
 	if profile.Allow.Source != "user.email_verified == true" || profile.Allow.Pos.Line != 55 || profile.Allow.Key != "routes[0].allow" {
 		t.Errorf("profile allow = %+v", profile.Allow)
 	}
-	if !profile.StripPrefix || profile.Timeout != DefaultRouteTimeout || profile.MaxBody != DefaultMaxBody {
+	if !profile.StripPrefix || profile.Timeout != DefaultRouteTimeout || profile.MaxBody != DefaultMaxBody || profile.MaxIdleConns != DefaultMaxIdleConns {
 		t.Errorf("route defaults not applied: %+v", profile)
 	}
 	if !slices.Equal(c.Route("catalog").Methods, []string{"GET"}) {
@@ -338,6 +338,7 @@ func TestAliasesAndMergeKeys(t *testing.T) {
     upstream: http://a.internal/
     credential: user_token
     timeout: 7s
+    max_idle_conns: 512
   - <<: *base
     name: b
     path: /api/b/
@@ -347,7 +348,7 @@ func TestAliasesAndMergeKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := c.Route("b")
-	if b == nil || b.Timeout != 7*time.Second || b.Upstream.Host != "a.internal" || b.Path != "/api/b/" {
+	if b == nil || b.Timeout != 7*time.Second || b.MaxIdleConns != 512 || b.Upstream.Host != "a.internal" || b.Path != "/api/b/" {
 		t.Errorf("merged route = %+v", b)
 	}
 }

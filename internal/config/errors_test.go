@@ -99,6 +99,10 @@ func errorClassCases() []errorClassCase {
 			`t.yaml:7: session.refresh_before_expiry: "-5s" is negative; durations must be zero or more`},
 		{"idle longer than absolute", head + "session:\n  idle_timeout: 13h\n",
 			`t.yaml:7: session.idle_timeout: is longer than session.absolute_timeout (12h0m0s), so it could never take effect; make it shorter`},
+		{"max_idle_conns zero", head + route0 + "    max_idle_conns: 0\n",
+			`t.yaml:11: routes[0].max_idle_conns: must be between 1 and 65536 (idle keep-alive connections kept per upstream; default 256)`},
+		{"max_idle_conns not a number", head + route0 + "    max_idle_conns: many\n",
+			`t.yaml:11: routes[0].max_idle_conns: expected a whole number, got text`},
 		{"bad size", head + route0 + "    max_body: 10 megs\n",
 			`t.yaml:11: routes[0].max_body: "10 megs" is not a size; write a size such as 512KiB, 10MiB or 1GB (or a number of bytes)`},
 

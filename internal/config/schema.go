@@ -21,7 +21,7 @@ var schema = map[string][]string{
 	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
 	"csrf":          {"header", "allowed_origins"},
 	"routes[]": {"name", "path", "upstream", "strip_prefix", "methods", "credential", "allow", "anonymous",
-		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override"},
+		"timeout", "max_body", "websocket", "allow_set_cookie", "allow_caching", "allow_method_override", "max_idle_conns"},
 	"composites[]":                  {"name", "path", "method", "timeout", "calls", "shape"},
 	"composites[].calls.*":          {"route", "path", "method", "query", "optional", "timeout", "depends_on", "max_body"},
 	"credential":                    credentialKinds,

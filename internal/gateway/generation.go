@@ -425,7 +425,7 @@ func (fe *frontend) routeSpec(g *Gateway, r *config.Route, authz *policy.Authori
 	methods := r.Methods // defaulted to [GET] by config (HEAD goes with GET)
 	spec := proxy.RouteSpec{
 		Name: r.Name, Path: r.Path, Upstream: r.Upstream, KeepPrefix: !r.StripPrefix,
-		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody,
+		Methods: methods, Timeout: r.Timeout, MaxBodyBytes: r.MaxBody, MaxIdleConns: r.MaxIdleConns,
 		WebSocket: r.WebSocket, AllowSetCookie: r.AllowSetCookie, Anonymous: r.Anonymous,
 		AllowCaching: r.AllowCaching, AllowMethodOverride: r.AllowMethodOverride,
 		Authorizer: &routeAuthorizer{client: fe.cfg.Client, authz: authz, log: g.log.With("component", "policy", "client", fe.cfg.Client), now: g.opts.Now},

@@ -121,7 +121,9 @@ func (a *routeAuthorizer) Authorize(ctx context.Context, in *proxy.AuthzInput) (
 			Method: in.Method, Path: in.Path, RawQuery: in.RawQuery, Header: in.Header,
 		},
 	}
-	if in.ClientIP.IsValid() {
+	if in.ClientIPText != "" {
+		pin.Request.RemoteIP = in.ClientIPText
+	} else if in.ClientIP.IsValid() {
 		pin.Request.RemoteIP = in.ClientIP.String()
 	}
 	if in.Identity != nil {
@@ -172,9 +174,10 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool
 		Method: ev.Method, Path: ev.Path, Status: ev.Status, Upstream: ev.Upstream,
 		RequestID: ev.RequestID, TraceID: telemetry.TraceID(ctx), CorrelationID: ev.CorrelationID,
 	}
-	if ev.ClientIP.IsValid() {
-		rec.RemoteIP = ev.ClientIP.String()
+	if ev.ClientIPText == "" && ev.ClientIP.IsValid() {
+		ev.ClientIPText = ev.ClientIP.String() // the completion record reuses it
 	}
+	rec.RemoteIP = ev.ClientIPText
 	// A policy refusal records the policy's own reason (cel_denied, cel_error,
 	// pdp_timeout, …) rather than the generic answer code, so the log tells a
 	// rule that said no from a PDP that could not be asked.
@@ -191,7 +194,9 @@ func (a *auditor) record(ctx context.Context, ev *proxy.AuditEvent, observe bool
 	return rec
 }
 
-type reservation struct{ a *auditor }
+// reservation is the auditor itself under the proxy.Reservation interface:
+// converting the pointer costs no allocation per request.
+type reservation auditor
 
 // Reserve writes the request's decision record (event "forward") before the upstream is
 // contacted — with audit.durability sync it returns once the record is fsynced — and holds no
@@ -206,11 +211,12 @@ func (a *auditor) Reserve(ctx context.Context, ev *proxy.AuditEvent) (proxy.Rese
 	if err := a.log.Decision(ctx, rec); err != nil {
 		return nil, err
 	}
-	return &reservation{a: a}, nil
+	return (*reservation)(a), nil
 }
 
 func (r *reservation) Commit(ctx context.Context, ev *proxy.AuditEvent) {
-	r.a.log.Completion(ctx, r.a.record(ctx, ev, true))
+	a := (*auditor)(r)
+	a.log.Completion(ctx, a.record(ctx, ev, true))
 }
 
 func (a *auditor) Record(ctx context.Context, ev *proxy.AuditEvent) error {

@@ -38,6 +38,9 @@ type csrfCheck struct {
 	header  string // canonical
 	value   string
 	origins map[string]struct{}
+	// Refusal messages naming the header, built once: the check allocates
+	// nothing, refusals included.
+	msgMissing, msgInvalid string
 }
 
 func newCSRFCheck(publicURL *url.URL, o CSRFOptions) (*csrfCheck, error) {
@@ -52,6 +55,8 @@ func newCSRFCheck(publicURL *url.URL, o CSRFOptions) (*csrfCheck, error) {
 	if c.value == "" {
 		c.value = "1"
 	}
+	c.msgMissing = "API requests must carry the " + c.header + " header"
+	c.msgInvalid = "the " + c.header + " header must be " + c.value
 	if publicURL == nil {
 		return nil, fmt.Errorf("public URL is missing: the CSRF check compares Origin with it")
 	}
@@ -116,10 +121,10 @@ func (c *csrfCheck) check(h http.Header, websocket bool) (code, msg string) {
 	}
 	vals := h[c.header]
 	if len(vals) == 0 {
-		return "csrf_header_missing", "API requests must carry the " + c.header + " header"
+		return "csrf_header_missing", c.msgMissing
 	}
 	if len(vals) != 1 || vals[0] != c.value {
-		return "csrf_header_invalid", "the " + c.header + " header must be " + c.value
+		return "csrf_header_invalid", c.msgInvalid
 	}
 	return "", ""
 }

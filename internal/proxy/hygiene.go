@@ -119,14 +119,19 @@ func isDropped(n string) bool {
 // normHeader lower-cases a header name and reads "_" as "-", the way
 // CGI-style servers (and many frameworks) fold names.
 func normHeader(k string) string {
-	var buf [64]byte
+	var buf nameBuf
 	if len(k) > len(buf) {
 		return strings.ReplaceAll(strings.ToLower(k), "_", "-")
 	}
 	return string(normInto(&buf, k))
 }
 
-func normInto(buf *[64]byte, k string) []byte {
+// nameBuf holds a normalised header name on the stack: longer names than
+// any real header (and than the server's default header limits make
+// likely) take the allocating path.
+type nameBuf [256]byte
+
+func normInto(buf *nameBuf, k string) []byte {
 	for i := 0; i < len(k); i++ {
 		c := k[i]
 		switch {
@@ -160,7 +165,7 @@ type scrubOpts struct {
 // a policy checked would let the upstream act on a value the policy never
 // saw. Policies do not see such names either (policy.RequestInfo.Header).
 func scrubRequestHeaders(h http.Header, credNames map[string]struct{}, o scrubOpts) {
-	var buf [64]byte
+	var buf nameBuf
 	for k := range h {
 		if strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
@@ -238,7 +243,7 @@ func overrideQueryKey(key string) bool {
 	if len(key) > 64 {
 		return false // longer than any override name
 	}
-	var buf [64]byte
+	var buf nameBuf
 	n := normInto(&buf, key)
 	if string(n) == "-method" {
 		return true

@@ -427,6 +427,17 @@ func (p *Proxy) buildForwarder(rt *route, base *http.Transport) {
 	if tr.TLSHandshakeTimeout == 0 || tr.TLSHandshakeTimeout > rt.timeout {
 		tr.TLSHandshakeTimeout = rt.timeout
 	}
+	// Keep as many idle keep-alive connections as the route may have
+	// requests in flight: with Go's default of 2 per host, every request
+	// above the second concurrent one opens a new connection and leaves one
+	// in TIME_WAIT, which on a real network exhausts ephemeral ports. Each
+	// route has its own transport, so the per-host and total caps are the
+	// same number.
+	tr.MaxIdleConnsPerHost = rt.maxIdle
+	tr.MaxIdleConns = rt.maxIdle
+	if tr.IdleConnTimeout == 0 {
+		tr.IdleConnTimeout = 90 * time.Second
+	}
 	rt.transport = tr
 	var rtp http.RoundTripper = tr
 	if p.opts.WrapTransport != nil {
@@ -453,7 +464,8 @@ func (p *Proxy) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	// A fresh URL: nothing of the client's URL but the query survives.
 	// RawPath stays empty so the path is sent as the canonical escaping of
 	// exactly the path that was matched.
-	out.URL = &url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: st.path, RawQuery: out.URL.RawQuery}
+	// out.URL is ReverseProxy's own copy: overwritten in place.
+	*out.URL = url.URL{Scheme: rt.upstream.Scheme, Host: rt.upstream.Host, Path: st.path, RawQuery: out.URL.RawQuery}
 	out.Host = ""
 	if st.limited != nil {
 		out.Body = st.limited
@@ -581,12 +593,32 @@ func newRequestID() string {
 	return string(b[:])
 }
 
-// bufferPool recycles the 32 KiB copy buffers ReverseProxy uses per response.
-type bufferPool struct{ pool *sync.Pool }
+// bufferPool recycles the 32 KiB copy buffers ReverseProxy uses per
+// response. A buffered channel rather than a sync.Pool: Put receives a bare
+// slice, and boxing it for a sync.Pool would allocate on every response.
+// It keeps at most bufferPoolSize buffers (8 MiB); beyond that they are
+// left to the GC.
+type bufferPool struct{ free chan []byte }
 
-func newBufferPool() bufferPool {
-	return bufferPool{&sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+const bufferPoolSize = 256
+
+func newBufferPool() bufferPool { return bufferPool{free: make(chan []byte, bufferPoolSize)} }
+
+func (bp bufferPool) Get() []byte {
+	select {
+	case b := <-bp.free:
+		return b
+	default:
+		return make([]byte, 32<<10)
+	}
 }
 
-func (bp bufferPool) Get() []byte  { return *bp.pool.Get().(*[]byte) }
-func (bp bufferPool) Put(b []byte) { bp.pool.Put(&b) }
+func (bp bufferPool) Put(b []byte) {
+	if cap(b) < 32<<10 {
+		return
+	}
+	select {
+	case bp.free <- b[:32<<10]:
+	default:
+	}
+}

@@ -41,7 +41,7 @@ func scrubResponseHeaders(h http.Header, rt *route) {
 	// never the browser's; Clear-Site-Data would let an upstream wipe
 	// Gatehouse's own cookies and storage (logging the user out) or, with
 	// "executionContexts", reload every tab of the origin.
-	var buf [64]byte
+	var buf nameBuf
 	for k := range h {
 		var n []byte
 		if len(k) <= len(buf) {

@@ -16,6 +16,10 @@ import (
 const (
 	DefaultTimeout      = 30 * time.Second
 	DefaultMaxBodyBytes = 10 << 20
+	// DefaultMaxIdleConns is the idle keep-alive connections a route keeps
+	// to its upstream (Go's default is 2, which at any concurrency above 2
+	// opens a new connection for most requests).
+	DefaultMaxIdleConns = 256
 )
 
 // CredentialKind names the one credential a route attaches upstream.
@@ -77,6 +81,9 @@ type RouteSpec struct {
 	WebSocket bool
 	// AllowSetCookie passes the upstream's Set-Cookie headers to the browser.
 	AllowSetCookie bool
+	// MaxIdleConns is how many idle keep-alive connections to the upstream
+	// the route keeps for reuse; 0 means DefaultMaxIdleConns.
+	MaxIdleConns int
 	// Anonymous routes need no session (CSRF still applies).
 	Anonymous bool
 	// AllowCaching keeps the upstream's Cache-Control on authenticated
@@ -108,6 +115,7 @@ type route struct {
 	allow      string // Allow header value
 	timeout    time.Duration
 	maxBody    int64
+	maxIdle    int
 	websocket  bool
 	setCookie  bool
 	anonymous  bool
@@ -161,7 +169,7 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 	}
 	r := &route{
 		name: spec.Name, path: spec.Path, keepPrefix: spec.KeepPrefix,
-		timeout: spec.Timeout, maxBody: spec.MaxBodyBytes, websocket: spec.WebSocket,
+		timeout: spec.Timeout, maxBody: spec.MaxBodyBytes, maxIdle: spec.MaxIdleConns, websocket: spec.WebSocket,
 		setCookie: spec.AllowSetCookie, anonymous: spec.Anonymous, cred: spec.Credential,
 		allowCaching: spec.AllowCaching, methodOverride: spec.AllowMethodOverride,
 		authz: spec.Authorizer,
@@ -228,6 +236,11 @@ func buildRoute(spec RouteSpec, o *Options) (*route, error) {
 	}
 	if r.maxBody == 0 {
 		r.maxBody = DefaultMaxBodyBytes
+	}
+	if r.maxIdle == 0 {
+		r.maxIdle = DefaultMaxIdleConns
+	} else if r.maxIdle < 0 {
+		bad("max idle connections must be positive")
 	}
 	if spec.Authorizer == nil {
 		bad("no authorizer: every route needs a policy (proxy.AllowAll{} for the default one)")

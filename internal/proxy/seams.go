@@ -88,6 +88,10 @@ type AuthzInput struct {
 	// Identity is nil on anonymous routes.
 	Identity *Identity
 	ClientIP netip.Addr
+	// ClientIPText is ClientIP as text when the proxy has formatted it
+	// already (it is formatted once per request for the policy and both
+	// audit records); "" means format ClientIP.
+	ClientIPText string
 	// RequestID identifies the request in audit records and upstream logs.
 	RequestID string
 
@@ -121,13 +125,16 @@ func (AllowAll) Authorize(context.Context, *AuthzInput) (bool, error) { return t
 // AuditEvent describes one decision about one request. It carries no token,
 // no cookie and no query string.
 type AuditEvent struct {
-	Time      time.Time
-	Route     string // "" when no route matched
-	Method    string
-	Path      string // cleaned path; "" when the path was rejected
-	ClientIP  netip.Addr
-	Subject   string
-	SessionID string
+	Time     time.Time
+	Route    string // "" when no route matched
+	Method   string
+	Path     string // cleaned path; "" when the path was rejected
+	ClientIP netip.Addr
+	// ClientIPText is ClientIP as text, when already formatted ("": not yet;
+	// the auditor may fill it in so the second record reuses it).
+	ClientIPText string
+	Subject      string
+	SessionID    string
 	// Actor is the delegation chain when an agent acts for Subject.
 	Actor []string
 	// Decision is "allow" or "deny".

@@ -39,6 +39,9 @@ type exchange struct {
 	noAudit bool
 	// rid is X-Request-Id's value, shared by the answer and the upstream request.
 	rid []string
+	// fwd is the forwarding state the reverse proxy's callbacks find in the
+	// request context (part of the pooled exchange: one fewer allocation).
+	fwd forwarding
 	// done: an Endpoint answered the request; no later stage runs.
 	done bool
 }
@@ -179,8 +182,11 @@ func (authorizeStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.
 		return endpointMisrouted()
 	}
 	r := x.req.HTTP
+	if x.ev.ClientIPText == "" && x.ev.ClientIP.IsValid() {
+		x.ev.ClientIPText = x.ev.ClientIP.String() // once, for the policy and both audit records
+	}
 	in := AuthzInput{Route: x.rt.name, Method: r.Method, Path: x.req.Path, RawQuery: r.URL.RawQuery, Header: r.Header,
-		Identity: x.id, ClientIP: x.ev.ClientIP, RequestID: x.ev.RequestID}
+		Identity: x.id, ClientIP: x.ev.ClientIP, ClientIPText: x.ev.ClientIPText, RequestID: x.ev.RequestID}
 	ref := p.authorize(ctx, x.rt, &x.ev, &in)
 	x.req.Reason = in.Reason
 	return ref
@@ -231,10 +237,17 @@ func (forwardStage) run(ctx context.Context, p *Proxy, x *exchange) *pipeline.Re
 			Err: errors.New("stage list: Forward without Audit before it")}
 	}
 	rt, r, w := x.rt, x.req.HTTP, x.w
-	st := &forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway, id: x.id}
+	st := &x.fwd
+	*st = forwarding{path: upstreamPath(rt, x.req.Path), cred: x.cred, requestID: x.rid, status: http.StatusBadGateway, id: x.id}
 	defer func() {
 		x.ev.Status, x.ev.Code = st.status, st.code
-		x.res.Commit(context.WithoutCancel(ctx), &x.ev)
+		// The record is committed even when the client has gone away; the
+		// context is detached only then (it costs an allocation).
+		cctx := ctx
+		if ctx.Err() != nil {
+			cctx = context.WithoutCancel(ctx)
+		}
+		x.res.Commit(cctx, &x.ev)
 	}()
 	if rt.maxBody >= 0 && r.Body != nil && r.Body != http.NoBody {
 		st.limited = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, rt.maxBody)}

@@ -81,6 +81,9 @@ func OpenBoltStore(path string, opts BoltOptions) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt session store %s: init buckets: %w", path, err)
 	}
+	// A lone Create waits at most this long for company before committing;
+	// under load, writers queue behind the running commit anyway.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &BoltStore{db: db, now: opts.Now, log: opts.Logger, stop: make(chan struct{})}
 	if s.now == nil {
 		s.now = time.Now
@@ -166,9 +169,12 @@ func (s *BoltStore) liveLocked(tx *bolt.Tx, id string) (Record, bool, error) {
 	return r, true, nil
 }
 
-// Create implements Store.
+// Create implements Store. Concurrent Creates (a burst of logins, seeding)
+// are coalesced by bbolt's Batch into one transaction and one fsync; the
+// function is idempotent, as Batch requires (it reruns a failing call alone,
+// so ErrExists reaches only its own caller).
 func (s *BoltStore) Create(_ context.Context, rec Record) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		old, exists, err := getLocked(tx, rec.ID)
 		if err != nil {
 			return err

@@ -84,8 +84,57 @@ func (m *Metrics) ObserveRequest(route, outcome string, status int, d time.Durat
 	if route == "" {
 		route = "none"
 	}
-	m.requests.WithLabelValues(m.client, route, outcome, strconv.Itoa(status)).Inc()
+	m.requests.WithLabelValues(m.client, route, outcome, statusLabel(status)).Inc()
 	m.duration.WithLabelValues(m.client, route).Observe(d.Seconds())
+}
+
+// statusLabel is the status code as a label value; the common codes are
+// constants, so counting a request does not allocate (strconv.Itoa
+// allocates for numbers of three digits).
+func statusLabel(status int) string {
+	switch status {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 204:
+		return "204"
+	case 206:
+		return "206"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 303:
+		return "303"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 405:
+		return "405"
+	case 408:
+		return "408"
+	case 413:
+		return "413"
+	case 429:
+		return "429"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	case 504:
+		return "504"
+	}
+	return strconv.Itoa(status)
 }
 
 // UpstreamError counts a failed upstream round trip.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +94,20 @@ func TestTracingPropagatesTraceContext(t *testing.T) {
 	}
 	if _, err := NewTracing(context.Background(), "not a url", "x"); err == nil {
 		t.Fatal("bad endpoint must fail")
+	}
+}
+
+// Counting a request runs on every request: it must not allocate for the
+// usual status codes, and every code keeps its own label.
+func TestObserveRequestDoesNotAllocate(t *testing.T) {
+	m := NewMetrics()
+	for _, code := range []int{200, 204, 304, 403, 502, 599} {
+		m.ObserveRequest("profile", "allow", code, time.Millisecond)
+		if got := statusLabel(code); got != strconv.Itoa(code) {
+			t.Fatalf("statusLabel(%d) = %q", code, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { m.ObserveRequest("profile", "allow", 200, time.Millisecond) }); n != 0 {
+		t.Fatalf("ObserveRequest allocates %.0f times per request", n)
 	}
 }

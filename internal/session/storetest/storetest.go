@@ -455,6 +455,52 @@ func Run(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	// Stores may coalesce concurrent writes (bolt batches them into one
+	// transaction): a Create that fails must not fail or lose the others in
+	// its batch, and a collision must still have exactly one winner.
+	t.Run("ConcurrentCreatesAllLandAndCollisionsHaveOneWinner", func(t *testing.T) {
+		s, c := setup(t)
+		distinct := make([]session.Record, 24)
+		for i := range distinct {
+			distinct[i] = record(t, c, "user"+string(rune('a'+i)), "")
+		}
+		same := record(t, c, "alice", "")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		winners := 0
+		for i := range distinct {
+			wg.Go(func() {
+				if err := s.Create(ctx, distinct[i]); err != nil {
+					t.Errorf("Create %d: %v", i, err)
+				}
+			})
+		}
+		for i := range 8 {
+			wg.Go(func() {
+				r := same
+				r.Subject = "contender" + string(rune('a'+i))
+				switch err := s.Create(ctx, r); {
+				case err == nil:
+					mu.Lock()
+					winners++
+					mu.Unlock()
+				case !errors.Is(err, session.ErrExists):
+					t.Errorf("colliding Create = %v, want nil or ErrExists", err)
+				}
+			})
+		}
+		wg.Wait()
+		if winners != 1 {
+			t.Fatalf("%d colliding Creates succeeded, want 1", winners)
+		}
+		for _, r := range distinct {
+			got, err := s.Get(ctx, r.ID)
+			if err != nil || !sameRecord(got, r) {
+				t.Fatalf("Get(%s) = %+v, %v; want the created record", r.ID, got, err)
+			}
+		}
+	})
+
 	t.Run("ConcurrentAcquireHasOneWinner", func(t *testing.T) {
 		s, _ := setup(t)
 		key := "lock:" + randomID(t)
