@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/opaque"
 
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
@@ -55,19 +56,9 @@ func ParseToken(s string) (Token, error) {
 	if len(s) != tokenLen || s[:len(TokenPrefix)] != TokenPrefix {
 		return Token{}, ErrMalformedToken
 	}
-	var src [encodedLen]byte
-	for i := 0; i < encodedLen; i++ {
-		c := s[len(TokenPrefix)+i]
-		// The decoder skips CR and LF even in strict mode; check the alphabet
-		// ourselves. 64 characters carry exactly 384 bits: no trailing bits.
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return Token{}, ErrMalformedToken
-		}
-		src[i] = c
-	}
+	// 64 characters carry exactly 384 bits: one spelling per token.
 	var t Token
-	n, err := base64.RawURLEncoding.Strict().Decode(t.raw[:], src[:])
-	if err != nil || n != rawLen {
+	if !opaque.Decode(t.raw[:], s[len(TokenPrefix):]) {
 		return Token{}, ErrMalformedToken
 	}
 	t.id = publicID(t.raw[:rawIDLen])

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gatehouse-dev/gatehouse/internal/opaque"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 )
 
@@ -46,24 +47,9 @@ func NewHandle() (Handle, error) {
 // produces (64 characters of unpadded base64url); anything else, including
 // padding, whitespace or a different length, yields ErrInvalidHandle.
 func ParseHandle(cookieValue string) (Handle, error) {
-	if len(cookieValue) != cookieLen {
-		return Handle{}, ErrInvalidHandle
-	}
-	// The decoder skips CR and LF even in strict mode; check the alphabet
-	// ourselves so that exactly one spelling of each handle is accepted.
-	// 64 characters carry exactly 384 bits, so there are no trailing bits
-	// that could give a second spelling.
-	var src [cookieLen]byte
-	for i := 0; i < cookieLen; i++ {
-		c := cookieValue[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return Handle{}, ErrInvalidHandle
-		}
-		src[i] = c
-	}
+	// 64 characters carry exactly 384 bits: one spelling per handle.
 	var h Handle
-	n, err := base64.RawURLEncoding.Strict().Decode(h.raw[:], src[:])
-	if err != nil || n != handleLen {
+	if len(cookieValue) != cookieLen || !opaque.Decode(h.raw[:], cookieValue) {
 		return Handle{}, ErrInvalidHandle
 	}
 	h.id = publicID(h.raw[:rawIDLen])
