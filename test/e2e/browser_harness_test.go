@@ -59,39 +59,49 @@ type runningDemo struct {
 // to break one guarantee on the wire and show that a detector notices).
 func startDemo(t *testing.T, wrap func(http.Handler) http.Handler) *runningDemo {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	start := startGateway
 	if wrap != nil {
 		start = frontedStarter(t, startGateway, wrap)
 	}
-	ready := make(chan demo.Info, 1)
-	runErr := make(chan error, 1)
-	go func() {
-		runErr <- demo.Run(ctx, demo.Options{
-			StartGateway: start, Out: io.Discard,
-			Ready: func(i demo.Info) { ready <- i },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
+	// The demo takes a free port before Gatehouse binds it (the URL must be in
+	// the config first); a parallel test may take it in between: try again.
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan demo.Info, 1)
+		runErr := make(chan error, 1)
+		go func() {
+			runErr <- demo.Run(ctx, demo.Options{
+				StartGateway: start, Out: io.Discard,
+				Ready: func(i demo.Info) { ready <- i },
+			})
+		}()
 		select {
+		case info := <-ready:
+			t.Cleanup(func() {
+				cancel()
+				select {
+				case err := <-runErr:
+					if err != nil {
+						t.Errorf("demo.Run: %v", err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Error("demo did not stop within 20s of cancel")
+				}
+			})
+			return &runningDemo{Info: info, URL: strings.TrimSuffix(info.PublicURL, "/")}
 		case err := <-runErr:
-			if err != nil {
-				t.Errorf("demo.Run: %v", err)
+			cancel()
+			if attempt < 3 && err != nil && strings.Contains(err.Error(), "address already in use") {
+				t.Logf("demo.Run: %v; trying another port", err)
+				continue
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("demo did not stop within 20s of cancel")
+			t.Fatalf("demo.Run: %v", err)
+		case <-time.After(30 * time.Second):
+			cancel()
+			t.Fatal("demo did not become ready within 30s")
 		}
-	})
-	select {
-	case info := <-ready:
-		return &runningDemo{Info: info, URL: strings.TrimSuffix(info.PublicURL, "/")}
-	case err := <-runErr:
-		t.Fatalf("demo.Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("demo did not become ready within 30s")
+		return nil
 	}
-	return nil
 }
 
 var listenLine = regexp.MustCompile(`(?m)^listen: "(127\.0\.0\.1:\d+)"$`)
