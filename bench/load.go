@@ -229,6 +229,7 @@ type summary struct {
 	RSSBytes     float64   `json:"rss_bytes"`
 	Goroutines   float64   `json:"goroutines"`
 	RoundsRPS    []float64 `json:"rounds_rps"`
+	AuditSyncs   float64   `json:"audit_syncs,omitempty"` // fsyncs of the audit file during the rounds
 	latencies    []time.Duration
 }
 
@@ -244,6 +245,7 @@ func summarize(target string, rounds []round) summary {
 		elapsed += r.elapsed
 		cpu += r.after.cpuSeconds - r.before.cpuSeconds
 		mallocs += r.after.mallocs - r.before.mallocs
+		s.AuditSyncs += r.after.auditSyncs - r.before.auditSyncs
 		upConns += r.upConns
 		upReqs += r.upReqs
 		s.latencies = append(s.latencies, r.latencies...)
