@@ -91,7 +91,7 @@ type Logger struct {
 	capacity int64 // every record, completions included
 	admit    int64 // decisions, events and Reserve: capacity less the completion headroom
 
-	donePool sync.Pool // chan bool (buffer 1) for Decision waiters: true durable, false the sink failed
+	waitPool sync.Pool // *waiter for Decision callers
 
 	ch       chan entry
 	reserved atomic.Int64
@@ -205,7 +205,11 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Logger{
-		donePool: sync.Pool{New: func() any { return make(chan bool, 1) }},
+		waitPool: sync.Pool{New: func() any {
+			t := time.NewTimer(time.Hour)
+			t.Stop()
+			return &waiter{done: make(chan bool, 1), timer: t}
+		}},
 		opts:     opts,
 		log:      opts.Logger,
 		now:      opts.Now,
@@ -366,16 +370,18 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 		}
 		return nil
 	}
-	done := l.donePool.Get().(chan bool)
-	if !l.enqueue(entry{rec: rec, done: done}) {
-		l.donePool.Put(done)
+	wt := l.waitPool.Get().(*waiter)
+	if !l.enqueue(entry{rec: rec, done: wt.done}) {
+		l.waitPool.Put(wt)
 		return errClosed
 	}
-	t := time.NewTimer(syncWaitMax)
-	defer t.Stop()
+	// The timer is the waiter's own, reset rather than made per call (Go ≥ 1.23: a stopped
+	// timer's channel holds no stale value).
+	wt.timer.Reset(syncWaitMax)
 	select {
-	case durable := <-done:
-		l.donePool.Put(done)
+	case durable := <-wt.done:
+		wt.timer.Stop()
+		l.waitPool.Put(wt)
 		if !durable && l.deny {
 			// The sink failed while this record waited: the request is refused. The record stays
 			// queued and is written on recovery; verify then lists it as a decision without a
@@ -384,14 +390,23 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 		}
 		return nil
 	case <-ctx.Done():
-		// done is abandoned, not pooled: the writer may still signal it.
+		// wt is abandoned, not pooled: the writer may still signal it.
+		wt.timer.Stop()
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	case <-t.C:
+	case <-wt.timer.C:
+		// Abandoned too.
 		if !l.deny {
 			return nil
 		}
 		return errSlow
 	}
+}
+
+// waiter is what a Decision caller waits on: done receives one value once its record is
+// durable (true) or the sink failed (false); timer bounds the wait.
+type waiter struct {
+	done  chan bool
+	timer *time.Timer
 }
 
 // Completion records the outcome of a request whose Decision was recorded. It never refuses
