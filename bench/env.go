@@ -304,6 +304,7 @@ func (e *environment) loginOnce(ctx context.Context) (string, error) {
 // procStats are the counters read from a child's /metrics.
 type procStats struct {
 	mallocs, cpuSeconds, rss, goroutines float64
+	auditSyncs                           float64 // Gatehouse only: gatehouse_audit_syncs_total
 }
 
 func scrape(ctx context.Context, u string) (procStats, error) {
@@ -335,6 +336,8 @@ func scrape(ctx context.Context, u string) (procStats, error) {
 			s.rss = v
 		case "go_goroutines":
 			s.goroutines = v
+		case "gatehouse_audit_syncs_total":
+			s.auditSyncs = v
 		}
 	}
 	return s, sc.Err()

@@ -25,6 +25,10 @@ type request struct {
 	auth   string // Authorization header (agent tokens, native handles)
 	dpop   string // DPoP proof header
 	body   []byte
+	// fanout, when set, replaces the request: its requests are sent in parallel
+	// (as a SPA fans out without a composite) and count as one, as slow as the
+	// slowest.
+	fanout []request
 }
 
 // workload picks the next request for a worker.
@@ -45,7 +49,7 @@ type round struct {
 // drive runs a closed loop of conns workers against base for d and returns
 // what it measured. Every worker has its own connection (MaxConnsPerHost).
 func drive(ctx context.Context, e *environment, target *child, conns int, d time.Duration, w workload) (round, error) {
-	tr := &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
+	tr := &http.Transport{MaxIdleConns: conns * 2, MaxIdleConnsPerHost: conns * 2, MaxConnsPerHost: conns * maxFanout, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -178,23 +182,21 @@ func loop(ctx context.Context, client *http.Client, base string, conns int, w wo
 			res := &results[i]
 			res.lats = make([]time.Duration, 0, 1<<14)
 			for ctx.Err() == nil {
-				req := newRequest(base, w(rnd))
+				q := w(rnd)
 				t0 := time.Now()
-				resp, err := client.Do(req)
+				status, err := do(client, base, q)
 				if err != nil {
 					if ctx.Err() == nil {
 						res.errors++
 					}
 					continue
 				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				if ctx.Err() != nil {
 					break // the round ended mid-request: not counted
 				}
 				res.lats = append(res.lats, time.Since(t0))
 				res.requests++
-				if resp.StatusCode/100 != 2 {
+				if status/100 != 2 {
 					res.non2x++
 				}
 			}
@@ -213,6 +215,45 @@ func loop(ctx context.Context, client *http.Client, base string, conns int, w wo
 	return all
 }
 
+// maxFanout is the most requests a fanout sends at once.
+const maxFanout = 3
+
+// do sends q (or its fanout, in parallel) and reads the answer; the status is
+// the first non-2xx one, or 200.
+func do(client *http.Client, base string, q request) (int, error) {
+	if len(q.fanout) == 0 {
+		resp, err := client.Do(newRequest(base, q))
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	type answer struct {
+		status int
+		err    error
+	}
+	ch := make(chan answer, len(q.fanout))
+	for _, f := range q.fanout {
+		go func() {
+			s, err := do(client, base, f)
+			ch <- answer{s, err}
+		}()
+	}
+	status, err := http.StatusOK, error(nil)
+	for range q.fanout {
+		a := <-ch
+		if a.err != nil && err == nil {
+			err = a.err
+		}
+		if a.status/100 != 2 && status == http.StatusOK {
+			status = a.status
+		}
+	}
+	return status, err
+}
+
 // summary merges a target's rounds.
 type summary struct {
 	Target       string    `json:"target"`
@@ -229,6 +270,7 @@ type summary struct {
 	RSSBytes     float64   `json:"rss_bytes"`
 	Goroutines   float64   `json:"goroutines"`
 	RoundsRPS    []float64 `json:"rounds_rps"`
+	AuditSyncs   float64   `json:"audit_syncs,omitempty"` // fsyncs of the audit file during the rounds
 	latencies    []time.Duration
 }
 
@@ -244,6 +286,7 @@ func summarize(target string, rounds []round) summary {
 		elapsed += r.elapsed
 		cpu += r.after.cpuSeconds - r.before.cpuSeconds
 		mallocs += r.after.mallocs - r.before.mallocs
+		s.AuditSyncs += r.after.auditSyncs - r.before.auditSyncs
 		upConns += r.upConns
 		upReqs += r.upReqs
 		s.latencies = append(s.latencies, r.latencies...)

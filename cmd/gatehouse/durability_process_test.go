@@ -242,33 +242,39 @@ func (e *procEnv) missing(cutoff time.Time) (missing []string, seen int) {
 	return missing, seen
 }
 
-// TestSIGKILLUnderLoadLosesNoRecordWithSyncDurability: ten times, Gatehouse is killed with
-// SIGKILL under load; every request the upstream saw has its decision record, the log
-// verifies after every restart, and the chain continues across all of them.
-func TestSIGKILLUnderLoadLosesNoRecordWithSyncDurability(t *testing.T) {
+// TestSIGKILLUnderLoadLosesNoRecord: ten times, Gatehouse is killed with SIGKILL under load;
+// every request the upstream saw has its decision record, the log verifies after every restart,
+// and the chain continues across all of them. With durability written (the default) as with
+// sync: a killed process loses nothing the kernel already has.
+func TestSIGKILLUnderLoadLosesNoRecord(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	e := newProcEnv(t, buildBinary(t), procOptions{AuditExtra: "durability: sync"})
-	for round := range 10 {
-		began := time.Now()
-		p := e.start()
-		t.Logf("round %d: ready after %s", round, time.Since(began).Round(time.Millisecond))
-		stop := make(chan struct{})
-		wg := e.load(16, stop)
-		time.Sleep(150 * time.Millisecond)
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.exited
-		killed := time.Now()
-		close(stop)
-		wg.Wait()
-		if miss, seen := e.missing(killed); len(miss) > 0 || seen == 0 {
-			t.Fatalf("round %d: %d of %d requests the upstream saw have no audit record: %v", round, len(miss), seen, miss[:min(5, len(miss))])
-		}
+	bin := buildBinary(t)
+	for _, durability := range []string{"written", "sync"} {
+		t.Run(durability, func(t *testing.T) {
+			e := newProcEnv(t, bin, procOptions{AuditExtra: "durability: " + durability})
+			for round := range 10 {
+				began := time.Now()
+				p := e.start()
+				t.Logf("round %d: ready after %s", round, time.Since(began).Round(time.Millisecond))
+				stop := make(chan struct{})
+				wg := e.load(16, stop)
+				time.Sleep(150 * time.Millisecond)
+				_ = p.cmd.Process.Signal(syscall.SIGKILL)
+				<-p.exited
+				killed := time.Now()
+				close(stop)
+				wg.Wait()
+				if miss, seen := e.missing(killed); len(miss) > 0 || seen == 0 {
+					t.Fatalf("round %d: %d of %d requests the upstream saw have no audit record: %v", round, len(miss), seen, miss[:min(5, len(miss))])
+				}
+			}
+			_, seen := e.missing(time.Now())
+			out := e.verify()
+			t.Logf("%d forwarded requests over 10 kills; verify: %s", seen, out)
+		})
 	}
-	_, seen := e.missing(time.Now())
-	out := e.verify()
-	t.Logf("%d forwarded requests over 10 kills; verify: %s", seen, out)
 }
 
 // TestSIGKILLWithIntervalDurabilityLosesOnlyTheLastInterval: with durability interval, what

@@ -95,10 +95,11 @@ func BenchmarkVerify(b *testing.B) {
 
 // BenchmarkDecision is what a forwarded request waits for before the upstream is contacted:
 // with durability sync the decision record is written and fsynced (group commit: concurrent
-// requests share one fsync), with interval it is only handed to the writer. Run with -cpu to
+// requests share one fsync), with written it is written, with interval it is only handed to the
+// writer. Run with -cpu to
 // see the group commit at work; the numbers are in docs/performance.md.
 func BenchmarkDecision(b *testing.B) {
-	for _, d := range []string{"sync", "interval"} {
+	for _, d := range []string{"sync", "written", "interval"} {
 		for _, par := range []int{1, 64} {
 			b.Run(d+"/concurrency="+strconv.Itoa(par), func(b *testing.B) {
 				l := openFile(b, filepath.Join(b.TempDir(), "audit.jsonl"), func(o *Options) { o.Durability = d })

@@ -18,12 +18,16 @@ type Options struct {
 	Sink string
 	// Path of the log file (Sink "file"). Its directory is created if missing.
 	Path string
-	// Durability is "sync" (the default) or "interval". With "sync", [Logger.Decision] returns
-	// only once its record is written and fsynced (group commit: one fsync covers every record
-	// written in the same batch), so a crash of the process or the machine loses no decision
-	// record of a forwarded request. With "interval" it returns at once; a SIGKILL loses the
-	// records the writer had not yet written (those accepted in the last moments, see
-	// docs/admin.md) and a power loss at most FsyncInterval worth of written ones.
+	// Durability says what a forwarded request waits for before [Logger.Decision] returns, that
+	// is before the upstream is contacted:
+	//   - "sync": its decision record is written and fsynced (group commit: one
+	//     fsync covers every record written since the last one), so no crash, of the process
+	//     or of the machine, loses the record of a forwarded request;
+	//   - "written" (the default): its record is written to the file (handed to the operating system, not
+	//     fsynced), so a crash of the process (SIGKILL, OOM kill, panic) loses none; a crash
+	//     of the machine may lose up to FsyncInterval of written records;
+	//   - "interval": nothing; the writer has it. A SIGKILL also loses what the writer had not
+	//     yet written (the last moments, see docs/admin.md).
 	Durability string
 	// FsyncInterval bounds how long a written record may stay unsynced (file sink). Default 1s.
 	FsyncInterval time.Duration
@@ -82,11 +86,12 @@ type Logger struct {
 	log      *slog.Logger
 	now      func() time.Time
 	deny     bool
-	sync     bool
+	wait     bool  // Decision waits for its record (Durability "sync" or "written")
+	sync     bool  // ... and for its fsync
 	capacity int64 // every record, completions included
 	admit    int64 // decisions, events and Reserve: capacity less the completion headroom
 
-	donePool sync.Pool // chan bool (buffer 1) for Decision waiters: true durable, false the sink failed
+	waitPool sync.Pool // *waiter for Decision callers
 
 	ch       chan entry
 	reserved atomic.Int64
@@ -99,6 +104,7 @@ type Logger struct {
 
 	written     atomic.Uint64
 	writeErrors atomic.Uint64
+	syncs       atomic.Uint64
 	dropped     atomic.Uint64
 
 	mu      sync.Mutex // guards head and lastErr
@@ -141,6 +147,9 @@ type Pending struct {
 type Stats struct {
 	// Written is the number of records written to the sink.
 	Written uint64
+	// Syncs counts fsyncs of the file sink: with Durability "sync", Written ÷ Syncs is how many
+	// records a group commit carries.
+	Syncs uint64
 	// WriteErrors counts failed writes, syncs and rotations (each retry counts).
 	WriteErrors uint64
 	// Dropped counts records that were lost; it stays 0 with OnFailure "deny" unless Close timed out.
@@ -163,13 +172,13 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 		opts.OnFailure = "deny"
 	}
 	if opts.Durability == "" {
-		opts.Durability = "sync"
+		opts.Durability = "written"
 	}
 	switch {
 	case opts.OnFailure != "deny" && opts.OnFailure != "continue":
 		return nil, fmt.Errorf("open audit log: on_failure %q is not valid: use deny or continue", opts.OnFailure)
-	case opts.Durability != "sync" && opts.Durability != "interval":
-		return nil, fmt.Errorf("open audit log: durability %q is not valid: use sync or interval", opts.Durability)
+	case opts.Durability != "sync" && opts.Durability != "written" && opts.Durability != "interval":
+		return nil, fmt.Errorf("open audit log: durability %q is not valid: use sync, written or interval", opts.Durability)
 	case opts.Sink != "stdout" && opts.Sink != "file":
 		return nil, fmt.Errorf("open audit log: sink %q is not valid: use stdout or file", opts.Sink)
 	case opts.Sink == "file" && opts.Path == "":
@@ -196,11 +205,16 @@ func Open(ctx context.Context, opts Options) (*Logger, error) {
 		opts.Logger = slog.Default()
 	}
 	l := &Logger{
-		donePool: sync.Pool{New: func() any { return make(chan bool, 1) }},
+		waitPool: sync.Pool{New: func() any {
+			t := time.NewTimer(time.Hour)
+			t.Stop()
+			return &waiter{done: make(chan bool, 1), timer: t}
+		}},
 		opts:     opts,
 		log:      opts.Logger,
 		now:      opts.Now,
 		deny:     opts.OnFailure == "deny",
+		wait:     opts.Durability != "interval",
 		sync:     opts.Durability == "sync",
 		capacity: int64(opts.Buffer),
 		admit:    max(1, int64(opts.Buffer)-int64(opts.Buffer)/4),
@@ -325,7 +339,7 @@ func (l *Logger) enqueue(e entry) bool {
 // correlated by RequestID.
 //
 // With Durability "sync" it returns once the record is written and fsynced (or, for stdout,
-// written); with "interval" once the writer has it. It returns ErrUnavailable when the record
+// written); with "written" once it is written; with "interval" once the writer has it. It returns ErrUnavailable when the record
 // cannot be taken or did not reach the disk within a bound (the sink is failing): the caller
 // must then answer 503 and not forward. With OnFailure "continue" it refuses only when closed.
 func (l *Logger) Decision(ctx context.Context, rec Record) error {
@@ -349,23 +363,25 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = l.now()
 	}
-	if !l.sync || failing {
+	if !l.wait || failing {
 		// interval, or on_failure continue during a failure: do not wait for the disk.
 		if !l.enqueue(entry{rec: rec}) {
 			return errClosed
 		}
 		return nil
 	}
-	done := l.donePool.Get().(chan bool)
-	if !l.enqueue(entry{rec: rec, done: done}) {
-		l.donePool.Put(done)
+	wt := l.waitPool.Get().(*waiter)
+	if !l.enqueue(entry{rec: rec, done: wt.done}) {
+		l.waitPool.Put(wt)
 		return errClosed
 	}
-	t := time.NewTimer(syncWaitMax)
-	defer t.Stop()
+	// The timer is the waiter's own, reset rather than made per call (Go ≥ 1.23: a stopped
+	// timer's channel holds no stale value).
+	wt.timer.Reset(syncWaitMax)
 	select {
-	case durable := <-done:
-		l.donePool.Put(done)
+	case durable := <-wt.done:
+		wt.timer.Stop()
+		l.waitPool.Put(wt)
 		if !durable && l.deny {
 			// The sink failed while this record waited: the request is refused. The record stays
 			// queued and is written on recovery; verify then lists it as a decision without a
@@ -374,14 +390,23 @@ func (l *Logger) Decision(ctx context.Context, rec Record) error {
 		}
 		return nil
 	case <-ctx.Done():
-		// done is abandoned, not pooled: the writer may still signal it.
+		// wt is abandoned, not pooled: the writer may still signal it.
+		wt.timer.Stop()
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	case <-t.C:
+	case <-wt.timer.C:
+		// Abandoned too.
 		if !l.deny {
 			return nil
 		}
 		return errSlow
 	}
+}
+
+// waiter is what a Decision caller waits on: done receives one value once its record is
+// durable (true) or the sink failed (false); timer bounds the wait.
+type waiter struct {
+	done  chan bool
+	timer *time.Timer
 }
 
 // Completion records the outcome of a request whose Decision was recorded. It never refuses
@@ -460,6 +485,7 @@ func (l *Logger) Stats() Stats {
 	return Stats{
 		Written:     l.written.Load(),
 		WriteErrors: l.writeErrors.Load(),
+		Syncs:       l.syncs.Load(),
 		Dropped:     l.dropped.Load(),
 		Buffered:    int(l.reserved.Load()),
 		Capacity:    int(l.capacity),

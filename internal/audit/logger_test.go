@@ -311,25 +311,58 @@ func TestRotationFailureKeepsWriting(t *testing.T) {
 	}
 }
 
-// TestDecisionIsOnDiskWhenItReturns: with durability sync, the decision record is in the file
-// (written and fsynced) before Decision returns, so a request forwarded after it cannot be lost
-// by a crash; with interval it returns without waiting for the writer.
+// TestDecisionIsOnDiskWhenItReturns: with durability sync or written, the decision record is
+// in the file before Decision returns, so a request forwarded after it cannot be lost by a kill
+// of the process; sync also fsyncs it (one fsync per decision here: they come one at a time),
+// written does not (the fsync_interval tick does). A batch of completions alone costs no fsync.
 func TestDecisionIsOnDiskWhenItReturns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	l := openFile(t, path, func(o *Options) { o.Durability = "sync"; o.FsyncInterval = time.Hour })
-	defer l.Close()
-	for i := range 20 {
-		rec := sampleRecord(i)
-		rec.Event, rec.Status = EventForward, 0
-		if err := l.Decision(context.Background(), rec); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), `"request_id":"req-`+strconv.Itoa(i)+`"`) {
-			t.Fatalf("decision %d returned before its record was written", i)
+	for _, tc := range []struct {
+		durability string
+		syncs      uint64 // fsyncs after the 20 decisions and 20 completions
+	}{
+		{"sync", 20},
+		{"written", 0},
+	} {
+		t.Run(tc.durability, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			l := openFile(t, path, func(o *Options) { o.Durability = tc.durability; o.FsyncInterval = time.Hour })
+			defer l.Close()
+			for i := range 20 {
+				rec := sampleRecord(i)
+				rec.Event, rec.Status = EventForward, 0
+				if err := l.Decision(context.Background(), rec); err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(b), `"request_id":"req-`+strconv.Itoa(i)+`"`) {
+					t.Fatalf("decision %d returned before its record was written", i)
+				}
+				rec.Event, rec.Status = EventAccess, 200
+				l.Completion(context.Background(), rec)
+			}
+			waitFor(t, func() bool { return l.Stats().Written == 40 })
+			if got := l.Stats().Syncs; got != tc.syncs {
+				t.Fatalf("fsyncs = %d, want %d", got, tc.syncs)
+			}
+		})
+	}
+}
+
+// TestIntervalDecisionDoesNotWaitForTheWriter: with durability interval, Decision returns while
+// the writer is still busy (here: it cannot write at all), so nothing is waited for.
+func TestIntervalDecisionDoesNotWaitForTheWriter(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{})}
+	l, err := Open(context.Background(), Options{Sink: "stdout", Stdout: w, Durability: "interval", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { close(w.release); _ = l.Close() }()
+	for i := range 3 {
+		if err := l.Decision(context.Background(), Record{Event: EventForward, RequestID: "r" + strconv.Itoa(i)}); err != nil {
+			t.Fatalf("decision %d: %v", i, err)
 		}
 	}
 }
@@ -338,7 +371,7 @@ func TestDecisionIsOnDiskWhenItReturns(t *testing.T) {
 // hold no buffer capacity, so slow requests cannot starve everyone else (issue: global DoS
 // through the audit buffer); completions may use the headroom decisions cannot.
 func TestDecisionsDoNotHoldSlots(t *testing.T) {
-	for _, durability := range []string{"sync", "interval"} {
+	for _, durability := range []string{"sync", "written", "interval"} {
 		t.Run(durability, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.jsonl")
 			l := openFile(t, path, func(o *Options) { o.Durability = durability; o.Buffer = 8 })
@@ -348,7 +381,7 @@ func TestDecisionsDoNotHoldSlots(t *testing.T) {
 					if err == nil {
 						break
 					}
-					if !errors.Is(err, errFull) || durability == "sync" {
+					if !errors.Is(err, errFull) || durability != "interval" {
 						t.Fatalf("decision %d: %v", i, err)
 					}
 					time.Sleep(time.Millisecond) // interval: the writer empties the buffer

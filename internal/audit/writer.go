@@ -47,9 +47,12 @@ func (w *writer) run() {
 			w.add(&e)
 			w.drain()
 			w.flush()
-			if l.sync {
-				// Group commit: one fsync for the whole batch, then every waiter is released.
-				w.commit()
+			switch {
+			case l.sync:
+				w.groupCommit()
+			case l.wait:
+				// Durability "written": the records are with the operating system.
+				w.release()
 			}
 		case <-tick:
 			w.sync()
@@ -164,6 +167,17 @@ func (w *writer) wait(d time.Duration) bool {
 	return true
 }
 
+// groupCommit makes the records of waiting Decision callers durable: one fsync for every
+// record written so far, then every waiter is released. Only decisions wait: a batch of
+// completions and events alone is left to the fsync_interval tick, so it costs no fsync of
+// its own (it is written at once, so a killed process loses none of it).
+func (w *writer) groupCommit() {
+	if len(w.waiters) == 0 {
+		return
+	}
+	w.commit()
+}
+
 // sync runs at every fsync_interval tick: it also checks that the file is still in place.
 func (w *writer) sync() {
 	if w.file != nil {
@@ -177,6 +191,7 @@ func (w *writer) sync() {
 func (w *writer) commit() {
 	if w.file != nil {
 		if w.dirty {
+			w.l.syncs.Add(1)
 			if err := w.file.Sync(); err != nil {
 				w.l.setFailing(fmt.Errorf("fsync audit log: %w", err))
 				w.answer(false)

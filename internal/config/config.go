@@ -370,8 +370,10 @@ type Server struct {
 type Audit struct {
 	Sink AuditSink
 	Path string // absolute; set when Sink is file
-	// Durability is "sync" (default: a decision record is fsynced before the request is
-	// forwarded) or "interval" (records are fsynced every FsyncInterval).
+	// Durability is what a request waits for before it is forwarded: "written" (default: its
+	// decision record is written to the file, so a crash of the process loses none), "sync"
+	// (... and fsynced, so a crash of the machine loses none either) or "interval" (nothing;
+	// records are fsynced every FsyncInterval).
 	Durability    string
 	FsyncInterval time.Duration // upper bound on unsynced records; default 1s
 	MaxSize       int64         // bytes before rotation; 0 means never rotate

@@ -1101,8 +1101,8 @@ func (d *decoder) audit(c *Config, top *fields) {
 	if a.Sink != AuditFile {
 		a.Path = ""
 	}
-	a.Durability = "sync"
-	if v, ok := d.enum(f.get(d, "durability"), "audit.durability", "sync", "interval"); ok {
+	a.Durability = "written"
+	if v, ok := d.enum(f.get(d, "durability"), "audit.durability", "sync", "written", "interval"); ok {
 		a.Durability = v
 	}
 	if v, ok := d.positive(f.get(d, "fsync_interval"), "audit.fsync_interval"); ok {

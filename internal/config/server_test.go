@@ -13,7 +13,7 @@ func TestServerAndAuditDurabilityKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Audit.Durability != "sync" || c.Audit.Buffer != 0 || c.Server.ShutdownTimeout != 30*time.Second ||
+	if c.Audit.Durability != "written" || c.Audit.Buffer != 0 || c.Server.ShutdownTimeout != 30*time.Second ||
 		c.Server.BodyReadTimeout != 10*time.Second || c.Server.DrainDelay != 0 || c.Server.MaxConnections != 0 || c.Server.ReadyRequiresIdP {
 		t.Fatalf("defaults: %+v %+v", c.Audit, c.Server)
 	}
@@ -33,6 +33,11 @@ server:
 	if c.Audit.Durability != "interval" || c.Audit.Buffer != 64 || c.Server.ShutdownTimeout != 5*time.Second ||
 		c.Server.DrainDelay != 2*time.Second || c.Server.BodyReadTimeout != 3*time.Second || c.Server.MaxConnections != 1000 || !c.Server.ReadyRequiresIdP {
 		t.Fatalf("values: %+v %+v", c.Audit, c.Server)
+	}
+	for _, v := range []string{"sync", "written", "interval"} {
+		if c, err := parseString(t, head+"audit:\n  durability: "+v+"\n"); err != nil || c.Audit.Durability != v {
+			t.Fatalf("durability %s: %v %+v", v, err, c)
+		}
 	}
 	for _, tt := range []struct{ src, want string }{
 		{"audit:\n  durability: fast\n", "audit.durability"},

@@ -302,6 +302,7 @@ func (g *Gateway) registerGauges() {
 	m.Gauge("gatehouse_audit_buffer_depth", "Audit records accepted but not yet written.", func() float64 { return float64(g.audit.Stats().Buffered) })
 	m.Gauge("gatehouse_audit_buffer_capacity", "Size of the audit buffer (audit.buffer).", func() float64 { return float64(g.audit.Stats().Capacity) })
 	m.Counter("gatehouse_audit_dropped_total", "Audit records lost (0 with on_failure deny unless the sink failed through shutdown).", func() float64 { return float64(g.audit.Stats().Dropped) })
+	m.Counter("gatehouse_audit_syncs_total", "fsyncs of the audit file: records written ÷ syncs is the size of a group commit.", func() float64 { return float64(g.audit.Stats().Syncs) })
 	m.Counter("gatehouse_audit_write_errors_total", "Failed audit writes, syncs and rotations.", func() float64 { return float64(g.audit.Stats().WriteErrors) })
 	m.Gauge("gatehouse_open_connections", "Open connections on the public listener.", func() float64 { return float64(g.server.Stats().OpenConnections) })
 	m.Counter("gatehouse_refused_connections_total", "Public connections refused at server.max_connections.", func() float64 { return float64(g.server.Stats().RefusedConnections) })
