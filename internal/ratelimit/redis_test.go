@@ -238,9 +238,9 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	}
 }
 
-// countingScripter counts the script calls that reach Redis (EVALSHA, and
-// EVAL after a script flush), so tests and benchmarks can state how many
-// requests each round trip serves.
+// countingScripter counts the script calls that reach Redis, so tests and
+// benchmarks can state how many requests each round trip serves. An EVALSHA
+// refused with NOSCRIPT and then retried as EVAL counts once.
 type countingScripter struct {
 	redis.Scripter
 	calls atomic.Int64
@@ -252,8 +252,11 @@ func (c *countingScripter) Eval(ctx context.Context, script string, keys []strin
 }
 
 func (c *countingScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	c.calls.Add(1)
-	return c.Scripter.EvalSha(ctx, sha1, keys, args...)
+	cmd := c.Scripter.EvalSha(ctx, sha1, keys, args...)
+	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		c.calls.Add(1)
+	}
+	return cmd
 }
 
 // BenchmarkRedisAllow: one caller hitting the shared limiter as hard as it
