@@ -16,5 +16,9 @@
 //	if !d.Allowed { refuse(d) }       // WriteRefusal + Sampler.Refused for the audit record
 //	SetHeaders(w.Header(), d)         // optional on allowed answers
 //
+// With Redis, a busy caller's instance leases tokens of the shared budget in
+// small batches and spends them locally for at most 100 ms, so most requests
+// cost no round trip; leasing errs toward refusing only (lease.go).
+//
 // See docs/ratelimits.md for the configuration and the choices made.
 package ratelimit

@@ -50,8 +50,8 @@ func (r Result) String() string {
 type Counters struct {
 	labels    []string
 	decisions [][numResults]atomic.Uint64
-	// evictions of in-process entries: idle (lossless) or capacity (the table
-	// was full and the least recently used entry was dropped).
+	// evictions of in-process entries and of leases: idle (lossless) or
+	// capacity (the table was full and the least recently used entry was dropped).
 	evictIdle, evictCapacity atomic.Uint64
 
 	descDecisions, descEvictions *prometheus.Desc
@@ -66,7 +66,7 @@ func NewCounters(p *Policies) *Counters {
 			"Rate-limit and concurrency decisions, by route and result (allowed, limited, concurrency_limited, unavailable, degraded).",
 			[]string{"route", "result"}, nil),
 		descEvictions: prometheus.NewDesc("gatehouse_ratelimit_evictions_total",
-			"In-process limiter entries dropped, by reason: idle (lossless) or capacity (table full; the least recently used caller's budget was reset).",
+			"In-process limiter entries (with Redis: leases) dropped, by reason: idle (lossless) or capacity (table full; the least recently used caller's budget was reset, or its lease lost).",
 			[]string{"reason"}, nil),
 	}
 }

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,21 +238,90 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	}
 }
 
+// countingScripter counts the script calls that reach Redis, so tests and
+// benchmarks can state how many requests each round trip serves. An EVALSHA
+// refused with NOSCRIPT and then retried as EVAL counts once.
+type countingScripter struct {
+	redis.Scripter
+	calls atomic.Int64
+}
+
+func (c *countingScripter) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	c.calls.Add(1)
+	return c.Scripter.Eval(ctx, script, keys, args...)
+}
+
+func (c *countingScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	cmd := c.Scripter.EvalSha(ctx, sha1, keys, args...)
+	if !redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		c.calls.Add(1)
+	}
+	return cmd
+}
+
+// BenchmarkRedisAllow: one caller hitting the shared limiter as hard as it
+// can, sequentially and from 32 goroutines (the load benchmark's 32
+// connections on one session), under the load benchmark's budget (10^6/s).
+// The caller changes every 100 000 requests, so it never reaches its budget
+// and every op is an admitted request (allowed/op says so). redis-calls/op
+// is the round trips per request.
 func BenchmarkRedisAllow(b *testing.B) {
 	srv := redisserver.Start(b)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true,
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true, PoolSize: 64,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	defer c.Close()
 	p, err := Compile(Spec{Default: Limit{Requests: 1_000_000, Per: time.Second}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := NewRedis(p, c, RedisOptions{})
-	req := Request{Caller: "session-a"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := l.Allow(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
+	const perCaller = 100_000
+	report := func(b *testing.B, cs *countingScripter, allowed int64) {
+		b.ReportMetric(float64(cs.calls.Load())/float64(b.N), "redis-calls/op")
+		b.ReportMetric(float64(allowed)/float64(b.N), "allowed/op")
 	}
+	b.Run("hot-caller", func(b *testing.B) {
+		cs := &countingScripter{Scripter: c}
+		l := NewRedis(p, cs, RedisOptions{KeyPrefix: "bench-seq:" + strconv.Itoa(b.N) + ":"})
+		req := Request{Caller: "session-0"}
+		var allowed int64
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i++; i%perCaller == 0 {
+				req.Caller = "session-" + strconv.Itoa(i/perCaller)
+			}
+			d, err := l.Allow(context.Background(), req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if d.Allowed {
+				allowed++
+			}
+		}
+		report(b, cs, allowed)
+	})
+	b.Run("hot-caller-32-goroutines", func(b *testing.B) {
+		cs := &countingScripter{Scripter: c}
+		l := NewRedis(p, cs, RedisOptions{KeyPrefix: "bench-par:" + strconv.Itoa(b.N) + ":"})
+		var n, allowed atomic.Int64
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			req, cur := Request{Caller: "session-0"}, int64(0)
+			for pb.Next() {
+				if k := n.Add(1) / perCaller; k != cur {
+					cur, req.Caller = k, "session-"+strconv.Itoa(int(k))
+				}
+				d, err := l.Allow(context.Background(), req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if d.Allowed {
+					allowed.Add(1)
+				}
+			}
+		})
+		report(b, cs, allowed.Load())
+	})
 }
