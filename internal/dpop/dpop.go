@@ -94,6 +94,17 @@ type ReplayCache interface {
 	Once(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
 }
 
+// WindowReplayCache is a ReplayCache that is also told when a proof could
+// first have been presented (session.Manager is one): a store serving one
+// instance then keeps proof ids in memory rather than writing each, and
+// still knows which proofs a crashed predecessor may have seen.
+type WindowReplayCache interface {
+	ReplayCache
+	// OnceWithin reports whether key is seen for the first time, remembering
+	// it until until; from is the earliest time it could have been presented.
+	OnceWithin(ctx context.Context, key string, from, until time.Time) (first bool, err error)
+}
+
 // Options configure a Verifier.
 type Options struct {
 	// Replay is required: without it a captured proof could be replayed
@@ -110,6 +121,7 @@ type Options struct {
 // Verifier checks proofs. It is safe for concurrent use.
 type Verifier struct {
 	replay             ReplayCache
+	window             WindowReplayCache // replay, when it is one
 	maxBytes           int
 	maxAge, futureSkew time.Duration
 	now                func() time.Time
@@ -133,6 +145,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.window, _ = opts.Replay.(WindowReplayCache)
 	return v, nil
 }
 
@@ -260,8 +273,15 @@ func (v *Verifier) VerifyProof(ctx context.Context, proof string, c Check) (Proo
 	}
 	// The replay check comes last, so a proof refused for another reason does
 	// not burn a store write. The key includes the thumbprint: jti values are
-	// unique per key, not across clients.
-	first, err := v.replay.Once(ctx, "dpop:"+jkt+":"+cl.JTI, v.maxAge+v.futureSkew)
+	// unique per key, not across clients. It is kept until the proof is too
+	// old; it could first have been presented futureSkew before its iat.
+	rkey := "dpop:" + jkt + ":" + cl.JTI
+	var first bool
+	if v.window != nil {
+		first, err = v.window.OnceWithin(ctx, rkey, iat.Add(-v.futureSkew), now.Add(v.maxAge+v.futureSkew))
+	} else {
+		first, err = v.replay.Once(ctx, rkey, v.maxAge+v.futureSkew)
+	}
 	if err != nil {
 		return Proof{}, fmt.Errorf("%w: %w", ErrReplayUnavailable, err)
 	}
