@@ -352,7 +352,7 @@ func (h *header) verify(signing, encSig string) bool {
 			return false
 		}
 		size := (pub.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*size {
+		if len(sig) != 2*size || (h.alg == jose.ES256) != (size == 32) { // acceptableKey paired them
 			return false
 		}
 		var der [2 + 2*(3+48)]byte
@@ -364,7 +364,7 @@ func (h *header) verify(signing, encSig string) bool {
 		return ecdsa.VerifyASN1(pub, d[:], derSignature(der[:0], sig[:size], sig[size:]))
 	case jose.EdDSA:
 		pub, ok := h.key.(ed25519.PublicKey)
-		return ok && ed25519.Verify(pub, []byte(signing), sig)
+		return ok && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, []byte(signing), sig) // Verify panics on another size
 	case jose.RS256, jose.PS256:
 		pub, ok := h.key.(*rsa.PublicKey)
 		if !ok {
