@@ -352,3 +352,48 @@ func FuzzVerifyProof(f *testing.F) {
 		}
 	})
 }
+
+// windowReplay records what a WindowReplayCache is told.
+type windowReplay struct {
+	memReplay
+	from, until time.Time
+	calls       int
+}
+
+func (w *windowReplay) OnceWithin(ctx context.Context, key string, from, until time.Time) (bool, error) {
+	w.calls++
+	w.from, w.until = from, until
+	return w.Once(ctx, key, until.Sub(from))
+}
+
+// A cache that can use the proof's window is told it: from futureSkew
+// before iat (the earliest any instance could have accepted the proof) to
+// the end of the proof's acceptance; a replay is still refused, a failure
+// still fails closed.
+func TestWindowReplayCacheIsToldTheProofsWindow(t *testing.T) {
+	s := newSigner(t, jose.ES256)
+	const htu = "https://app.example.com/x"
+	now := t0.Add(3 * time.Second)
+	w := &windowReplay{}
+	v, err := NewVerifier(Options{Replay: w, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Check{Method: "GET", URL: mustURL(htu), AccessToken: handle, JKT: s.jkt(t)}
+	proof := s.sign(t, nil, "dpop+jwt", claimsFor("GET", htu, t0))
+	if _, err := v.VerifyProof(context.Background(), proof, c); err != nil {
+		t.Fatal(err)
+	}
+	iat := time.Unix(t0.Unix(), 0)
+	if w.calls != 1 || !w.from.Equal(iat.Add(-DefaultFutureSkew)) || !w.until.Equal(now.Add(DefaultMaxAge+DefaultFutureSkew)) {
+		t.Fatalf("told %d times, window %v .. %v", w.calls, w.from, w.until)
+	}
+	var de *Error
+	if _, err := v.VerifyProof(context.Background(), proof, c); !errors.As(err, &de) || !strings.Contains(de.Description, "already used") {
+		t.Fatalf("replay: %v", err)
+	}
+	w.err = errors.New("ids lost in a crash")
+	if _, err := v.VerifyProof(context.Background(), s.sign(t, nil, "dpop+jwt", claimsFor("GET", htu, t0)), c); !errors.Is(err, ErrReplayUnavailable) {
+		t.Fatalf("err = %v, want ErrReplayUnavailable", err)
+	}
+}

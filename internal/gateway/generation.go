@@ -102,9 +102,20 @@ type sharedNotifier struct {
 	session.Notifier
 }
 
+// sharedWindow is sharedStore for stores that keep single-use ids in
+// memory (bolt): every Manager, of every generation, uses the store's one
+// set, so a reload forgets no DPoP proof id.
+type sharedWindow struct {
+	sharedStore
+	session.WindowOncer
+}
+
 func (g *Gateway) shared() session.Store {
 	if n, ok := g.store.(session.Notifier); ok {
 		return sharedNotifier{sharedStore{g.store}, n}
+	}
+	if w, ok := g.store.(session.WindowOncer); ok {
+		return sharedWindow{sharedStore{g.store}, w}
 	}
 	return sharedStore{g.store}
 }

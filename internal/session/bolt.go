@@ -22,6 +22,14 @@ var (
 	bucketBySID    = []byte("by_sid")   // indexKey(idp sid, id) -> nil
 	bucketByExp    = []byte("by_exp")   // expires (8 bytes BE ns) || id -> nil
 	bucketKeys     = []byte("keys")     // key -> expires (8 bytes BE ns) || token
+	// bucketReplay holds the in-memory single-use ids (replay.go) between a
+	// clean Close and the next open: id hash (16 bytes) -> expires (8 bytes
+	// BE ns), and replayHandedOver once all of them are written.
+	bucketReplay     = []byte("replay")
+	replayHandedOver = []byte("handed-over")
+	// legacyReplayPrefix is DPoP proof ids as Manager.Once keeps them in
+	// bucketKeys: "once:" + the OnceWithin key.
+	legacyReplayPrefix = []byte("once:dpop:")
 )
 
 // BoltOptions configure a BoltStore. Zero fields take defaults.
@@ -36,14 +44,24 @@ type BoltOptions struct {
 	OpenTimeout time.Duration
 	// Logger receives sweep failures; discarded when nil.
 	Logger *slog.Logger
+	// ReplayIDs bounds the single-use ids (DPoP proof ids) kept in memory
+	// (default DefaultReplayIDs); beyond it new ones are refused.
+	ReplayIDs int
 }
 
 // BoltStore keeps sessions in an embedded bbolt file: persistent across
 // restarts, for a single Gatehouse instance (bbolt locks the file).
+//
+// Single-use ids with a known window (OnceWithin: DPoP proof ids, one per
+// native API request) are kept in memory, not written per request (a write
+// is an fsync): Close writes them to the file and the next open reads them
+// back. After a crash they are lost, and ids that could have been presented
+// before the new start are refused with ErrReplayUnknown.
 type BoltStore struct {
-	db  *bolt.DB
-	now func() time.Time
-	log *slog.Logger
+	db     *bolt.DB
+	now    func() time.Time
+	log    *slog.Logger
+	replay *replaySet
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -69,13 +87,21 @@ func OpenBoltStore(path string, opts BoltOptions) (*BoltStore, error) {
 		}
 		return nil, fmt.Errorf("bolt session store %s: %w", path, err)
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	var replay *replaySet
 	err = db.Update(func(tx *bolt.Tx) error {
+		fresh := tx.Bucket(bucketSessions) == nil // no session could have been used with a proof
 		for _, b := range [][]byte{bucketSessions, bucketBySub, bucketBySID, bucketByExp, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		var err error
+		replay, err = takeReplayIDs(tx, now, fresh, opts.ReplayIDs)
+		return err
 	})
 	if err != nil {
 		_ = db.Close()
@@ -84,12 +110,12 @@ func OpenBoltStore(path string, opts BoltOptions) (*BoltStore, error) {
 	// A lone Create waits at most this long for company before committing;
 	// under load, writers queue behind the running commit anyway.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &BoltStore{db: db, now: opts.Now, log: opts.Logger, stop: make(chan struct{})}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s := &BoltStore{db: db, now: now, log: opts.Logger, replay: replay, stop: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if !replay.since.IsZero() {
+		s.log.Warn("bolt session store: the previous process did not shut down cleanly and its DPoP proof ids are lost; proofs that could predate this start are answered 503 (for at most 65 s)")
 	}
 	interval := opts.SweepInterval
 	if interval == 0 {
@@ -458,15 +484,111 @@ func (s *BoltStore) sweepLoop(interval time.Duration) {
 		if _, err := s.Sweep(); err != nil {
 			s.log.Warn("bolt session store sweep failed", "error", err)
 		}
+		s.replay.sweep()
 	}
 }
 
-// Close stops the sweeper and closes the file.
+// OnceWithin implements WindowOncer: in memory, no write.
+func (s *BoltStore) OnceWithin(_ context.Context, key string, from, until time.Time) (bool, error) {
+	return s.replay.once(key, from, until)
+}
+
+// takeReplayIDs reads the ids the previous process handed over and empties
+// the bucket, so that a crash of this process is seen by the next one. The
+// set's since is zero when the ids are complete (handed over, or a new file)
+// and now otherwise.
+func takeReplayIDs(tx *bolt.Tx, now func() time.Time, fresh bool, capacity int) (*replaySet, error) {
+	t := now()
+	var ids []replayID
+	complete := fresh
+	if b := tx.Bucket(bucketReplay); b != nil {
+		complete = complete || b.Get(replayHandedOver) != nil
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) == len(replayKey{}) && len(v) == 8 {
+				if exp := int64(binary.BigEndian.Uint64(v)); exp > t.UnixNano() {
+					ids = append(ids, replayID{replayKey(k), exp})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.DeleteBucket(bucketReplay); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tx.CreateBucket(bucketReplay); err != nil {
+		return nil, err
+	}
+	// Ids an earlier Gatehouse wrote with Once (one write per proof) count
+	// too: after a downgrade and an upgrade within a proof's window, the
+	// handover marker would not know of them.
+	c := tx.Bucket(bucketKeys).Cursor()
+	for k, v := c.Seek(legacyReplayPrefix); bytes.HasPrefix(k, legacyReplayPrefix); k, v = c.Next() {
+		if len(v) >= 8 {
+			if exp := int64(binary.BigEndian.Uint64(v)); exp > t.UnixNano() {
+				ids = append(ids, replayID{replayKeyOf(string(k[len("once:"):])), exp})
+			}
+		}
+	}
+	since := time.Time{}
+	if !complete {
+		since = t
+	}
+	set := newReplaySet(now, since, capacity)
+	for _, id := range ids {
+		if !set.add(id) { // a smaller bound than the last process's: not all fit
+			set.since = t
+			break
+		}
+	}
+	return set, nil
+}
+
+// handOverReplayIDs writes the in-memory ids for the next process, in
+// transactions of bounded size; the marker goes in last, so that a crash
+// midway counts as no handover.
+func (s *BoltStore) handOverReplayIDs() error {
+	ids := s.replay.close()
+	const batch = 50000
+	for {
+		n := min(batch, len(ids))
+		last := n == len(ids)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketReplay)
+			b.FillPercent = 1 // sorted keys: full pages
+			var v [8]byte
+			for _, id := range ids[:n] {
+				binary.BigEndian.PutUint64(v[:], uint64(id.exp))
+				if err := b.Put(id.key[:], v[:]); err != nil {
+					return err
+				}
+			}
+			if last {
+				return b.Put(replayHandedOver, binary.BigEndian.AppendUint64(nil, uint64(s.now().UnixNano())))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if ids = ids[n:]; last {
+			return nil
+		}
+	}
+}
+
+// Close stops the sweeper, hands the in-memory single-use ids over to the
+// next process and closes the file.
 func (s *BoltStore) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.stop)
 		s.wg.Wait()
+		if herr := s.handOverReplayIDs(); herr != nil {
+			s.log.Error("bolt session store: could not keep the DPoP proof ids for the next start; it will answer 503 to proofs made before it", "error", herr)
+		}
 		err = s.db.Close()
 	})
 	return err

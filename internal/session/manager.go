@@ -578,6 +578,24 @@ func (m *Manager) Once(ctx context.Context, key string, ttl time.Duration) (firs
 	return ok, nil
 }
 
+// OnceWithin is Once for an id that can be presented only between from and
+// until (a DPoP proof's iat window); it is remembered until until. On a
+// store that serves one instance (WindowOncer: bolt) the id stays in memory,
+// with no write; elsewhere it is Once, seen by every instance sharing the
+// store. ErrUnavailable (wrapping ErrReplayUnknown) when the id could have
+// been seen by a previous process that crashed.
+func (m *Manager) OnceWithin(ctx context.Context, key string, from, until time.Time) (first bool, err error) {
+	w, ok := m.store.(WindowOncer)
+	if !ok {
+		return m.Once(ctx, key, until.Sub(m.now()))
+	}
+	first, err = w.OnceWithin(ctx, key, from, until)
+	if err != nil {
+		return false, m.storeErr(ctx, "replay check", err)
+	}
+	return first, nil
+}
+
 // Put stores value under key for ttl unless key is already set (it reports
 // whether it did), for Take to fetch once. Keys live beside the sessions and
 // are shared by every instance on the same store.

@@ -13,7 +13,9 @@ import (
 )
 
 // A native session lives in the bolt file like any session: after a
-// restart on the same data directory the handle still works.
+// restart on the same data directory the handle still works, and a proof
+// used before the restart is still refused (the in-memory proof ids are
+// handed over on shutdown).
 func TestOAuthNativeSessionSurvivesRestartOnBolt(t *testing.T) {
 	up := newRecorder(t, nil)
 	ln, _ := sessListen(t)
@@ -23,7 +25,8 @@ func TestOAuthNativeSessionSurvivesRestartOnBolt(t *testing.T) {
 	e := startGW(t, gwOptions{Listener: ln, Dir: dir, Config: cfg})
 	app := newNativeApp(t, e)
 	app.signIn(newHTTPBrowser(t))
-	if st, _, body := app.call("GET", "/api/profile/me", app.honest("GET", "/api/profile/me")); st != 200 {
+	used := app.honest("GET", "/api/profile/me")
+	if st, _, body := app.call("GET", "/api/profile/me", used); st != 200 {
 		t.Fatalf("before restart: %d %s", st, body)
 	}
 	e.Stop()
@@ -40,6 +43,9 @@ func TestOAuthNativeSessionSurvivesRestartOnBolt(t *testing.T) {
 	}
 	e2 := startGW(t, gwOptions{IdP: e.IdP, Listener: ln2, Dir: dir, Config: cfg})
 	app2 := app.at(e2)
+	if st, _, body := app2.call("GET", "/api/profile/me", used); st != http.StatusUnauthorized || !strings.Contains(string(body), "already used") {
+		t.Fatalf("proof replayed after restart: %d %s", st, body)
+	}
 	if st, _, body := app2.call("GET", "/api/profile/me", app2.honest("GET", "/api/profile/me")); st != 200 {
 		t.Fatalf("after restart: %d %s", st, body)
 	}
