@@ -127,9 +127,12 @@ func run(ctx context.Context, f flags) error {
 		return fmt.Errorf("no scenario matches -only %q", f.only)
 	}
 	var results []result
+	began := time.Now()
 	for _, s := range selected {
-		fmt.Fprintf(os.Stderr, "scenario %s ...\n", s.name)
+		fmt.Fprintf(os.Stderr, "scenario %s ... ", s.name)
+		t0 := time.Now()
 		rs, err := s.run(ctx, env)
+		fmt.Fprintf(os.Stderr, "%.0f s\n", time.Since(t0).Seconds())
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", s.name, err)
 		}
@@ -139,6 +142,7 @@ func run(ctx context.Context, f flags) error {
 		}
 	}
 	printTable(os.Stdout, f, results)
+	fmt.Fprintf(os.Stderr, "scenarios took %.0f s\n", time.Since(began).Seconds())
 	if f.jsonOut != "" {
 		b, _ := json.MarshalIndent(report{Machine: machine(), Flags: flagMap(f), Results: results}, "", "  ")
 		if err := os.WriteFile(f.jsonOut, append(b, '\n'), 0o644); err != nil {
