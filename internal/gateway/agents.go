@@ -279,6 +279,9 @@ func (fe *frontend) buildAgents(g *Gateway, authz map[string]*policy.Authorizer)
 	if err != nil {
 		return err
 	}
+	// CacheTTL left zero: the grant cache takes session.DefaultCacheTTL, the
+	// TTL fe.sessions caches with, so a lost invalidation leaves a revoked
+	// grant usable no longer than a revoked session.
 	b, err := agent.New(agent.Options{
 		Store: grants, Sessions: fe.sessions, Delegable: delegable(cfg),
 		MaxTTL: cfg.Agents.MaxTTL, DefaultTTL: cfg.Agents.DefaultTTL, MaxPerSession: cfg.Agents.MaxTokensPerSession,
