@@ -273,11 +273,19 @@ type Delegation struct {
 	Grant   Grant
 	Handle  session.Handle
 	Session *session.Session
+
+	routes, methods []string // Grant.Routes() and Methods(), computed once per cached grant
 }
+
+// Routes is Grant.Routes(), shared with the cache: do not modify it.
+func (d *Delegation) Routes() []string { return d.routes }
+
+// Methods is Grant.Methods(), shared with the cache: do not modify it.
+func (d *Delegation) Methods() []string { return d.methods }
 
 // Agent is the policy variable `agent` for this delegation.
 func (d *Delegation) Agent() *policy.AgentInfo {
-	return &policy.AgentInfo{ID: d.Grant.ID, Name: d.Grant.Name, Routes: d.Grant.Routes(), Methods: d.Grant.Methods(), Expires: d.Grant.Expires}
+	return &policy.AgentInfo{ID: d.Grant.ID, Name: d.Grant.Name, Routes: d.routes, Methods: d.methods, Expires: d.Grant.Expires}
 }
 
 // Authenticate checks an agent token (the value after "Bearer "): known, not
@@ -318,7 +326,7 @@ func (b *Broker) Authenticate(ctx context.Context, value string) (*Delegation, e
 		if err != nil {
 			return nil, &AuthError{Reason: "token_unknown"}
 		}
-		e = &grantEntry{check: sum, grant: g, handle: h, loaded: now}
+		e = &grantEntry{check: sum, grant: g, routes: g.Routes(), methods: g.Methods(), handle: h, loaded: now}
 	}
 	g := &e.grant
 	if !now.Before(g.Expires) {
@@ -347,7 +355,7 @@ func (b *Broker) Authenticate(ctx context.Context, value string) (*Delegation, e
 		// Only now: a grant whose session has ended is never cached.
 		b.cache.put(e, gen)
 	}
-	return &Delegation{Grant: *g, Handle: e.handle, Session: s}, nil
+	return &Delegation{Grant: *g, Handle: e.handle, Session: s, routes: e.routes, methods: e.methods}, nil
 }
 
 // List returns the live grants of session sessionID, oldest first.

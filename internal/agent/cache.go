@@ -33,10 +33,11 @@ type grantCache struct {
 // not kept, only check, a hash of it: a memory dump of the cache yields no
 // agent token.
 type grantEntry struct {
-	check  [sha256.Size]byte // keyCheck of the token that opened the grant
-	grant  Grant             // never modified
-	handle session.Handle
-	loaded time.Time // when the grant was read from the store
+	check           [sha256.Size]byte // keyCheck of the token that opened the grant
+	grant           Grant             // never modified
+	routes, methods []string          // grant.Routes(), grant.Methods(): not per request
+	handle          session.Handle
+	loaded          time.Time // when the grant was read from the store
 }
 
 const keyCheckLabel = "gatehouse agent key check"

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -529,5 +530,26 @@ func TestGrantReadBeforeARevocationIsNotCached(t *testing.T) {
 	}
 	if _, err := e.broker.Authenticate(ctx, tok); authReason(err) != "token_unknown" {
 		t.Fatalf("the next request: %v, want token_unknown (the racing read was cached)", err)
+	}
+}
+
+// The routes and methods a delegation summarises (computed once per cached
+// grant) are the grant's, on the request that reads the grant and on those
+// served from the cache.
+func TestDelegationSummariesMatchTheGrant(t *testing.T) {
+	e := newEnv(t, storeKinds(t)[0], nil)
+	h, s := e.login(t, "alice")
+	iss := e.issue(t, h, s, Request{Name: "bot", Routes: []string{"profile", "billing"}, Methods: []string{"GET", "POST"}})
+	for _, served := range []string{"read", "cached"} {
+		d, err := e.broker.Authenticate(context.Background(), iss.Token.Value().Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := d.Agent()
+		if !slices.Equal(d.Routes(), iss.Grant.Routes()) || !slices.Equal(d.Methods(), iss.Grant.Methods()) ||
+			!slices.Equal(a.Routes, iss.Grant.Routes()) || !slices.Equal(a.Methods, iss.Grant.Methods()) {
+			t.Errorf("%s: routes %v methods %v, agent %v %v; want %v %v", served, d.Routes(), d.Methods(),
+				a.Routes, a.Methods, iss.Grant.Routes(), iss.Grant.Methods())
+		}
 	}
 }

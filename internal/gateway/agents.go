@@ -179,7 +179,7 @@ func (a *agentIdentifier) Identify(ctx context.Context, r *pipeline.Request) *pi
 	g := &d.Grant
 	r.Caller = pipeline.Caller{Kind: pipeline.AgentBearer, SessionID: d.Session.ID, Handle: d.Handle, Session: d.Session,
 		Subject: d.Session.Subject, Claims: d.Session.Claims, IP: r.ClientIP,
-		Agent: &pipeline.Agent{ID: g.ID, Name: g.Name, Routes: g.Routes(), Methods: g.Methods(), Expires: g.Expires, Grant: g}}
+		Agent: &pipeline.Agent{ID: g.ID, Name: g.Name, Routes: d.Routes(), Methods: d.Methods(), Expires: g.Expires, Grant: g}}
 	return nil
 }
 
