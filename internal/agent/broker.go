@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,16 +49,41 @@ type Options struct {
 	Audit         Auditor
 	// Client names the frontend in audit records.
 	Client string
-	Now    func() time.Time
-	Logger *slog.Logger
+	// CacheTTL is how long an opened grant is served from memory before it
+	// is read again; 0 means session.DefaultCacheTTL, negative disables the
+	// cache. Give it the session Manager's CacheTTL: it bounds how long a
+	// grant revoked on another instance stays usable here should the
+	// invalidation message be lost, exactly as for sessions.
+	CacheTTL time.Duration
+	// CacheSize caps the number of cached grants (default
+	// session.DefaultCacheSize).
+	CacheSize int
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Broker issues, checks, lists and revokes agent grants.
+//
+// Revocation bound: Revoke and RevokeByID take effect at once on the
+// instance that made them; on other instances sharing a Redis grant store
+// when the pub/sub invalidation arrives (milliseconds), and at the latest
+// after CacheTTL should the message be lost — the session cache's bound. A
+// grant's expiry and its session are checked on every request, cached or
+// not.
 type Broker struct {
-	o   Options
-	now func() time.Time
-	log *slog.Logger
-	wg  sync.WaitGroup
+	o     Options
+	now   func() time.Time
+	log   *slog.Logger
+	cache *grantCache
+	// notifier is the grant store's invalidation channel (Redis), nil for
+	// a store of one instance.
+	notifier session.Notifier
+	origin   string // identifies this Broker's own invalidation messages
+
+	cancel    context.CancelFunc
+	subs      sync.WaitGroup // the invalidation subscription
+	wg        sync.WaitGroup // background deletions
+	closeOnce sync.Once
 }
 
 // Errors the broker returns besides *BadRequestError and ErrNothingDelegable.
@@ -97,7 +124,50 @@ func New(o Options) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	ttl, size := o.CacheTTL, o.CacheSize
+	if ttl == 0 {
+		ttl = session.DefaultCacheTTL
+	}
+	if size <= 0 {
+		size = session.DefaultCacheSize
+	}
+	b.cache = newGrantCache(ttl, size)
+	b.origin = randomOrigin()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	if n, ok := o.Store.(session.Notifier); ok && ttl > 0 {
+		b.notifier = n
+		b.subs.Go(func() { n.Subscribe(ctx, b.onInvalidation, b.cache.clear) })
+	}
 	return b, nil
+}
+
+func randomOrigin() string {
+	var r [16]byte
+	_, _ = rand.Read(r[:]) // never fails on supported platforms (Go 1.24+ crashes instead)
+	return base64.RawURLEncoding.EncodeToString(r[:])
+}
+
+// publish tells the other instances sharing the grant store to drop grants
+// ids from their caches. Messages are this Broker's origin, then the ids,
+// separated by NUL.
+func (b *Broker) publish(ctx context.Context, ids ...string) {
+	if b.notifier == nil || len(ids) == 0 {
+		return
+	}
+	msg := b.origin + "\x00" + strings.Join(ids, "\x00")
+	if err := b.notifier.Publish(context.WithoutCancel(ctx), msg); err != nil {
+		b.log.WarnContext(ctx, "publish agent grant invalidation failed; other instances notice within the cache TTL",
+			"grants", len(ids), "error", err)
+	}
+}
+
+func (b *Broker) onInvalidation(msg string) {
+	origin, rest, ok := strings.Cut(msg, "\x00")
+	if !ok || origin == b.origin {
+		return
+	}
+	b.cache.drop(strings.Split(rest, "\x00")...)
 }
 
 // Issued is a freshly minted token: the value goes to the user once.
@@ -203,47 +273,89 @@ type Delegation struct {
 	Grant   Grant
 	Handle  session.Handle
 	Session *session.Session
+
+	routes, methods []string // Grant.Routes() and Methods(), computed once per cached grant
 }
+
+// Routes is Grant.Routes(), shared with the cache: do not modify it.
+func (d *Delegation) Routes() []string { return d.routes }
+
+// Methods is Grant.Methods(), shared with the cache: do not modify it.
+func (d *Delegation) Methods() []string { return d.methods }
 
 // Agent is the policy variable `agent` for this delegation.
 func (d *Delegation) Agent() *policy.AgentInfo {
-	return &policy.AgentInfo{ID: d.Grant.ID, Name: d.Grant.Name, Routes: d.Grant.Routes(), Methods: d.Grant.Methods(), Expires: d.Grant.Expires}
+	return &policy.AgentInfo{ID: d.Grant.ID, Name: d.Grant.Name, Routes: d.routes, Methods: d.methods, Expires: d.Grant.Expires}
 }
 
 // Authenticate checks an agent token (the value after "Bearer "): known, not
 // expired, not revoked, its session still live. It returns an *AuthError
 // (401) or an ErrUnavailable error (503). The session is loaded without
 // sliding: an agent's calls do not keep the user's session alive.
+//
+// A grant that opened is cached (see Broker for the revocation bound); the
+// cached copy is used only by a token whose key hashes to the one that
+// opened it, and its expiry and session are checked on every request.
 func (b *Broker) Authenticate(ctx context.Context, value string) (*Delegation, error) {
 	tok, err := ParseToken(value)
 	if err != nil {
 		return nil, &AuthError{Reason: "token_malformed"}
 	}
-	rec, err := b.o.Store.Get(ctx, tok.ID())
-	switch {
-	case errors.Is(err, session.ErrNotFound):
-		return nil, &AuthError{Reason: "token_unknown"}
-	case err != nil:
-		return nil, b.storeErr("read agent grant", err)
+	id := tok.ID()
+	now := b.now()
+	sum := keyCheck(&tok)
+	e := b.cache.get(id, now)
+	cached := e != nil
+	var gen uint64
+	if cached {
+		if !e.matches(&sum) {
+			// The right id with another key: opening the stored grant would
+			// fail as well.
+			return nil, &AuthError{Reason: "token_unknown"}
+		}
+	} else {
+		gen = b.cache.generation()
+		rec, err := b.o.Store.Get(ctx, id)
+		switch {
+		case errors.Is(err, session.ErrNotFound):
+			return nil, &AuthError{Reason: "token_unknown"}
+		case err != nil:
+			return nil, b.storeErr("read agent grant", err)
+		}
+		g, h, err := open(tok, rec)
+		if err != nil {
+			return nil, &AuthError{Reason: "token_unknown"}
+		}
+		e = &grantEntry{check: sum, grant: g, routes: g.Routes(), methods: g.Methods(), handle: h, loaded: now}
 	}
-	g, h, err := open(tok, rec)
-	if err != nil {
-		return nil, &AuthError{Reason: "token_unknown"}
-	}
-	if !b.now().Before(g.Expires) {
+	g := &e.grant
+	if !now.Before(g.Expires) {
+		if cached {
+			b.cache.drop(id)
+		}
 		return nil, &AuthError{Reason: "token_expired"}
 	}
-	s, err := b.o.Sessions.Load(ctx, h, false)
+	s, err := b.o.Sessions.Load(ctx, e.handle, false)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
+		if cached {
+			b.cache.dropSession(g.SessionID)
+		}
 		return nil, &AuthError{Reason: "session_ended"}
 	case err != nil:
 		return nil, fmt.Errorf("%w: load session: %w", ErrUnavailable, err)
 	}
 	if s.Subject != g.Subject || s.ID != g.SessionID {
+		if cached {
+			b.cache.drop(id)
+		}
 		return nil, &AuthError{Reason: "session_ended"}
 	}
-	return &Delegation{Grant: g, Handle: h, Session: s}, nil
+	if !cached {
+		// Only now: a grant whose session has ended is never cached.
+		b.cache.put(e, gen)
+	}
+	return &Delegation{Grant: *g, Handle: e.handle, Session: s, routes: e.routes, methods: e.methods}, nil
 }
 
 // List returns the live grants of session sessionID, oldest first.
@@ -320,7 +432,14 @@ func (b *Broker) revoke(ctx context.Context, id, sessionID, reason string, by []
 	if err != nil {
 		g = Grant{ID: id, SessionID: rec.Subject}
 	}
+	b.cache.drop(id)
 	existed, err := b.o.Store.Delete(ctx, id)
+	// Again after the delete: a read that began before it cannot have
+	// cached the grant since (the drop moves the generation on). Announced
+	// even if the delete failed: it may have happened, and a needless
+	// invalidation costs the others one read.
+	b.cache.drop(id)
+	b.publish(ctx, id)
 	if err != nil {
 		return Grant{}, b.storeErr("delete agent grant", err)
 	}
@@ -332,14 +451,21 @@ func (b *Broker) revoke(ctx context.Context, id, sessionID, reason string, by []
 	return g, nil
 }
 
-// SessionEnded deletes the grants of a session that ended, in the
-// background (it is called from session.Manager's end hook, which must not
-// block). Only the instance that ended the session does it (remote false):
-// correctness does not depend on it, since every agent request loads the
-// delegating session, so a grant of an ended session is refused on every
-// instance already; this frees the store and audits each grant's end.
+// SessionEnded drops the cached grants of a session that ended, on every
+// instance (remote is true when another instance ended it and this one
+// learnt of it from the session store's invalidation channel), and deletes
+// them from the store in the background (it is called from
+// session.Manager's end hook, which must not block). Only the instance that
+// ended the session deletes (remote false): correctness does not depend on
+// it, since every agent request loads the delegating session, so a grant of
+// an ended session is refused on every instance already; this frees the
+// store and audits each grant's end.
 func (b *Broker) SessionEnded(sessionID, cause string, remote bool) {
-	if remote || sessionID == "" {
+	if sessionID == "" {
+		return
+	}
+	b.cache.dropSession(sessionID)
+	if remote {
 		return
 	}
 	b.wg.Go(func() {
@@ -362,9 +488,11 @@ func (b *Broker) EndSession(ctx context.Context, sessionID, cause string) error 
 		return nil
 	}
 	ids, err := b.o.Store.DeleteBySubject(ctx, sessionID)
+	b.cache.dropSession(sessionID)
 	if err != nil {
 		return b.storeErr("delete agent grants", err)
 	}
+	b.publish(ctx, ids...)
 	for _, r := range recs {
 		if !slices.Contains(ids, r.ID) {
 			continue
@@ -379,5 +507,14 @@ func (b *Broker) EndSession(ctx context.Context, sessionID, cause string) error 
 	return nil
 }
 
-// Close waits for background deletions to finish.
-func (b *Broker) Close() { b.wg.Wait() }
+// Close stops the invalidation subscription, empties the cache for good
+// (nothing would tell it of revocations any more: Authenticate reads the
+// store from then on) and waits for background deletions to finish.
+func (b *Broker) Close() {
+	b.closeOnce.Do(func() {
+		b.cancel()
+		b.subs.Wait()
+		b.cache.disable()
+	})
+	b.wg.Wait()
+}

@@ -32,4 +32,13 @@
 // dies with its session on every instance, within the session's revocation
 // bound, whatever ended it. The session-end hook (SessionEnded) then deletes
 // the dead session's grants and audits their end.
+//
+// # Cache
+//
+// Opened grants are cached per instance (cache.go) with the session cache's
+// consistency: only grants that opened, keyed by id and checked against a
+// hash of the token's key (never the key itself); dropped at once by a
+// revocation here, by the grant store's pub/sub or the session's end
+// elsewhere, and read again after the session cache's TTL at the latest.
+// Expiry and session are checked on every request, cached or not.
 package agent

@@ -179,7 +179,7 @@ func (a *agentIdentifier) Identify(ctx context.Context, r *pipeline.Request) *pi
 	g := &d.Grant
 	r.Caller = pipeline.Caller{Kind: pipeline.AgentBearer, SessionID: d.Session.ID, Handle: d.Handle, Session: d.Session,
 		Subject: d.Session.Subject, Claims: d.Session.Claims, IP: r.ClientIP,
-		Agent: &pipeline.Agent{ID: g.ID, Name: g.Name, Routes: g.Routes(), Methods: g.Methods(), Expires: g.Expires, Grant: g}}
+		Agent: &pipeline.Agent{ID: g.ID, Name: g.Name, Routes: d.Routes(), Methods: d.Methods(), Expires: g.Expires, Grant: g}}
 	return nil
 }
 
@@ -279,6 +279,9 @@ func (fe *frontend) buildAgents(g *Gateway, authz map[string]*policy.Authorizer)
 	if err != nil {
 		return err
 	}
+	// CacheTTL left zero: the grant cache takes session.DefaultCacheTTL, the
+	// TTL fe.sessions caches with, so a lost invalidation leaves a revoked
+	// grant usable no longer than a revoked session.
 	b, err := agent.New(agent.Options{
 		Store: grants, Sessions: fe.sessions, Delegable: delegable(cfg),
 		MaxTTL: cfg.Agents.MaxTTL, DefaultTTL: cfg.Agents.DefaultTTL, MaxPerSession: cfg.Agents.MaxTokensPerSession,
