@@ -145,7 +145,7 @@ func openFor(h Handle, rec Record, frontend string) (*Session, error) {
 		return nil, ErrNotFound
 	}
 	var p payload
-	err = json.Unmarshal(pt, &p)
+	err = decodePayload(pt, rec.Subject, sid, &p)
 	clear(pt)
 	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != sid {
 		return nil, ErrNotFound
