@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -97,6 +98,20 @@ func (d *payloadDecoder) scanString() (span, bool) {
 		return span{}, false
 	}
 	s := span{start: d.pos, plain: true}
+	// Most strings have no escape: find the closing quote at once.
+	if q := bytes.IndexByte(d.data[d.pos:], '"'); q >= 0 && bytes.IndexByte(d.data[d.pos:d.pos+q], '\\') < 0 {
+		s.end = d.pos + q
+		high := false
+		for _, c := range d.data[s.start:s.end] {
+			if c < 0x20 {
+				return span{}, false
+			}
+			high = high || c >= utf8.RuneSelf
+		}
+		s.plain = !high || utf8.Valid(d.data[s.start:s.end])
+		d.pos = s.end + 1
+		return s, true
+	}
 	high := false
 	for d.pos < len(d.data) {
 		c := d.data[d.pos]

@@ -210,3 +210,48 @@ func TestPayloadDecoderAllocations(t *testing.T) {
 	})
 	t.Logf("%v allocations", allocs)
 }
+
+// BenchmarkOpen measures what an uncached Load does after the store read:
+// AEAD open and payload decode of a typical session; json is the same
+// payload through encoding/json, for reference.
+func BenchmarkOpen(b *testing.B) {
+	s := payloadCases()["realistic"]
+	h, err := NewHandle()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.ID = h.ID()
+	sealed, err := seal(h, s, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := Record{ID: h.ID(), Subject: s.Subject, IdPSessionID: s.IdPSessionID, Sealed: sealed}
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := openFor(h, rec, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	p := payloadOf(s)
+	pt, _ := json.Marshal(&p)
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got payload
+			if err := decodePayload(pt, s.Subject, s.IdPSessionID, &got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var got payload
+			if err := json.Unmarshal(pt, &got); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
