@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,7 +104,9 @@ func BenchmarkLoadMany(b *testing.B) {
 			b.Fatal(err)
 		}
 		opts.IdleTimeout, opts.HealthInterval = 2*time.Hour, -1
-		return session.NewManager(st, opts)
+		m := session.NewManager(st, opts)
+		b.Cleanup(func() { _ = m.Close() })
+		return m
 	}
 	load := func(b *testing.B, m *session.Manager, cookie string) {
 		h, err := session.ParseHandle(cookie)
@@ -116,33 +119,45 @@ func BenchmarkLoadMany(b *testing.B) {
 	}
 	b.Run("uncached", func(b *testing.B) {
 		m := open(b, session.Options{CacheTTL: -1})
-		defer m.Close()
 		rnd := rand.New(rand.NewPCG(1, 2))
 		b.ReportAllocs()
 		for b.Loop() {
 			load(b, m, cookies[rnd.IntN(len(cookies))])
 		}
 	})
-	warm := func(b *testing.B) *session.Manager {
-		m := open(b, session.Options{CacheTTL: time.Hour, CacheSize: len(cookies)})
+	// warm caches every session and reports what they cost: the live heap
+	// and the cache's estimate. (These sessions are ~5 KB: the default
+	// budget would hold a quarter of them.)
+	warm := func(b *testing.B) (m *session.Manager, report func()) {
+		m = open(b, session.Options{CacheTTL: time.Hour, CacheMemory: 1 << 30})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
 		for _, c := range cookies {
 			load(b, m, c)
 		}
-		return m
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		n, est := session.CacheStats(m)
+		if n != len(cookies) {
+			b.Fatalf("%d of %d sessions cached", n, len(cookies))
+		}
+		return m, func() { // after the loop, whose start clears metrics
+			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "heap-B/session")
+			b.ReportMetric(float64(est)/float64(n), "estimate-B/session")
+		}
 	}
 	b.Run("cached", func(b *testing.B) {
-		m := warm(b)
-		defer m.Close()
+		m, report := warm(b)
 		rnd := rand.New(rand.NewPCG(1, 2))
 		b.ReportAllocs()
-		b.ResetTimer()
 		for b.Loop() {
 			load(b, m, cookies[rnd.IntN(len(cookies))])
 		}
+		report()
 	})
 	b.Run("cached-parallel", func(b *testing.B) {
-		m := warm(b)
-		defer m.Close()
+		m, _ := warm(b)
 		var seed atomic.Uint64
 		b.ReportAllocs()
 		b.SetParallelism(16) // 32 concurrent requests on 2 cores
