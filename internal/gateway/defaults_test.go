@@ -5,6 +5,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
+	"github.com/gatehouse-dev/gatehouse/internal/session"
 )
 
 // The OIDC client's fallbacks are the configuration's defaults: a default
@@ -13,6 +14,9 @@ import (
 func TestDefaultsAgree(t *testing.T) {
 	if oidc.DefaultRefreshBeforeExpiry != config.DefaultRefreshBeforeExpiry {
 		t.Errorf("refresh_before_expiry: oidc %v, config %v", oidc.DefaultRefreshBeforeExpiry, config.DefaultRefreshBeforeExpiry)
+	}
+	if session.DefaultCacheMemory != config.DefaultSessionCacheMemory {
+		t.Errorf("session.cache_memory: session %d, config %d", session.DefaultCacheMemory, config.DefaultSessionCacheMemory)
 	}
 	if oidc.DefaultCSRFHeader != config.DefaultCSRFHeader {
 		t.Errorf("csrf.header: oidc %q, config %q", oidc.DefaultCSRFHeader, config.DefaultCSRFHeader)

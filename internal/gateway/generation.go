@@ -165,6 +165,7 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	fe.sessions = session.NewManager(g.shared(), session.Options{
 		IdleTimeout:     cfg.Session.IdleTimeout,
 		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		CacheMemory:     cfg.Session.CacheMemory,
 		Now:             g.opts.Now,
 		Logger:          log.With("component", "session"),
 		Frontend:        fe.id,
