@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/oidc"
@@ -20,5 +21,19 @@ func TestDefaultsAgree(t *testing.T) {
 	}
 	if oidc.DefaultCSRFHeader != config.DefaultCSRFHeader {
 		t.Errorf("csrf.header: oidc %q, config %q", oidc.DefaultCSRFHeader, config.DefaultCSRFHeader)
+	}
+}
+
+// Only Redis is shared between instances, whose revocations reach the
+// cache by pub/sub: its TTL stays the short backstop.
+func TestSessionCacheTTL(t *testing.T) {
+	for store, want := range map[config.StoreKind]time.Duration{
+		config.StoreRedis:  session.DefaultCacheTTL,
+		config.StoreBolt:   session.DefaultLocalCacheTTL,
+		config.StoreMemory: session.DefaultLocalCacheTTL,
+	} {
+		if got := sessionCacheTTL(store); got != want {
+			t.Errorf("sessionCacheTTL(%s) = %v, want %v", store, got, want)
+		}
 	}
 }

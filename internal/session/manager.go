@@ -25,6 +25,14 @@ const (
 	// be lost without the subscription noticing. Normally invalidations arrive
 	// within milliseconds.
 	DefaultCacheTTL = 5 * time.Second
+	// DefaultLocalCacheTTL is the TTL for a store no other instance shares
+	// (bolt, memory; the caller knows which it has). Every revocation then
+	// happens in this process and drops the copy in every Manager that can
+	// hold it, so the TTL bounds only how long an idle session stays
+	// decrypted in memory. With 5 s, most requests of a user base larger
+	// than 5 s of requests would miss the cache: a user's next request
+	// seldom comes within 5 s, mostly within a minute.
+	DefaultLocalCacheTTL = time.Minute
 	// DefaultCacheMemory bounds the heap the cache keeps alive: about
 	// 125,000 sessions of ~1 KB (a short token, a few claims) or 27,000 of
 	// ~5 KB (JWT access and ID tokens, a refresh token, 17 claims).
