@@ -155,6 +155,9 @@ type Session struct {
 	IdleTimeout         time.Duration
 	AbsoluteTimeout     time.Duration
 	RefreshBeforeExpiry time.Duration
+	// CacheMemory bounds the estimated heap bytes of the frontend's cache
+	// of decrypted sessions.
+	CacheMemory int64
 	// CookieKeys encrypt the login-state cookie: the first key seals, every
 	// key opens. Empty means a random key per process (see Warnings).
 	CookieKeys []*secret.Value

@@ -115,6 +115,7 @@ func TestDefaults(t *testing.T) {
 		{"idle", c.Session.IdleTimeout, 30 * time.Minute},
 		{"absolute", c.Session.AbsoluteTimeout, 12 * time.Hour},
 		{"refresh_before_expiry", c.Session.RefreshBeforeExpiry, 30 * time.Second},
+		{"cache_memory", c.Session.CacheMemory, int64(128 << 20)},
 		{"random cookie keys", c.RandomCookieKeys(), true},
 		{"csrf header", c.CSRF.Header, "X-CSRF"},
 		{"allowed origins", strings.Join(c.CSRF.AllowedOrigins, ","), "https://app.example.com"},

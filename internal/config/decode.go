@@ -38,9 +38,12 @@ const (
 	DefaultIdleTimeout         = 30 * time.Minute
 	DefaultAbsoluteTimeout     = 12 * time.Hour
 	DefaultRefreshBeforeExpiry = 30 * time.Second
-	DefaultCSRFHeader          = "X-CSRF"
-	DefaultRouteTimeout        = 30 * time.Second
-	DefaultMaxBody             = 10 << 20 // 10 MiB
+	// DefaultSessionCacheMemory is session.DefaultCacheMemory (pinned by a
+	// test in gateway).
+	DefaultSessionCacheMemory = 128 << 20 // 128 MiB
+	DefaultCSRFHeader         = "X-CSRF"
+	DefaultRouteTimeout       = 30 * time.Second
+	DefaultMaxBody            = 10 << 20 // 10 MiB
 	// DefaultMaxIdleConns is a route's idle upstream connections kept for
 	// reuse: more than the concurrent requests one instance serves to one
 	// upstream on a typical host, so a busy route does not open (and leave
@@ -474,6 +477,7 @@ func (d *decoder) sessionCookie(c *Config, f *fields) {
 	s.SameSite = http.SameSiteStrictMode
 	s.IdleTimeout, s.AbsoluteTimeout = DefaultIdleTimeout, DefaultAbsoluteTimeout
 	s.RefreshBeforeExpiry = DefaultRefreshBeforeExpiry
+	s.CacheMemory = DefaultSessionCacheMemory
 	if n := f.get(d, "cookie_name"); n != nil {
 		if v, ok := d.nonEmpty(n, "session.cookie_name"); ok {
 			if !isToken(v) {
@@ -502,6 +506,15 @@ func (d *decoder) sessionCookie(c *Config, f *fields) {
 	}
 	if v, ok := d.duration(f.get(d, "refresh_before_expiry"), "session.refresh_before_expiry"); ok {
 		s.RefreshBeforeExpiry = v
+	}
+	if n := f.get(d, "cache_memory"); n != nil {
+		if v, ok := d.size(n, "session.cache_memory"); ok {
+			if v == 0 {
+				d.errf(n, "session.cache_memory", "must be more than zero (the cache of decrypted sessions cannot be turned off; 1MiB holds about a thousand sessions)")
+			} else {
+				s.CacheMemory = v
+			}
+		}
 	}
 	if n := f.get(d, "cookie_keys"); n != nil {
 		if n.Kind != yaml.SequenceNode {

@@ -20,7 +20,7 @@ frontends:
       issuer: https://idp.example.com
       client_id: web-bff
       client_secret: ${env:GH_TEST_CLIENT_SECRET}
-    session: { idle_timeout: 10m }
+    session: { idle_timeout: 10m, cache_memory: 256MiB }
     routes:
       - { name: profile, path: /api/profile/, upstream: "http://profile.internal/", credential: user_token }
   - client: partners
@@ -71,6 +71,10 @@ func TestFrontendsFormGivesOneConfigPerFrontend(t *testing.T) {
 		if f.Listen != "0.0.0.0:8080" || f.Session.Store != StoreMemory || len(f.TrustedProxies) != 1 || f.Audit.Sink != cfg.Audit.Sink {
 			t.Errorf("frontend %d lacks the process-wide settings: listen=%s store=%s", i, f.Listen, f.Session.Store)
 		}
+	}
+	// Each frontend has a cache of its own, sized by its own key.
+	if fs[0].Session.CacheMemory != 256<<20 || fs[1].Session.CacheMemory != DefaultSessionCacheMemory {
+		t.Errorf("session.cache_memory = %d, %d; want 256MiB, then the default", fs[0].Session.CacheMemory, fs[1].Session.CacheMemory)
 	}
 	if k := fs[1].Routes[0].Allow.Key; k != "frontends[1].routes[0].allow" {
 		t.Errorf("allow key = %q; policy compile errors must name the frontend", k)

@@ -16,7 +16,7 @@ var schema = map[string][]string{
 	"identity": {"issuer", "client_id", "client_secret", "client_auth", "private_key", "private_key_id", "scopes",
 		"pushed_authorization_requests", "post_logout_redirect"},
 	"session": {"store", "bolt", "redis", "cookie_name", "same_site", "idle_timeout", "absolute_timeout",
-		"refresh_before_expiry", "cookie_keys"},
+		"refresh_before_expiry", "cache_memory", "cookie_keys"},
 	"session.bolt":  {"path"},
 	"session.redis": {"url", "addrs", "master_name", "password", "db", "key_prefix"},
 	"csrf":          {"header", "allowed_origins"},

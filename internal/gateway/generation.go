@@ -95,6 +95,19 @@ func (s sharedStore) Take(ctx context.Context, key string) (string, bool, error)
 	return t.Take(ctx, key)
 }
 
+// sessionCacheTTL is how long a frontend's Manager serves a session from
+// its cache. With Redis, other instances revoke too and the TTL bounds a
+// lost pub/sub message. A bolt or memory store serves this process alone,
+// whose every revocation drops the cached copy in each Manager that can
+// hold it (a session opens only at its frontend's Manager; the admin API
+// ends sessions through every frontend's): the TTL can be longer.
+func sessionCacheTTL(store config.StoreKind) time.Duration {
+	if store == config.StoreRedis {
+		return session.DefaultCacheTTL
+	}
+	return session.DefaultLocalCacheTTL
+}
+
 // sharedNotifier is sharedStore for stores shared between instances (redis),
 // which each Manager subscribes to.
 type sharedNotifier struct {
@@ -176,6 +189,8 @@ func (g *Gateway) buildFrontend(ctx context.Context, root, cfg *config.Config) (
 	fe.sessions = session.NewManager(g.shared(), session.Options{
 		IdleTimeout:     cfg.Session.IdleTimeout,
 		AbsoluteTimeout: cfg.Session.AbsoluteTimeout,
+		CacheMemory:     cfg.Session.CacheMemory,
+		CacheTTL:        sessionCacheTTL(cfg.Session.Store),
 		Now:             g.opts.Now,
 		Logger:          log.With("component", "session"),
 		Frontend:        fe.id,

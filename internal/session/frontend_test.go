@@ -108,3 +108,62 @@ func TestFrontendsNeverAcceptEachOthersSessions(t *testing.T) {
 		})
 	}
 }
+
+// What DefaultLocalCacheTTL rests on: in one process, ending a session
+// through every frontend's Manager in turn (as the admin API does, since an
+// id does not say whose it is) drops the copy each of them cached, although
+// only the first finds the record; ending by subject or IdP session at the
+// session's own frontend drops its copy too. None waits for the TTL.
+func TestEndingThroughEachManagerDropsEveryCachedCopy(t *testing.T) {
+	ctx := context.Background()
+	st := session.NewMemoryStore(nil)
+	t.Cleanup(func() { st.Close() })
+	mk := func(fe string) *session.Manager {
+		m := session.NewManager(nopClose{st}, session.Options{Frontend: fe, CacheTTL: session.DefaultLocalCacheTTL, HealthInterval: -1})
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	web, shop := mk("web"), mk("shop")
+	fronts := []*session.Manager{web, shop}
+	for _, end := range []struct {
+		name string
+		end  func(h session.Handle) error
+	}{
+		{"revoke through every frontend", func(h session.Handle) error {
+			for _, m := range fronts {
+				if _, err := m.Revoke(ctx, h.ID()); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"by subject through every frontend", func(session.Handle) error {
+			for _, m := range fronts {
+				if _, err := m.EndBySubject(ctx, "alice", session.EndRevoked); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"back-channel logout at its frontend", func(session.Handle) error {
+			_, err := shop.EndByIdPSession(ctx, "sid-1", session.EndBackchannel)
+			return err
+		}},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			h, err := shop.Create(ctx, userSession("alice", "sid-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := shop.Load(ctx, h, true); err != nil { // cached now
+				t.Fatal(err)
+			}
+			if err := end.end(h); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := shop.Load(ctx, h, true); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("Load of an ended session at its frontend = %v, want ErrNotFound at once", err)
+			}
+		})
+	}
+}

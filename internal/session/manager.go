@@ -24,8 +24,19 @@ const (
 	// cache after another instance revoked it, should the pub/sub invalidation
 	// be lost without the subscription noticing. Normally invalidations arrive
 	// within milliseconds.
-	DefaultCacheTTL       = 5 * time.Second
-	DefaultCacheSize      = 10000
+	DefaultCacheTTL = 5 * time.Second
+	// DefaultLocalCacheTTL is the TTL for a store no other instance shares
+	// (bolt, memory; the caller knows which it has). Every revocation then
+	// happens in this process and drops the copy in every Manager that can
+	// hold it, so the TTL bounds only how long an idle session stays
+	// decrypted in memory. With 5 s, most requests of a user base larger
+	// than 5 s of requests would miss the cache: a user's next request
+	// seldom comes within 5 s, mostly within a minute.
+	DefaultLocalCacheTTL = time.Minute
+	// DefaultCacheMemory bounds the heap the cache keeps alive: about
+	// 125,000 sessions of ~1 KB (a short token, a few claims) or 27,000 of
+	// ~5 KB (JWT access and ID tokens, a refresh token, 17 claims).
+	DefaultCacheMemory    = 128 << 20
 	DefaultHealthInterval = 250 * time.Millisecond
 	DefaultHealthTimeout  = 250 * time.Millisecond
 	// DefaultSlideFraction: a slide is written to the store only when the
@@ -46,7 +57,11 @@ type Options struct {
 	// CacheTTL is how long a decrypted session is served from memory before
 	// it is read again; negative disables the cache.
 	CacheTTL time.Duration
-	// CacheSize caps the number of cached sessions.
+	// CacheMemory bounds the estimated heap bytes of the cached sessions
+	// (DefaultCacheMemory when zero). Each session's size is estimated once,
+	// when it is cached, from its tokens and claims.
+	CacheMemory int64
+	// CacheSize, when positive, also caps the number of cached sessions.
 	CacheSize int
 	// SlideWriteInterval: a slide is persisted only when the stored LastSeen is
 	// at least this old (default IdleTimeout/10). Hence a session idles out no
@@ -139,11 +154,11 @@ func NewManager(store Store, opts Options) *Manager {
 	if ttl == 0 {
 		ttl = DefaultCacheTTL
 	}
-	size := opts.CacheSize
-	if size <= 0 {
-		size = DefaultCacheSize
+	mem := opts.CacheMemory
+	if mem <= 0 {
+		mem = DefaultCacheMemory
 	}
-	m.cache = newCache(ttl, size)
+	m.cache = newCache(ttl, mem, max(opts.CacheSize, 0))
 	m.origin = randomToken()
 	m.available.Store(true)
 
@@ -218,7 +233,7 @@ func (m *Manager) Create(ctx context.Context, s *Session) (Handle, error) {
 	if err != nil {
 		return Handle{}, fmt.Errorf("create session: %w", err)
 	}
-	gen := m.cache.generation()
+	gen := m.cache.generation(h.ID())
 	if err := m.store.Create(ctx, m.recordOf(s, sealed)); err != nil {
 		if errors.Is(err, ErrExists) { // 128 random bits collided: a broken random source
 			return Handle{}, fmt.Errorf("create session: %w", err)
@@ -310,7 +325,7 @@ func (m *Manager) LoadFresh(ctx context.Context, h Handle) (*Session, error) {
 		seen = old.lastSeen.Load()
 	}
 	m.cache.drop(id)
-	gen := m.cache.generation()
+	gen := m.cache.generation(id)
 	rec, err := m.store.Get(ctx, id)
 	s, err := m.decode(ctx, h, rec, err)
 	if err != nil {
@@ -363,7 +378,7 @@ type readResult struct {
 // read begun before an invalidation cannot cache what it returns.
 func (m *Manager) read(ctx context.Context, id string) (Record, uint64, error) {
 	v, err, _ := m.flight.Do(id, func() (any, error) {
-		gen := m.cache.generation()
+		gen := m.cache.generation(id)
 		// Detached from the first caller's cancellation, which must not fail
 		// the others; the store's own timeouts bound the wait.
 		rec, err := m.store.Get(context.WithoutCancel(ctx), id)
@@ -461,7 +476,7 @@ func (m *Manager) Update(ctx context.Context, h Handle, s *Session) error {
 		return fmt.Errorf("update session: %w", err)
 	}
 	m.cache.drop(id)
-	gen := m.cache.generation()
+	gen := m.cache.generation(id)
 	if err := m.store.Replace(ctx, m.recordOf(&ns, sealed)); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return ErrNotFound

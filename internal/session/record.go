@@ -53,15 +53,23 @@ func unmarshalRecord(b []byte) (Record, error) {
 		nstr = 3
 	}
 	b = b[1:]
-	var strs [4]string
-	for i := range strs[:nstr] {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+	// The strings share one copy of their bytes (one allocation, not four).
+	var spans [4][2]int
+	off := 0
+	for i := range spans[:nstr] {
+		n, k := binary.Uvarint(b[off:])
+		if k <= 0 || n > uint64(len(b)-off-k) {
 			return Record{}, errCorruptRecord
 		}
-		strs[i] = string(b[k : k+int(n)])
-		b = b[k+int(n):]
+		spans[i] = [2]int{off + k, off + k + int(n)}
+		off += k + int(n)
 	}
+	hdr := string(b[:off])
+	var strs [4]string
+	for i, sp := range spans[:nstr] {
+		strs[i] = hdr[sp[0]:sp[1]]
+	}
+	b = b[off:]
 	if len(b) < 4*8 {
 		return Record{}, errCorruptRecord
 	}

@@ -29,3 +29,33 @@ func TestRecordVersions(t *testing.T) {
 		t.Fatalf("v2 round trip = %+v, %v", back, err)
 	}
 }
+
+// A truncated or garbled record is corrupt, never a panic or a record with
+// fields read from the wrong bytes.
+func TestRecordCorrupt(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := Record{ID: "id1", Subject: "alice", IdPSessionID: "p\x1fsid", Frontend: "p",
+		Created: ts, LastSeen: ts, IdleExpiry: ts, AbsoluteExpiry: ts, Sealed: []byte("sealed")}
+	b := marshalRecord(r)
+	back, err := unmarshalRecord(b)
+	if err != nil || back.ID != r.ID || back.Subject != r.Subject || back.IdPSessionID != r.IdPSessionID ||
+		back.Frontend != r.Frontend || !back.LastSeen.Equal(ts) || string(back.Sealed) != "sealed" {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+	fixed := len(b) - len(r.Sealed) // everything but the sealed payload
+	for n := range fixed {
+		if _, err := unmarshalRecord(b[:n]); err != errCorruptRecord {
+			t.Errorf("record cut to %d bytes: err = %v, want errCorruptRecord", n, err)
+		}
+	}
+	huge := append([]byte{recordVersion}, binary.AppendUvarint(nil, 1<<62)...)
+	if _, err := unmarshalRecord(append(huge, make([]byte, 64)...)); err != errCorruptRecord {
+		t.Errorf("string length past the end: err = %v", err)
+	}
+	// The record's bytes may be reused by the store (bolt's are only valid
+	// in the transaction): nothing decoded may alias them.
+	clear(b)
+	if back.Subject != "alice" || string(back.Sealed) != "sealed" {
+		t.Errorf("decoded record aliases the stored bytes: %+v", back)
+	}
+}

@@ -46,7 +46,16 @@ type payload struct {
 // one-frontend form) keeps the original data, so its sessions survive an
 // upgrade.
 func additionalData(id, sub, sid, frontend string) []byte {
-	b := make([]byte, 0, 40+len(id)+len(sub)+len(sid)+len(frontend)+4*binary.MaxVarintLen64)
+	return appendAdditionalData(make([]byte, 0, additionalDataCap(id, sub, sid, frontend)), id, sub, sid, frontend)
+}
+
+// additionalDataCap bounds the length of additionalData.
+func additionalDataCap(id, sub, sid, frontend string) int {
+	return 40 + len(id) + len(sub) + len(sid) + len(frontend) + 4*binary.MaxVarintLen64
+}
+
+// appendAdditionalData appends additionalData to b.
+func appendAdditionalData(b []byte, id, sub, sid, frontend string) []byte {
 	b = append(b, "gatehouse session v1"...)
 	for _, f := range [...]string{id, sub, sid} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
@@ -140,12 +149,17 @@ func openFor(h Handle, rec Record, frontend string) (*Session, error) {
 		return nil, ErrNotFound
 	}
 	sid := idpSID(rec.IdPSessionID, frontend)
-	pt, err := aead.Open(nil, rec.Sealed[1:1+ns], rec.Sealed[1+ns:], additionalData(h.ID(), rec.Subject, sid, frontend))
+	// One buffer holds the additional data and, after it, the plaintext.
+	ct := rec.Sealed[1+ns:]
+	buf := make([]byte, 0, additionalDataCap(h.ID(), rec.Subject, sid, frontend)+len(ct)-aead.Overhead())
+	buf = appendAdditionalData(buf, h.ID(), rec.Subject, sid, frontend)
+	ad := buf[:len(buf):len(buf)]
+	pt, err := aead.Open(buf[len(buf):], rec.Sealed[1:1+ns], ct, ad)
 	if err != nil {
 		return nil, ErrNotFound
 	}
 	var p payload
-	err = json.Unmarshal(pt, &p)
+	err = decodePayload(pt, rec.Subject, sid, &p)
 	clear(pt)
 	if err != nil || p.Subject != rec.Subject || p.IdPSessionID != sid {
 		return nil, ErrNotFound
