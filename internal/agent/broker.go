@@ -56,7 +56,7 @@ type Options struct {
 	// invalidation message be lost, exactly as for sessions.
 	CacheTTL time.Duration
 	// CacheSize caps the number of cached grants (default
-	// session.DefaultCacheSize).
+	// DefaultGrantCacheSize).
 	CacheSize int
 	Now       func() time.Time
 	Logger    *slog.Logger
@@ -129,7 +129,7 @@ func New(o Options) (*Broker, error) {
 		ttl = session.DefaultCacheTTL
 	}
 	if size <= 0 {
-		size = session.DefaultCacheSize
+		size = DefaultGrantCacheSize
 	}
 	b.cache = newGrantCache(ttl, size)
 	b.origin = randomOrigin()

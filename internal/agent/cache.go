@@ -42,6 +42,11 @@ type grantEntry struct {
 
 const keyCheckLabel = "gatehouse agent key check"
 
+// DefaultGrantCacheSize caps the cached grants when Options.CacheSize is not
+// set: an entry is a grant and a handle, well under 1 KB, so 10 000 of them
+// stay within a few MB.
+const DefaultGrantCacheSize = 10_000
+
 // keyCheck is what the cache compares a token's key with: SHA-256 over a
 // label and the key, without allocating.
 func keyCheck(t *Token) [sha256.Size]byte {
