@@ -45,7 +45,7 @@ func scenarios() []scenario {
 			return e.sideBySide(ctx, "get-bolt", "authenticated GET, user token, full pipeline, bolt, one session"+e.generator(true), gatehouseConfig{store: "bolt"}, 1, getSmall)
 		}},
 		{"get-bolt-many", func(ctx context.Context, e *environment) ([]result, error) {
-			return e.sideBySide(ctx, "get-bolt-many", fmt.Sprintf("the same, %d sessions in random order", e.f.sessions), gatehouseConfig{store: "bolt"}, e.f.sessions, getSmall)
+			return e.sideBySide(ctx, "get-bolt-many", fmt.Sprintf("the same, %d sessions (JWT-sized tokens) in random order", e.f.sessions), gatehouseConfig{store: "bolt"}, e.f.sessions, getSmall)
 		}},
 		{"mixed-bolt", func(ctx context.Context, e *environment) ([]result, error) {
 			return e.sideBySide(ctx, "mixed-bolt", "10 KB JSON answers, 20% POSTs with 2 KB bodies, bolt", gatehouseConfig{store: "bolt"}, 1, mixed)
@@ -388,10 +388,7 @@ func seedSessions(ctx context.Context, path string, n int) ([]string, error) {
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				sub := "user-" + strconv.Itoa(i)
-				h, err := m.Create(ctx, &session.Session{Subject: sub,
-					Claims:      map[string]any{"sub": sub, "email_verified": true, "email": sub + "@example.com"},
-					AccessToken: secret.New("bench-access-token-" + sub), AccessTokenExpiry: time.Now().Add(6 * time.Hour), TokenType: "Bearer"})
+				h, err := m.Create(ctx, realisticSession(i))
 				if err != nil {
 					mu.Lock()
 					firstErr = err
@@ -407,6 +404,43 @@ func seedSessions(ctx context.Context, path string, n int) ([]string, error) {
 		return nil, firstErr
 	}
 	return cookies, ctx.Err()
+}
+
+// realisticSession is user i's session as a typical IdP fills it: JWT
+// access and ID tokens of about 900 bytes each (RS256, a dozen claims), an
+// opaque refresh token and a dozen claims, so that the store and the cache
+// are measured with what they hold in production, not with toy tokens.
+func realisticSession(i int) *session.Session {
+	sub := "user-" + strconv.Itoa(i)
+	jwt := func(kind string) string {
+		// header.payload.signature, base64url-sized: 36 + 480 + 342 characters.
+		return "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0." + fill(kind+sub, 480) + "." + fill("sig"+sub, 342)
+	}
+	return &session.Session{Subject: sub, IdPSessionID: "sid-" + sub,
+		Claims: map[string]any{"sub": sub, "email_verified": true, "email": sub + "@example.com",
+			"name": "User " + strconv.Itoa(i), "given_name": "User", "family_name": strconv.Itoa(i),
+			"preferred_username": sub, "locale": "en-GB", "zoneinfo": "Europe/London",
+			"iss": "https://idp.example.com", "aud": "gatehouse", "auth_time": float64(1764547200),
+			"groups": []any{"staff", "engineering"}},
+		AccessToken: secret.New(jwt("at")), IDToken: secret.New(jwt("id")), RefreshToken: secret.New(fill("rt"+sub, 64)),
+		AccessTokenExpiry: time.Now().Add(6 * time.Hour), TokenType: "Bearer", Scope: "openid profile email offline_access"}
+}
+
+// fill returns n base64url characters derived from seed.
+func fill(seed string, n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	b := make([]byte, n)
+	h := uint64(14695981039346656037)
+	for _, c := range []byte(seed) {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	for i := range b {
+		h ^= h << 13
+		h ^= h >> 7
+		h ^= h << 17
+		b[i] = alphabet[h&63]
+	}
+	return string(b)
 }
 
 // startRedis runs a throw-away redis-server for the Redis scenario.

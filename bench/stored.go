@@ -109,7 +109,7 @@ func (e *environment) storedSessions(ctx context.Context) ([]result, error) {
 	anonAfter, heapAfter := memNow()
 	runtime.KeepAlive(mc)
 	runtime.KeepAlive(handles)
-	return []result{{Scenario: "stored-sessions", What: fmt.Sprintf("%d sessions in bolt: uncached lookups through session.Manager (random order, 2 readers, in process), file size, memory per cached session (%d cached)", n, k),
+	return []result{{Scenario: "stored-sessions", What: fmt.Sprintf("%d sessions in bolt (JWT-sized access and ID tokens, a refresh token, 13 claims: about 3 KB sealed): uncached lookups through session.Manager (random order, 2 readers, in process), file size, memory per cached session (%d cached)", n, k),
 		Gatehouse: s, Extra: map[string]any{
 			"sessions": n, "seed_seconds": seedTime.Seconds(), "file_bytes": fi.Size(), "file_bytes_per_session": fi.Size() / int64(n),
 			"cached_sessions": k, "rss_anon_per_cached_session_bytes": (anonAfter - anonBefore) / int64(k),
