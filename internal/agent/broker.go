@@ -414,6 +414,10 @@ func (b *Broker) RevokeByID(ctx context.Context, id string) (Grant, error) {
 	return b.revoke(ctx, id, "", "admin_revoke", []string{"admin"})
 }
 
+// Forget drops grant id from this broker's cache (it was revoked through
+// another broker of this process); the next request reads the store.
+func (b *Broker) Forget(id string) { b.cache.drop(id) }
+
 func (b *Broker) revoke(ctx context.Context, id, sessionID, reason string, by []string) (Grant, error) {
 	if len(id) != publicIDLen {
 		return Grant{}, ErrNotFound

@@ -279,11 +279,18 @@ func (fe *frontend) buildAgents(g *Gateway, authz map[string]*policy.Authorizer)
 	if err != nil {
 		return err
 	}
-	// CacheTTL left zero: the grant cache takes session.DefaultCacheTTL, the
-	// TTL fe.sessions caches with, so a lost invalidation leaves a revoked
-	// grant usable no longer than a revoked session.
+	// Grants are cached only in a store no other instance writes (bolt,
+	// memory): every revocation then happens in this process and drops the
+	// entry at once. With a shared store (Redis) an agent token is a bearer
+	// credential in a less trusted party's hands, and a revocation on one
+	// instance must stop it on all of them on the next request, not when a
+	// pub/sub message arrives: the grant is read on every request.
+	var grantTTL time.Duration // 0: session.DefaultCacheTTL
+	if _, shared := grants.(session.Notifier); shared {
+		grantTTL = -1
+	}
 	b, err := agent.New(agent.Options{
-		Store: grants, Sessions: fe.sessions, Delegable: delegable(cfg),
+		Store: grants, Sessions: fe.sessions, Delegable: delegable(cfg), CacheTTL: grantTTL,
 		MaxTTL: cfg.Agents.MaxTTL, DefaultTTL: cfg.Agents.DefaultTTL, MaxPerSession: cfg.Agents.MaxTokensPerSession,
 		Audit: g.audit, Client: cfg.Client, Now: g.opts.Now, Logger: g.log.With("component", "agents", "client", cfg.Client),
 	})
@@ -324,14 +331,19 @@ func (g *Gateway) grantStore() (session.Store, error) {
 }
 
 // agentsAdmin is the admin API's view of the generation's brokers. Grants
-// live in the one grant store, so any broker lists a subject's grants (of
-// every frontend) and revokes one by id.
-type agentsAdmin struct{ b *agent.Broker }
+// live in the one grant store, so the first broker lists a subject's grants
+// (of every frontend) and revokes one by id; the others then forget it too,
+// since only the broker of the grant's own frontend can have cached it.
+type agentsAdmin struct{ bs []*agent.Broker }
 
 func (a agentsAdmin) ListBySubject(ctx context.Context, sub string) ([]agent.Grant, error) {
-	return a.b.ListBySubject(ctx, sub)
+	return a.bs[0].ListBySubject(ctx, sub)
 }
 
 func (a agentsAdmin) RevokeByID(ctx context.Context, id string) (agent.Grant, error) {
-	return a.b.RevokeByID(ctx, id)
+	g, err := a.bs[0].RevokeByID(ctx, id)
+	for _, b := range a.bs[1:] {
+		b.Forget(id)
+	}
+	return g, err
 }

@@ -693,11 +693,14 @@ func (gen *generation) adminHandler() http.Handler {
 		Audit: g.audit, Client: clients[0], Clients: clients, Logger: g.log.With("component", "admin"),
 		ListenAddr: g.cfg.AdminListen,
 	}
+	var brokers []*agent.Broker
 	for _, fe := range gen.fronts {
-		if fe.agents != nil { // never a typed nil in the interface
-			ao.Agents = agentsAdmin{fe.agents}
-			break
+		if fe.agents != nil {
+			brokers = append(brokers, fe.agents)
 		}
+	}
+	if len(brokers) > 0 { // never a typed nil in the interface
+		ao.Agents = agentsAdmin{brokers}
 	}
 	admin.Register(mux, ao)
 	return admin.CheckHost(mux, g.cfg.AdminListen)
