@@ -91,6 +91,7 @@ func (e *environment) storedSessions(ctx context.Context) ([]result, error) {
 	cached := opts
 	cached.CacheTTL = time.Hour
 	cached.CacheSize = k
+	cached.CacheMemory = 8 << 30 // room for all k: the figure is what each costs, not the default bound
 	// Closing a Manager closes its store: open the file again.
 	if st, err = session.OpenBoltStore(path, session.BoltOptions{SweepInterval: -1}); err != nil {
 		return nil, err
