@@ -1,12 +1,13 @@
 // Package jsonscan reads JSON text (RFC 8259) token by token, strictly as
 // encoding/json accepts it, without reflection and without allocating
-// beyond the strings it returns. It is for hot paths that read a known
-// shape by hand (a DPoP proof's claims, a sealed session payload): the
-// caller walks the text with a Scanner and decides what each member means,
-// which names it takes, what a duplicate is; jsonscan gets the tokens right
-// (white space, literals, strings and their escapes, numbers, skipping a
-// whole value), written once because that is where a hand-written reader
-// goes wrong.
+// beyond the strings it returns (and a scratch buffer for a string with
+// escapes that decodes to more than 128 bytes). It is for hot paths that
+// read a known shape by hand (a DPoP proof's claims, a sealed session
+// payload): the caller walks the text with a Scanner and decides what each
+// member means, which names it takes, what a duplicate is; jsonscan gets
+// the tokens right (white space, literals, strings and their escapes,
+// numbers, skipping a whole value), written once because that is where a
+// hand-written reader goes wrong.
 package jsonscan
 
 import (
@@ -273,7 +274,9 @@ func hex4[T Text](h T) rune {
 // is replaced).
 func unquote[T Text](raw T, size int, invalid bool) string {
 	// Decoded in a buffer on the stack, the string is the one allocation;
-	// a longer one takes a second.
+	// a longer one takes a second, as every one does in encoding/json.
+	// (strings.Builder would save it, but is slower for the short strings
+	// that are the rule.)
 	var buf [128]byte
 	b := buf[:0]
 	if size > len(buf) {

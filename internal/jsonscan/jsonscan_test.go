@@ -258,7 +258,8 @@ func TestSpecial(t *testing.T) {
 }
 
 // The readers allocate only for the strings they return: none for a plain
-// string read from a string, one for any other string.
+// string read from a string, one for any other string, but two for one
+// with escapes that decodes to more than 128 bytes.
 func TestAllocations(t *testing.T) {
 	longEscaped := `"` + strings.Repeat("x", 200) + `\n"`
 	plainBytes := []byte(`"e1j3V_bKic8-LAEB"`)
