@@ -4,11 +4,12 @@
 // go-jose parses the JWS and its jwk, once per distinct encoded header (a
 // client's proofs share theirs; the result is cached by the exact bytes);
 // every proof's signature is verified here with the standard library, and
-// its claims are read by a small strict JSON reader (claims.go), so that a
-// request costs one signature verification and little else. The checks RFC
-// 9449 §4.3 adds (one header, typ, public key only, htm, htu, iat window,
-// jti replay, ath, key binding) are written here because the Go DPoP
-// libraries we looked at miss replay, multiple-header or query handling.
+// its claims are read by a small strict JSON reader (claims.go, on
+// internal/jsonscan), so that a request costs one signature verification
+// and little else. The checks RFC 9449 §4.3 adds (one header, typ, public
+// key only, htm, htu, iat window, jti replay, ath, key binding) are written
+// here because the Go DPoP libraries we looked at miss replay,
+// multiple-header or query handling.
 package dpop
 
 import (
