@@ -2,6 +2,7 @@ package dpop
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -67,7 +68,7 @@ func FuzzParseClaims(f *testing.F) {
 		`{"jti":"a1","htm":"GET","htu":"https://x/p","iat":1700000000,"ath":"h"}`,
 		`{"jti":"a\"b\\c\/d\u00e9\n","htu":"\ud83d\ude00","x":[1,{"y":null}]}`,
 		`{"jti":"\ud800\u0041","iat":-1.5E+3}`,
-		`{"iat":null,"ath":null}`, `{}`, `[]`, `{"jti":1}`,
+		`{"iat":null,"ath":null}`, `{}`, `[]`, `{"jti":1}`, `{"x":1e400}`, `{"iat":1e400}`,
 	} {
 		f.Add(s)
 	}
@@ -76,6 +77,12 @@ func FuzzParseClaims(f *testing.F) {
 		var m map[string]any
 		jsonErr := json.Unmarshal([]byte(s), &m)
 		if ok {
+			var rangeErr *json.UnmarshalTypeError
+			if errors.As(jsonErr, &rangeErr) && json.Valid([]byte(s)) {
+				// A number beyond float64 in a member nobody reads: parseClaims skips
+				// it, as encoding/json does decoding into a struct; only a map refuses.
+				return
+			}
 			if jsonErr != nil || m == nil {
 				t.Fatalf("accepted %q, which encoding/json refuses: %v", s, jsonErr)
 			}
