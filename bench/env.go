@@ -187,6 +187,7 @@ type gatehouseConfig struct {
 	store      string // bolt | redis
 	redisURL   string
 	durability string // "" = default
+	cacheMem   string // session.cache_memory; "" = default
 	extraYAML  string // appended (routes, composites, ...)
 }
 
@@ -222,7 +223,7 @@ identity:
   client_id: bench
   client_secret: ${file:client-secret}
 session:
-` + store + `  cookie_name: gatehouse
+` + store + cacheMem(gc.cacheMem) + `  cookie_name: gatehouse
   idle_timeout: 2h
   absolute_timeout: 12h
 ` + audit + `admin:
@@ -257,6 +258,14 @@ rate_limits:
 		return nil, fmt.Errorf("gatehouse: %w\n%s", err, c.out.String())
 	}
 	return c, nil
+}
+
+// cacheMem is the session.cache_memory line, when set.
+func cacheMem(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "  cache_memory: " + v + "\n"
 }
 
 // login signs alice in at the real OP through Gatehouse and returns her
