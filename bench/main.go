@@ -59,7 +59,7 @@ func main() {
 	listen := flag.String("listen", "", "internal: the bare proxy's address")
 	stats := flag.String("stats", "", "internal: the bare proxy's metrics address")
 	var f flags
-	flag.DurationVar(&f.duration, "duration", 4*time.Second, "length of one measured round")
+	flag.DurationVar(&f.duration, "duration", 3*time.Second, "length of one measured round")
 	flag.IntVar(&f.rounds, "rounds", 2, "rounds per target (alternating bare, gatehouse)")
 	flag.IntVar(&f.conns, "conns", 32, "concurrent connections (closed loop)")
 	flag.StringVar(&f.only, "only", "", "comma-separated scenario names to run (default: all)")
