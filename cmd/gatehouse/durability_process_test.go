@@ -271,6 +271,11 @@ func TestSIGKILLUnderLoadLosesNoRecord(t *testing.T) {
 				}
 			}
 			_, seen := e.missing(time.Now())
+			// A kill can land in the middle of a write (the kernel cuts a write short for a
+			// fatal signal): the records of that batch were not yet answered, so nothing was
+			// forwarded on them, and the next start cuts the torn line and says so. Start
+			// once more, as a supervisor would, before verifying the whole chain.
+			e.start().stopCleanly(t, "exit")
 			out := e.verify()
 			t.Logf("%d forwarded requests over 10 kills; verify: %s", seen, out)
 		})
