@@ -151,25 +151,9 @@ func (e *environment) nativeDPoP(ctx context.Context) ([]result, error) {
 		pr, _ := app.proof(http.MethodGet, htu, handle)
 		return request{method: http.MethodGet, path: "/api/profile/me", auth: "DPoP " + handle, dpop: pr}
 	}
-	var bareRounds, ghRounds []round
-	for i := 0; i < e.f.rounds; i++ {
-		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
-		if err != nil {
-			return nil, err
-		}
-		bareRounds = append(bareRounds, r)
-		if r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w); err != nil {
-			return nil, err
-		}
-		ghRounds = append(ghRounds, r)
-	}
-	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if err := successesOnly(p.gh, g); err != nil {
+	res, err := e.alternate(p, "get-dpop", "authenticated GET from a native app: DPoP-bound ghn_ handle, a fresh ES256 proof per request (signed by the benchmark for both targets), bolt", e.closedLoop(ctx, w))
+	if err != nil {
 		return nil, err
-	}
-	res := result{Scenario: "get-dpop", What: "authenticated GET from a native app: DPoP-bound ghn_ handle, a fresh ES256 proof per request (signed by the benchmark for both targets), bolt", Bare: &b, Gatehouse: g}
-	if b.RPS > 0 {
-		res.Ratio = g.RPS / b.RPS
 	}
 	return []result{res}, nil
 }

@@ -167,26 +167,9 @@ func (e *environment) sideBySide(ctx context.Context, name, what string, gc gate
 			return nil, err
 		}
 	}
-	var bareRounds, ghRounds []round
-	for i := 0; i < e.f.rounds; i++ {
-		r, err := one(p.bare)
-		if err != nil {
-			return nil, err
-		}
-		bareRounds = append(bareRounds, r)
-		r, err = one(p.gh)
-		if err != nil {
-			return nil, err
-		}
-		ghRounds = append(ghRounds, r)
-	}
-	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if err := successesOnly(p.gh, g); err != nil {
+	res, err := e.alternate(p, name, what, one)
+	if err != nil {
 		return nil, err
-	}
-	res := result{Scenario: name, What: what, Bare: &b, Gatehouse: g}
-	if b.RPS > 0 {
-		res.Ratio = g.RPS / b.RPS
 	}
 	if e.f.profile != "" {
 		if err := e.profileRound(ctx, name, p.gh, w); err != nil {
@@ -194,6 +177,37 @@ func (e *environment) sideBySide(ctx context.Context, name, what string, gc gate
 		}
 	}
 	return []result{res}, nil
+}
+
+// alternate runs e.f.rounds rounds against the bare proxy and Gatehouse in
+// turn with one, and returns the side-by-side result (successes only).
+func (e *environment) alternate(p *pair, name, what string, one func(*child) (round, error)) (result, error) {
+	var bareRounds, ghRounds []round
+	for i := 0; i < e.f.rounds; i++ {
+		r, err := one(p.bare)
+		if err != nil {
+			return result{}, err
+		}
+		bareRounds = append(bareRounds, r)
+		if r, err = one(p.gh); err != nil {
+			return result{}, err
+		}
+		ghRounds = append(ghRounds, r)
+	}
+	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
+	if err := successesOnly(p.gh, g); err != nil {
+		return result{}, err
+	}
+	res := result{Scenario: name, What: what, Bare: &b, Gatehouse: g}
+	if b.RPS > 0 {
+		res.Ratio = g.RPS / b.RPS
+	}
+	return res, nil
+}
+
+// closedLoop is the round alternate runs by default: drive with w.
+func (e *environment) closedLoop(ctx context.Context, w workload) func(*child) (round, error) {
+	return func(target *child) (round, error) { return drive(ctx, e, target, e.f.conns, e.f.duration, w) }
 }
 
 // warmSessions sends one GET with each cookie to target, conns at a time.
@@ -257,25 +271,9 @@ func (e *environment) agentToken(ctx context.Context) ([]result, error) {
 	w := func(*rand.Rand) request {
 		return request{method: http.MethodGet, path: "/api/profile/me", auth: "Bearer " + tok}
 	}
-	var bareRounds, ghRounds []round
-	for i := 0; i < e.f.rounds; i++ {
-		r, err := drive(ctx, e, p.bare, e.f.conns, e.f.duration, w)
-		if err != nil {
-			return nil, err
-		}
-		bareRounds = append(bareRounds, r)
-		if r, err = drive(ctx, e, p.gh, e.f.conns, e.f.duration, w); err != nil {
-			return nil, err
-		}
-		ghRounds = append(ghRounds, r)
-	}
-	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if err := successesOnly(p.gh, g); err != nil {
+	res, err := e.alternate(p, "get-agent", "authenticated GET with an agent token (gha_, minted at /bff/agents/tokens), bolt", e.closedLoop(ctx, w))
+	if err != nil {
 		return nil, err
-	}
-	res := result{Scenario: "get-agent", What: "authenticated GET with an agent token (gha_, minted at /bff/agents/tokens), bolt", Bare: &b, Gatehouse: g}
-	if b.RPS > 0 {
-		res.Ratio = g.RPS / b.RPS
 	}
 	return []result{res}, nil
 }
@@ -378,23 +376,13 @@ func (e *environment) halfPeakLatency(ctx context.Context) ([]result, error) {
 	}
 	peakB, peakG := float64(rb.requests)/rb.elapsed.Seconds(), float64(rg.requests)/rg.elapsed.Seconds()
 	rate := min(peakB, peakG) * e.f.loadFraction
-	var bareRounds, ghRounds []round
-	for i := 0; i < e.f.rounds; i++ {
-		r, err := driveOpen(ctx, e, p.bare, rate, e.f.duration, w)
-		if err != nil {
-			return nil, err
-		}
-		bareRounds = append(bareRounds, r)
-		r, err = driveOpen(ctx, e, p.gh, rate, e.f.duration, w)
-		if err != nil {
-			return nil, err
-		}
-		ghRounds = append(ghRounds, r)
-	}
-	b, g := summarize("bare", bareRounds), summarize("gatehouse", ghRounds)
-	if err := successesOnly(p.gh, g); err != nil {
+	res, err := e.alternate(p, "half-peak", "", func(target *child) (round, error) {
+		return driveOpen(ctx, e, target, rate, e.f.duration, w)
+	})
+	if err != nil {
 		return nil, err
 	}
+	b, g := *res.Bare, res.Gatehouse
 	return []result{{Scenario: "half-peak", What: fmt.Sprintf("open loop at %.2f of the lower closed-loop peak (%.0f req/s; peaks %.0f bare, %.0f gatehouse), authenticated GET, bolt; latency counted from each request's scheduled start", e.f.loadFraction, rate, peakB, peakG),
 		Bare: &b, Gatehouse: g, Ratio: g.RPS / b.RPS,
 		Extra: map[string]any{"rate": rate, "peak_bare": peakB, "peak_gatehouse": peakG,
